@@ -1,0 +1,1 @@
+"""replbot: chat-ops for PostgreSQL streaming replication."""
