@@ -1,0 +1,296 @@
+"""psycopg 3 adapter for the Postgres port: all of replbot's SQL lives here.
+
+Each call opens a short-lived autocommit connection with a connect timeout and a
+statement timeout, so a dead or slow node costs at most ``query_timeout`` seconds and never
+blocks the others. Every value is a bound parameter; version-dependent columns are chosen
+from constants by ``server_version_num`` (PostgreSQL 13 and newer are supported).
+Library errors are translated into :mod:`bot.errors` with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
+
+from bot.config import NodeConfig
+from bot.errors import NodeUnavailable, SlotActive, SlotAlreadyExists, SlotError, SlotNotFound
+from bot.models import HbaRule, PrimaryStatus, SlotInfo, WalReceiverStatus, WalSender
+
+MIN_SUPPORTED_VERSION = 130000
+
+_IDENTITY_SQL = """
+SELECT pg_catalog.pg_is_in_recovery(),
+       pg_catalog.current_setting('server_version'),
+       pg_catalog.current_setting('server_version_num')::int,
+       CASE WHEN pg_catalog.pg_is_in_recovery()
+            THEN pg_catalog.pg_last_wal_replay_lsn()
+            ELSE pg_catalog.pg_current_wal_lsn() END::text,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))
+                 ::bit(32)::int END
+"""
+
+_WALSENDERS_SQL = """
+SELECT r.pid, coalesce(r.application_name, ''), r.client_addr::text, r.state,
+       r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
+       r.write_lag, r.flush_lag, r.replay_lag, r.sync_state, s.slot_name::text,
+       CASE WHEN pg_catalog.pg_is_in_recovery() OR r.replay_lsn IS NULL THEN NULL
+            ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.replay_lsn) END
+  FROM pg_catalog.pg_stat_replication r
+  LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid
+ ORDER BY r.pid
+"""
+
+_RECEIVER_SQL = """
+SELECT pg_catalog.pg_is_in_recovery(),
+       pg_catalog.current_setting('server_version'),
+       pg_catalog.current_setting('server_version_num')::int,
+       w.status, w.slot_name::text, w.sender_host, w.sender_port,
+       w.written_lsn::text, w.flushed_lsn::text,
+       pg_catalog.pg_last_wal_replay_lsn()::text,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
+            WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0
+            ELSE extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
+       END
+  FROM (SELECT 1) AS one
+  LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true
+"""
+
+_SLOTS_SQL = """
+SELECT slot_name::text, slot_type, active, active_pid, restart_lsn::text,
+       CASE WHEN restart_lsn IS NULL THEN NULL
+            ELSE pg_catalog.pg_wal_lsn_diff(
+                   CASE WHEN pg_catalog.pg_is_in_recovery()
+                        THEN pg_catalog.pg_last_wal_receive_lsn()
+                        ELSE pg_catalog.pg_current_wal_lsn() END, restart_lsn) END,
+       wal_status, safe_wal_size, {inactive_since}, {invalidation_reason}
+  FROM pg_catalog.pg_replication_slots
+ ORDER BY slot_name
+"""
+
+_SETTINGS_SQL = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
+
+_HBA_SQL = """
+SELECT line_number, type, database, user_name, address, auth_method, error
+  FROM pg_catalog.pg_hba_file_rules
+ WHERE 'replication' = ANY(database) OR 'all' = ANY(database) OR error IS NOT NULL
+ ORDER BY line_number
+"""
+
+_USAGE_SQL = """
+SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
+       (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int
+"""
+
+
+class PsycopgPostgres:
+    """The Postgres port over psycopg 3 (async), one short connection per call."""
+
+    def __init__(self, query_timeout_s: float = 10.0, application_name: str = "replbot") -> None:
+        self._timeout = query_timeout_s
+        self._application_name = application_name
+
+    @asynccontextmanager
+    async def _connect(self, node: NodeConfig) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(self._timeout)),
+            "application_name": self._application_name,
+            "options": f"-c statement_timeout={int(self._timeout * 1000)}",
+        }
+        if node.password is not None:
+            kwargs["password"] = node.password.reveal()
+        try:
+            async with asyncio.timeout(self._timeout + 1):
+                conn = await psycopg.AsyncConnection.connect(node.dsn, **kwargs)
+        except TimeoutError as exc:
+            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+        except psycopg.Error as exc:
+            raise NodeUnavailable(node.name, _reason(exc)) from exc
+        try:
+            if conn.info.server_version < MIN_SUPPORTED_VERSION:
+                raise NodeUnavailable(
+                    node.name, f"PostgreSQL {conn.info.server_version} is older than 13"
+                )
+            yield conn
+        except pg_errors.QueryCanceled as exc:
+            raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+        except psycopg.OperationalError as exc:
+            raise NodeUnavailable(node.name, _reason(exc)) from exc
+        finally:
+            await conn.close()
+
+    async def _fetch(
+        self, node: NodeConfig, sql: str, params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        async with self._connect(node) as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
+        """pg_is_in_recovery, version, timeline, current LSN and pg_stat_replication."""
+        async with self._connect(node) as conn:
+            ident = await (await conn.execute(_IDENTITY_SQL)).fetchone()
+            senders = await (await conn.execute(_WALSENDERS_SQL)).fetchall()
+        assert ident is not None
+        return PrimaryStatus(
+            node=node.name,
+            in_recovery=bool(ident[0]),
+            server_version=str(ident[1]),
+            server_version_num=int(ident[2]),
+            current_lsn=ident[3],
+            timeline=ident[4],
+            walsenders=tuple(_walsender(row) for row in senders),
+        )
+
+    async def replica_status(self, node: NodeConfig) -> WalReceiverStatus:
+        """pg_stat_wal_receiver and replay position of a replica."""
+        rows = await self._fetch(node, _RECEIVER_SQL)
+        row = rows[0]
+        return WalReceiverStatus(
+            node=node.name,
+            in_recovery=bool(row[0]),
+            server_version=str(row[1]),
+            server_version_num=int(row[2]),
+            receiver_status=row[3],
+            slot_name=row[4],
+            sender_host=row[5],
+            sender_port=row[6],
+            written_lsn=row[7],
+            flushed_lsn=row[8],
+            replay_lsn=row[9],
+            replay_delay_s=_float(row[10]),
+        )
+
+    async def slots(self, node: NodeConfig) -> list[SlotInfo]:
+        """pg_replication_slots with retained WAL, adapted to the server version."""
+        async with self._connect(node) as conn:
+            if conn.info.server_version >= 170000:
+                sql = _SLOTS_SQL.format(
+                    inactive_since="inactive_since", invalidation_reason="invalidation_reason"
+                )
+            else:
+                sql = _SLOTS_SQL.format(
+                    inactive_since="NULL::timestamptz", invalidation_reason="NULL::text"
+                )
+            rows = await (await conn.execute(sql)).fetchall()
+        return [
+            SlotInfo(
+                name=row[0],
+                slot_type=row[1],
+                active=bool(row[2]),
+                active_pid=row[3],
+                restart_lsn=row[4],
+                retained_bytes=_int(row[5]),
+                wal_status=row[6],
+                safe_wal_size=_int(row[7]),
+                inactive_since=row[8],
+                invalidation_reason=row[9],
+            )
+            for row in rows
+        ]
+
+    async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
+        """Current values of the named settings (missing names are absent)."""
+        rows = await self._fetch(node, _SETTINGS_SQL, (list(names),))
+        return {str(name): str(value) for name, value in rows}
+
+    async def replication_hba_rules(self, node: NodeConfig) -> list[HbaRule] | None:
+        """pg_hba lines that may allow replication; None when the role may not read them."""
+        try:
+            rows = await self._fetch(node, _HBA_SQL)
+        except pg_errors.InsufficientPrivilege:
+            return None
+        return [
+            HbaRule(
+                line_number=int(row[0] or 0),
+                type=str(row[1] or ""),
+                databases=tuple(row[2] or ()),
+                users=tuple(row[3] or ()),
+                address=row[4],
+                auth_method=str(row[5] or ""),
+                error=row[6],
+            )
+            for row in rows
+        ]
+
+    async def usage_counts(self, node: NodeConfig) -> tuple[int, int]:
+        """(walsenders in use, replication slots in use)."""
+        rows = await self._fetch(node, _USAGE_SQL)
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def create_physical_slot(self, node: NodeConfig, slot: str) -> None:
+        """Create a physical slot; SlotAlreadyExists if it exists."""
+        try:
+            await self._fetch(
+                node, "SELECT pg_catalog.pg_create_physical_replication_slot(%s)::text", (slot,)
+            )
+        except pg_errors.DuplicateObject as exc:
+            raise SlotAlreadyExists(f"slot {slot} already exists on {node.name}") from exc
+        except pg_errors.InsufficientPrivilege as exc:
+            raise SlotError(
+                f"permission denied on {node.name}: the bot's role needs REPLICATION"
+            ) from exc
+        except pg_errors.ConfigurationLimitExceeded as exc:
+            raise SlotError(
+                f"all replication slots on {node.name} are in use (max_replication_slots)"
+            ) from exc
+
+    async def drop_slot(self, node: NodeConfig, slot: str) -> None:
+        """Drop a slot; SlotNotFound / SlotActive when refused."""
+        try:
+            await self._fetch(node, "SELECT pg_catalog.pg_drop_replication_slot(%s)::text", (slot,))
+        except pg_errors.UndefinedObject as exc:
+            raise SlotNotFound(f"slot {slot} does not exist on {node.name}") from exc
+        except pg_errors.ObjectInUse as exc:
+            raise SlotActive(f"slot {slot} is active on {node.name}; stop its user first") from exc
+        except pg_errors.InsufficientPrivilege as exc:
+            raise SlotError(
+                f"permission denied on {node.name}: the bot's role needs REPLICATION"
+            ) from exc
+
+
+def _walsender(row: Sequence[Any]) -> WalSender:
+    return WalSender(
+        pid=int(row[0]),
+        application_name=str(row[1]),
+        client_addr=row[2],
+        state=row[3],
+        sent_lsn=row[4],
+        write_lsn=row[5],
+        flush_lsn=row[6],
+        replay_lsn=row[7],
+        write_lag_s=_seconds(row[8]),
+        flush_lag_s=_seconds(row[9]),
+        replay_lag_s=_seconds(row[10]),
+        sync_state=row[11],
+        slot_name=row[12],
+        replay_lag_bytes=_int(row[13]),
+    )
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def _int(value: Decimal | int | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float(value: Decimal | float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """First line of a libpq/server error: never contains a password."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,455 @@
+"""Configuration: one TOML file -> typed, frozen, validated objects.
+
+Every problem is reported as :class:`bot.errors.ConfigError` whose key is the dotted path of the
+offending value, e.g. ``clusters.main.nodes.pg2.slot: 'Pg-2' is not a valid slot name``.
+Secrets (the bot token, node passwords) are held in :class:`Secret`, which never prints itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+from bot.models import NodeRole, Role
+
+SLOT_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+TOKEN_ENV = "REPLBOT_TELEGRAM_TOKEN"  # noqa: S105 (a variable name)
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+
+
+class Secret:
+    """A string that must never be shown: ``str()``/``repr()`` give a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value, for the one adapter call that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """How the bot reaches a replica host over SSH (host keys are always verified)."""
+
+    host: str
+    port: int
+    user: str
+    key_file: Path
+    known_hosts: Path
+
+
+@dataclass(frozen=True)
+class ReplicationSource:
+    """How a replica host connects to its primary for pg_basebackup / streaming."""
+
+    host: str
+    port: int
+    user: str
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One PostgreSQL server of a cluster."""
+
+    name: str
+    role: NodeRole
+    dsn: str
+    password: Secret | None = None
+    slot: str | None = None
+    data_dir: Path | None = None
+    pg_bin_dir: Path | None = None
+    start_command: str | None = None
+    stop_command: str | None = None
+    ssh: SshConfig | None = None
+    replication: ReplicationSource | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A primary and its replicas."""
+
+    name: str
+    nodes: tuple[NodeConfig, ...]
+
+    @property
+    def primary(self) -> NodeConfig:
+        """The one node configured as primary."""
+        return next(n for n in self.nodes if n.role is NodeRole.PRIMARY)
+
+    @property
+    def replicas(self) -> tuple[NodeConfig, ...]:
+        """The nodes configured as replicas, in config order."""
+        return tuple(n for n in self.nodes if n.role is NodeRole.REPLICA)
+
+    def node(self, name: str) -> NodeConfig | None:
+        """The node called ``name``, or None."""
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """A Telegram user allowed to talk to the bot."""
+
+    id: int
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """Bot API access and chat policy."""
+
+    token: Secret | None = None
+    base_url: str = DEFAULT_BASE_URL
+    alert_chat_ids: tuple[int, ...] = ()
+    allowed_chat_ids: tuple[int, ...] = ()
+    confirm_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Where the audit log lives."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole validated configuration."""
+
+    telegram: TelegramConfig
+    audit: AuditConfig
+    users: tuple[UserConfig, ...]
+    clusters: tuple[ClusterConfig, ...]
+    query_timeout_s: float = 10.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def cluster(self, name: str) -> ClusterConfig | None:
+        """The cluster called ``name``, or None."""
+        return next((c for c in self.clusters if c.name == name), None)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read and validate the TOML file at ``path``; raise ConfigError naming the bad key."""
+    env = os.environ if environ is None else environ
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read config file ({exc.strerror})") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+    return parse_config(data, env)
+
+
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
+    """Validate an already-parsed TOML document (see :func:`load_config`)."""
+    _only_keys("", data, {"telegram", "audit", "users", "clusters", "bot"})
+    telegram = _parse_telegram(_table(data, "telegram", required=False), environ)
+    audit_table = _table(data, "audit")
+    _only_keys("audit", audit_table, {"path"})
+    audit = AuditConfig(path=Path(_str(audit_table, "audit", "path")))
+    bot_table = _table(data, "bot", required=False)
+    _only_keys("bot", bot_table, {"query_timeout"})
+    query_timeout = _number(bot_table, "bot", "query_timeout", default=10.0, minimum=0.5)
+
+    users = _parse_users(data.get("users", []))
+    clusters = _parse_clusters(data.get("clusters"), environ)
+    return AppConfig(
+        telegram=telegram,
+        audit=audit,
+        users=users,
+        clusters=clusters,
+        query_timeout_s=query_timeout,
+    )
+
+
+def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> TelegramConfig:
+    _only_keys(
+        "telegram",
+        table,
+        {"token", "base_url", "alert_chat_ids", "allowed_chat_ids", "confirm_timeout"},
+    )
+    token_text = environ.get(TOKEN_ENV) or _opt_str(table, "telegram", "token")
+    token = Secret(token_text) if token_text else None
+    base_url = _opt_str(table, "telegram", "base_url") or DEFAULT_BASE_URL
+    if not re.match(r"^https?://[^\s/]+", base_url):
+        raise ConfigError("telegram.base_url", f"{base_url!r} is not an http(s) URL")
+    return TelegramConfig(
+        token=token,
+        base_url=base_url,
+        alert_chat_ids=_int_list(table, "telegram", "alert_chat_ids"),
+        allowed_chat_ids=_int_list(table, "telegram", "allowed_chat_ids"),
+        confirm_timeout_s=_number(table, "telegram", "confirm_timeout", default=60.0, minimum=5),
+    )
+
+
+def _parse_users(value: Any) -> tuple[UserConfig, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("users", "must be an array of tables ([[users]])")
+    users: list[UserConfig] = []
+    seen: set[int] = set()
+    for index, item in enumerate(value):
+        key = f"users[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(key, "must be a table")
+        _only_keys(key, item, {"id", "name", "role"})
+        user_id = item.get("id")
+        if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
+            raise ConfigError(f"{key}.id", "must be a positive numeric Telegram user id")
+        if user_id in seen:
+            raise ConfigError(f"{key}.id", f"duplicate user id {user_id}")
+        seen.add(user_id)
+        name = _str(item, key, "name")
+        role_text = _str(item, key, "role")
+        try:
+            role = Role.parse(role_text)
+        except ValueError:
+            raise ConfigError(
+                f"{key}.role", f"unknown role {role_text!r} (viewer, operator, admin)"
+            ) from None
+        users.append(UserConfig(id=user_id, name=name, role=role))
+    return tuple(users)
+
+
+def _parse_clusters(value: Any, environ: Mapping[str, str]) -> tuple[ClusterConfig, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError("clusters", "missing: at least one [[clusters]] table is required")
+    clusters: list[ClusterConfig] = []
+    names: set[str] = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"clusters[{index}]", "must be a table")
+        name = item.get("name")
+        key = f"clusters.{name}" if isinstance(name, str) and name else f"clusters[{index}]"
+        _only_keys(key, item, {"name", "nodes"})
+        name = _str(item, key, "name")
+        if not NODE_NAME_RE.match(name):
+            raise ConfigError(f"{key}.name", f"{name!r} is not a valid name")
+        if name in names:
+            raise ConfigError(f"{key}.name", f"duplicate cluster name {name!r}")
+        names.add(name)
+        clusters.append(
+            ClusterConfig(name=name, nodes=_parse_nodes(key, item.get("nodes"), environ))
+        )
+    return tuple(clusters)
+
+
+def _parse_nodes(
+    cluster_key: str, value: Any, environ: Mapping[str, str]
+) -> tuple[NodeConfig, ...]:
+    key = f"{cluster_key}.nodes"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, "missing: a cluster needs [[clusters.nodes]] tables")
+    nodes: list[NodeConfig] = []
+    names: set[str] = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}[{index}]", "must be a table")
+        raw_name = item.get("name")
+        node_key = (
+            f"{key}.{raw_name}" if isinstance(raw_name, str) and raw_name else f"{key}[{index}]"
+        )
+        node = _parse_node(node_key, item, environ)
+        if node.name in names:
+            raise ConfigError(f"{node_key}.name", f"duplicate node name {node.name!r}")
+        names.add(node.name)
+        nodes.append(node)
+    primaries = [n for n in nodes if n.role is NodeRole.PRIMARY]
+    if len(primaries) != 1:
+        raise ConfigError(
+            key, f"exactly one node must have role = 'primary' (found {len(primaries)})"
+        )
+    slots = [n.slot for n in nodes if n.slot]
+    duplicate_slots = {s for s in slots if slots.count(s) > 1}
+    if duplicate_slots:
+        raise ConfigError(key, f"slot {sorted(duplicate_slots)[0]!r} is used by two replicas")
+    return tuple(nodes)
+
+
+_NODE_KEYS = {
+    "name",
+    "role",
+    "dsn",
+    "password_env",
+    "slot",
+    "data_dir",
+    "pg_bin_dir",
+    "start_command",
+    "stop_command",
+    "ssh",
+    "replication",
+}
+
+
+def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -> NodeConfig:
+    _only_keys(key, item, _NODE_KEYS)
+    name = _str(item, key, "name")
+    if not NODE_NAME_RE.match(name):
+        raise ConfigError(f"{key}.name", f"{name!r} is not a valid node name")
+    role_text = _str(item, key, "role")
+    try:
+        role = NodeRole(role_text)
+    except ValueError:
+        raise ConfigError(
+            f"{key}.role", f"unknown node role {role_text!r} (primary, replica)"
+        ) from None
+    dsn = _str(item, key, "dsn")
+    if re.search(r"(^|\s)password\s*=|://[^/@\s]*:[^/@\s]*@", dsn):
+        raise ConfigError(
+            f"{key}.dsn", "must not contain a password; use password_env or a passfile (~/.pgpass)"
+        )
+    password: Secret | None = None
+    password_env = _opt_str(item, key, "password_env")
+    if password_env is not None:
+        value = environ.get(password_env)
+        if not value:
+            raise ConfigError(
+                f"{key}.password_env", f"environment variable {password_env} is not set"
+            )
+        password = Secret(value)
+    slot = _opt_str(item, key, "slot")
+    if slot is not None and not SLOT_NAME_RE.match(slot):
+        raise ConfigError(
+            f"{key}.slot", f"{slot!r} is not a valid slot name (lower-case letters, digits, _; ≤63)"
+        )
+    if role is NodeRole.PRIMARY and slot is not None:
+        raise ConfigError(f"{key}.slot", "only replicas have a slot")
+    return NodeConfig(
+        name=name,
+        role=role,
+        dsn=dsn,
+        password=password,
+        slot=slot,
+        data_dir=_opt_abs_path(item, key, "data_dir"),
+        pg_bin_dir=_opt_abs_path(item, key, "pg_bin_dir"),
+        start_command=_opt_str(item, key, "start_command"),
+        stop_command=_opt_str(item, key, "stop_command"),
+        ssh=_parse_ssh(f"{key}.ssh", item.get("ssh")),
+        replication=_parse_replication(f"{key}.replication", item.get("replication")),
+    )
+
+
+def _parse_ssh(key: str, value: Any) -> SshConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    _only_keys(key, value, {"host", "port", "user", "key_file", "known_hosts"})
+    key_file = _opt_abs_path(value, key, "key_file")
+    known_hosts = _opt_abs_path(value, key, "known_hosts")
+    if key_file is None:
+        raise ConfigError(f"{key}.key_file", "missing")
+    if known_hosts is None:
+        raise ConfigError(f"{key}.known_hosts", "missing (host keys are always verified)")
+    return SshConfig(
+        host=_str(value, key, "host"),
+        port=_port(value, key, default=22),
+        user=_str(value, key, "user"),
+        key_file=key_file,
+        known_hosts=known_hosts,
+    )
+
+
+def _parse_replication(key: str, value: Any) -> ReplicationSource | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    _only_keys(key, value, {"host", "port", "user"})
+    return ReplicationSource(
+        host=_str(value, key, "host"),
+        port=_port(value, key, default=5432),
+        user=_str(value, key, "user"),
+    )
+
+
+# --- small typed readers; each raises ConfigError with the full key -------------------------
+
+
+def _only_keys(key: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    for name in table:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else name
+            raise ConfigError(where, "unknown key")
+
+
+def _table(data: Mapping[str, Any], key: str, required: bool = True) -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(key, "missing")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    return value
+
+
+def _str(table: Mapping[str, Any], key: str, name: str) -> str:
+    value = table.get(name)
+    if value is None:
+        raise ConfigError(f"{key}.{name}", "missing")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}.{name}", "must be a non-empty string")
+    return value
+
+
+def _opt_str(table: Mapping[str, Any], key: str, name: str) -> str | None:
+    if table.get(name) is None:
+        return None
+    return _str(table, key, name)
+
+
+def _opt_abs_path(table: Mapping[str, Any], key: str, name: str) -> Path | None:
+    text = _opt_str(table, key, name)
+    if text is None:
+        return None
+    if not text.startswith("/"):
+        raise ConfigError(f"{key}.{name}", f"{text!r} must be an absolute path")
+    return Path(text)
+
+
+def _port(table: Mapping[str, Any], key: str, default: int) -> int:
+    value = table.get("port", default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise ConfigError(f"{key}.port", "must be a TCP port number (1-65535)")
+    return value
+
+
+def _number(table: Mapping[str, Any], key: str, name: str, default: float, minimum: float) -> float:
+    value = table.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{key}.{name}", f"must be a number ≥ {minimum}")
+    return float(value)
+
+
+def _int_list(table: Mapping[str, Any], key: str, name: str) -> tuple[int, ...]:
+    value = table.get(name, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"{key}.{name}", "must be an array of numeric chat ids")
+    return tuple(value)

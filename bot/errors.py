@@ -1,0 +1,87 @@
+"""The one exception tree of replbot.
+
+Every error carries ``user_message``: a short, secret-free sentence that a handler may show in chat
+as it is. Adapters translate library errors into these with ``raise ... from exc``.
+
+    ReplbotError
+    ├── ConfigError                 bad or missing configuration key (names the key)
+    ├── InvalidInput                bad command arguments (before anything runs)
+    │   ├── UnknownCluster
+    │   └── UnknownNode
+    ├── PermissionDenied            role too low, unknown user, chat not allowed
+    ├── ConfirmationError           stale, foreign, replayed or unknown confirmation button
+    ├── NodeUnavailable             cannot connect to / query a PostgreSQL node
+    ├── SlotError
+    │   ├── SlotAlreadyExists
+    │   ├── SlotNotFound
+    │   └── SlotActive
+    └── AuditError                  audit log unusable or chain broken
+"""
+
+from __future__ import annotations
+
+
+class ReplbotError(Exception):
+    """Base of all replbot errors; ``user_message`` is safe to show in a chat."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+class ConfigError(ReplbotError):
+    """The configuration is invalid; ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class InvalidInput(ReplbotError):
+    """A command argument is invalid; nothing was run."""
+
+
+class UnknownCluster(InvalidInput):
+    """The named cluster is not configured."""
+
+
+class UnknownNode(InvalidInput):
+    """The named node is not configured."""
+
+
+class PermissionDenied(ReplbotError):
+    """The user may not run this command (or is not known at all)."""
+
+
+class ConfirmationError(ReplbotError):
+    """A confirmation button is stale, foreign, already used or unknown."""
+
+
+class NodeUnavailable(ReplbotError):
+    """A PostgreSQL node could not be reached or queried."""
+
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"{node} unavailable: {reason}")
+        self.node = node
+        self.reason = reason
+
+
+class SlotError(ReplbotError):
+    """A replication slot operation was refused by the server."""
+
+
+class SlotAlreadyExists(SlotError):
+    """The slot to create exists already."""
+
+
+class SlotNotFound(SlotError):
+    """The slot to drop does not exist."""
+
+
+class SlotActive(SlotError):
+    """The slot is in use by a walsender and cannot be dropped."""
+
+
+class AuditError(ReplbotError):
+    """The audit log cannot be written or its hash chain is broken."""

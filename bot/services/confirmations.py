@@ -1,0 +1,73 @@
+"""Confirmation buttons: bound to one user, single-use, expiring."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+
+from bot.errors import ConfirmationError
+from bot.models import PendingConfirmation
+from bot.ports import Clock
+
+_USED_MEMORY = 1024
+
+
+class ConfirmationService:
+    """Issues nonces for risky actions and checks them when a button is pressed.
+
+    A press is refused when the nonce is unknown (e.g. issued before a restart), expired,
+    pressed by someone other than the requester, or already used (replayed).
+    """
+
+    def __init__(self, clock: Clock, ttl_s: float = 60.0) -> None:
+        self._clock = clock
+        self._ttl = ttl_s
+        self._pending: dict[str, PendingConfirmation] = {}
+        self._used: OrderedDict[str, str] = OrderedDict()
+
+    def issue(self, user_id: int, action: str, params: dict[str, str]) -> PendingConfirmation:
+        """Create a pending confirmation for ``action`` that only ``user_id`` may press."""
+        self._forget_expired()
+        nonce = secrets.token_urlsafe(12)
+        pending = PendingConfirmation(
+            nonce=nonce,
+            user_id=user_id,
+            action=action,
+            params=dict(params),
+            expires_at=self._clock.monotonic() + self._ttl,
+        )
+        self._pending[nonce] = pending
+        return pending
+
+    def take(self, nonce: str, user_id: int) -> PendingConfirmation:
+        """Consume the confirmation ``nonce`` pressed by ``user_id``, or raise ConfirmationError."""
+        if nonce in self._used:
+            raise ConfirmationError(f"this button was already used ({self._used[nonce]})")
+        pending = self._pending.get(nonce)
+        if pending is None:
+            raise ConfirmationError("this button is no longer valid; run the command again")
+        if pending.user_id != user_id:
+            raise ConfirmationError("only the user who asked may press this button")
+        del self._pending[nonce]
+        if self._clock.monotonic() > pending.expires_at:
+            self._remember_used(nonce, "expired")
+            raise ConfirmationError("this confirmation expired; run the command again")
+        self._remember_used(nonce, "confirmed")
+        return pending
+
+    def cancel(self, nonce: str, user_id: int) -> PendingConfirmation:
+        """Withdraw a pending confirmation (same checks as :meth:`take`)."""
+        pending = self.take(nonce, user_id)
+        self._used[nonce] = "cancelled"
+        return pending
+
+    def _remember_used(self, nonce: str, how: str) -> None:
+        self._used[nonce] = how
+        while len(self._used) > _USED_MEMORY:
+            self._used.popitem(last=False)
+
+    def _forget_expired(self) -> None:
+        now = self._clock.monotonic()
+        for nonce in [n for n, p in self._pending.items() if now > p.expires_at]:
+            del self._pending[nonce]
+            self._remember_used(nonce, "expired")

@@ -1,0 +1,23 @@
+"""The bundle of services handed to the transports by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import AppConfig
+from bot.ports import AuditLog, Clock
+from bot.services.authz import Authorizer
+from bot.services.confirmations import ConfirmationService
+from bot.services.replication import ReplicationService
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a handler may call; no transport or library types."""
+
+    config: AppConfig
+    authz: Authorizer
+    replication: ReplicationService
+    confirmations: ConfirmationService
+    audit: AuditLog
+    clock: Clock

@@ -1,0 +1,446 @@
+"""Replication queries and slot management: /status, /slots, /check, /createslot, /dropslot.
+
+The service decides; the Postgres port executes. A node that is down never fails a whole
+reply: it becomes a "down" entry with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+from bot.config import SLOT_NAME_RE, AppConfig, ClusterConfig, NodeConfig
+from bot.errors import InvalidInput, NodeUnavailable, SlotActive, SlotNotFound, UnknownCluster
+from bot.models import (
+    CheckItem,
+    CheckLevel,
+    ClusterCheck,
+    ClusterSlots,
+    ClusterStatus,
+    PrimaryStatus,
+    ReplicaView,
+    SlotInfo,
+    WalReceiverStatus,
+    WalSender,
+)
+from bot.ports import Postgres
+
+#: Settings that must be at least as high on a replica as on its primary (hot standby rule).
+STANDBY_MINIMUMS = (
+    "max_connections",
+    "max_worker_processes",
+    "max_wal_senders",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+)
+PRIMARY_SETTINGS = (
+    "wal_level",
+    "max_wal_senders",
+    "max_replication_slots",
+    "hot_standby",
+    "hot_standby_feedback",
+    "listen_addresses",
+    *STANDBY_MINIMUMS,
+)
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+T = TypeVar("T")
+
+
+def validate_slot_name(name: str) -> str:
+    """Return ``name`` if it is a valid physical slot name, else raise InvalidInput."""
+    if not SLOT_NAME_RE.match(name):
+        raise InvalidInput("invalid slot name: use 1–63 lower-case letters, digits or underscores")
+    return name
+
+
+class ReplicationService:
+    """Reads replication state across the configured clusters and manages slots."""
+
+    def __init__(self, config: AppConfig, postgres: Postgres) -> None:
+        self._config = config
+        self._pg = postgres
+
+    @property
+    def cluster_names(self) -> list[str]:
+        """Configured cluster names, in config order."""
+        return [c.name for c in self._config.clusters]
+
+    def clusters(self, name: str | None) -> list[ClusterConfig]:
+        """The cluster called ``name``, or all clusters when ``name`` is None."""
+        if name is None:
+            return list(self._config.clusters)
+        cluster = self._config.cluster(name)
+        if cluster is None:
+            raise UnknownCluster(
+                f"unknown cluster {name!r}; known: {', '.join(self.cluster_names)}"
+            )
+        return [cluster]
+
+    def one_cluster(self, name: str | None) -> ClusterConfig:
+        """The named cluster, or the only one; InvalidInput when the choice is ambiguous."""
+        if name is None and len(self._config.clusters) > 1:
+            raise InvalidInput(
+                f"several clusters are configured; name one of: {', '.join(self.cluster_names)}"
+            )
+        return self.clusters(name)[0]
+
+    # --- /status ------------------------------------------------------------------------
+
+    async def status(self, cluster: str | None = None) -> list[ClusterStatus]:
+        """Primary and replicas of each selected cluster, queried concurrently."""
+        return list(
+            await asyncio.gather(*(self._cluster_status(c) for c in self.clusters(cluster)))
+        )
+
+    async def _cluster_status(self, cluster: ClusterConfig) -> ClusterStatus:
+        primary_task = _capture(self._pg.primary_status(cluster.primary))
+        replica_tasks = [_capture(self._pg.replica_status(r)) for r in cluster.replicas]
+        primary_result, *replica_results = await asyncio.gather(primary_task, *replica_tasks)
+        primary = primary_result if isinstance(primary_result, PrimaryStatus) else None
+        senders = list(primary.walsenders) if primary else []
+        backups = tuple(s for s in senders if s.is_basebackup)
+        candidates = [s for s in senders if not s.is_basebackup]
+        views: list[ReplicaView] = []
+        for replica, result in zip(cluster.replicas, replica_results, strict=True):
+            sender = _match_sender(replica, candidates)
+            if sender is not None:
+                candidates.remove(sender)
+            receiver = result if isinstance(result, WalReceiverStatus) else None
+            down = result.reason if isinstance(result, NodeUnavailable) else None
+            views.append(_replica_view(replica, sender, receiver, down, primary is not None))
+        return ClusterStatus(
+            cluster=cluster.name,
+            primary_node=cluster.primary.name,
+            primary=primary,
+            primary_down=primary_result.reason
+            if isinstance(primary_result, NodeUnavailable)
+            else None,
+            replicas=tuple(views),
+            backups=backups,
+            unknown_senders=tuple(candidates),
+        )
+
+    # --- /slots -------------------------------------------------------------------------
+
+    async def slots(self, cluster: str | None = None) -> list[ClusterSlots]:
+        """Replication slots on the primary of each selected cluster."""
+        return list(await asyncio.gather(*(self._cluster_slots(c) for c in self.clusters(cluster))))
+
+    async def _cluster_slots(self, cluster: ClusterConfig) -> ClusterSlots:
+        try:
+            slots = await self._pg.slots(cluster.primary)
+        except NodeUnavailable as exc:
+            return ClusterSlots(cluster.name, cluster.primary.name, (), error=exc.reason)
+        users = {r.slot: r.name for r in cluster.replicas if r.slot}
+        named = tuple(dataclasses.replace(s, used_by=users.get(s.name)) for s in slots)
+        return ClusterSlots(cluster.name, cluster.primary.name, named)
+
+    async def create_slot(self, slot: str, cluster: str | None = None) -> tuple[str, str]:
+        """Create physical slot ``slot`` on the primary; returns (cluster, primary node)."""
+        validate_slot_name(slot)
+        target = self.one_cluster(cluster)
+        await self._pg.create_physical_slot(target.primary, slot)
+        return target.name, target.primary.name
+
+    async def slot_for_drop(self, slot: str, cluster: str | None = None) -> tuple[str, SlotInfo]:
+        """Check that ``slot`` exists and is inactive before asking to confirm its drop."""
+        validate_slot_name(slot)
+        target = self.one_cluster(cluster)
+        found = next((s for s in await self._pg.slots(target.primary) if s.name == slot), None)
+        if found is None:
+            raise SlotNotFound(f"slot {slot} does not exist on {target.primary.name}")
+        if found.active:
+            raise SlotActive(
+                f"slot {slot} is active (walsender PID {found.active_pid}); refusing to drop it"
+            )
+        return target.name, found
+
+    async def drop_slot(self, slot: str, cluster: str | None = None) -> tuple[str, str]:
+        """Drop ``slot`` on the primary (refused by the server if it became active)."""
+        validate_slot_name(slot)
+        target = self.one_cluster(cluster)
+        await self._pg.drop_slot(target.primary, slot)
+        return target.name, target.primary.name
+
+    # --- /check -------------------------------------------------------------------------
+
+    async def check(self, cluster: str | None = None) -> list[ClusterCheck]:
+        """The runbook's prerequisites for each selected cluster."""
+        return list(await asyncio.gather(*(self._cluster_check(c) for c in self.clusters(cluster))))
+
+    async def _cluster_check(self, cluster: ClusterConfig) -> ClusterCheck:
+        primary = cluster.primary
+        primary_settings = await _capture(self._pg.settings(primary, PRIMARY_SETTINGS))
+        if isinstance(primary_settings, NodeUnavailable):
+            item = CheckItem(
+                primary.name,
+                "reachable",
+                CheckLevel.FAIL,
+                primary_settings.reason,
+                "start the primary or fix its DSN",
+            )
+            return ClusterCheck(cluster.name, (item,))
+        usage = await _capture(self._pg.usage_counts(primary))
+        hba = await _capture(self._pg.replication_hba_rules(primary))
+        items: list[CheckItem] = []
+        items += _primary_items(cluster, primary_settings, usage)
+        items.append(_hba_item(primary.name, hba))
+        replica_settings = await asyncio.gather(
+            *(
+                _capture(
+                    self._pg.settings(r, (*STANDBY_MINIMUMS, "hot_standby", "hot_standby_feedback"))
+                )
+                for r in cluster.replicas
+            )
+        )
+        for replica, settings in zip(cluster.replicas, replica_settings, strict=True):
+            items += _replica_items(replica, settings, primary_settings)
+        return ClusterCheck(cluster.name, tuple(items))
+
+
+async def _capture(awaitable: Awaitable[T]) -> T | NodeUnavailable:
+    """Await and return the result, or the NodeUnavailable it raised."""
+    try:
+        return await awaitable
+    except NodeUnavailable as exc:
+        return exc
+
+
+def _match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender | None:
+    """The walsender serving ``replica``: by its slot, else by application_name."""
+    if replica.slot:
+        for sender in senders:
+            if sender.slot_name == replica.slot:
+                return sender
+    for sender in senders:
+        if sender.application_name == replica.name:
+            return sender
+    return None
+
+
+def _replica_view(
+    replica: NodeConfig,
+    sender: WalSender | None,
+    receiver: WalReceiverStatus | None,
+    down: str | None,
+    primary_up: bool,
+) -> ReplicaView:
+    if sender is not None:
+        state = sender.state or "unknown"
+    elif down is not None:
+        state = "down"
+    elif not primary_up and receiver is not None:
+        state = receiver.receiver_status or "not streaming"
+    else:
+        state = "absent"
+    return ReplicaView(
+        node=replica.name,
+        slot=replica.slot,
+        state=state,
+        sender=sender,
+        receiver=receiver,
+        down_reason=down,
+    )
+
+
+def _as_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _primary_items(
+    cluster: ClusterConfig,
+    settings: dict[str, str],
+    usage: tuple[int, int] | NodeUnavailable,
+) -> list[CheckItem]:
+    node = cluster.primary.name
+    items: list[CheckItem] = []
+    wal_level = settings.get("wal_level", "?")
+    items.append(
+        CheckItem(node, "wal_level", CheckLevel.OK, f"wal_level = {wal_level}")
+        if wal_level in {"replica", "logical"}
+        else CheckItem(
+            node,
+            "wal_level",
+            CheckLevel.FAIL,
+            f"wal_level = {wal_level}",
+            "set wal_level = replica and restart the primary",
+        )
+    )
+    used_senders, used_slots = usage if isinstance(usage, tuple) else (None, None)
+    items.append(
+        _capacity_item(
+            node,
+            "max_wal_senders",
+            settings,
+            used_senders,
+            need=2,
+            why="pg_basebackup --wal-method=stream needs two",
+        )
+    )
+    items.append(
+        _capacity_item(
+            node,
+            "max_replication_slots",
+            settings,
+            used_slots,
+            need=1,
+            why="each replica needs its own slot",
+        )
+    )
+    for name in ("hot_standby", "hot_standby_feedback"):
+        value = settings.get(name, "?")
+        items.append(
+            CheckItem(node, name, CheckLevel.OK, f"{name} = {value} (copied to new replicas)")
+            if value == "on"
+            else CheckItem(
+                node,
+                name,
+                CheckLevel.WARN,
+                f"{name} = {value}",
+                f"set {name} = on (replicas inherit it from pg_basebackup)",
+            )
+        )
+    items.append(_listen_item(cluster, settings.get("listen_addresses", "")))
+    return items
+
+
+def _capacity_item(
+    node: str, name: str, settings: dict[str, str], used: int | None, need: int, why: str
+) -> CheckItem:
+    maximum = _as_int(settings.get(name))
+    if maximum is None or maximum == 0:
+        return CheckItem(
+            node,
+            name,
+            CheckLevel.FAIL,
+            f"{name} = {maximum}",
+            f"set {name} = 10 and restart the primary",
+        )
+    if used is None:
+        return CheckItem(node, name, CheckLevel.WARN, f"{name} = {maximum}, usage unknown")
+    free = maximum - used
+    detail = f"{name} = {maximum}, {used} in use, {free} free"
+    if free >= need:
+        return CheckItem(node, name, CheckLevel.OK, detail)
+    return CheckItem(node, name, CheckLevel.WARN, detail, f"raise {name} (need {need} free: {why})")
+
+
+def _listen_item(cluster: ClusterConfig, listen: str) -> CheckItem:
+    node = cluster.primary.name
+    detail = f"listen_addresses = '{listen}'"
+    if not listen.strip():
+        return CheckItem(
+            node,
+            "listen_addresses",
+            CheckLevel.FAIL,
+            detail,
+            "set listen_addresses = '*' (or the primary's address) and restart",
+        )
+    addresses = {a.strip() for a in listen.split(",")}
+    replica_hosts = {_dsn_host(r.dsn) for r in cluster.replicas}
+    if addresses <= _LOOPBACK_HOSTS and not replica_hosts <= _LOOPBACK_HOSTS:
+        return CheckItem(
+            node,
+            "listen_addresses",
+            CheckLevel.WARN,
+            detail + " (loopback only)",
+            "replicas on other hosts cannot connect: listen on the primary's address",
+        )
+    return CheckItem(node, "listen_addresses", CheckLevel.OK, detail)
+
+
+def _dsn_host(dsn: str) -> str:
+    match = re.search(r"(?:^|\s)host\s*=\s*'?([^'\s]+)", dsn) or re.search(
+        r"://(?:[^@/]*@)?([^:/?]+)", dsn
+    )
+    return match.group(1) if match else "localhost"
+
+
+def _hba_item(node: str, rules: object) -> CheckItem:
+    if isinstance(rules, NodeUnavailable):
+        return CheckItem(node, "pg_hba replication", CheckLevel.WARN, rules.reason)
+    if rules is None:
+        return CheckItem(
+            node,
+            "pg_hba replication",
+            CheckLevel.WARN,
+            "cannot read pg_hba_file_rules with the bot's role",
+            "GRANT SELECT ON pg_hba_file_rules and EXECUTE ON FUNCTION pg_hba_file_rules() "
+            "to the bot's role, or check pg_hba.conf by hand",
+        )
+    assert isinstance(rules, list)
+    errors = [r for r in rules if r.error]
+    replication = [r for r in rules if "replication" in r.databases and not r.error]
+    if replication:
+        lines = ", ".join(
+            f"line {r.line_number}: {r.type} replication {','.join(r.users)} "
+            f"{r.address or ''} {r.auth_method}".replace("  ", " ")
+            for r in replication[:3]
+        )
+        level = CheckLevel.WARN if errors else CheckLevel.OK
+        detail = lines + (f"; {len(errors)} line(s) with errors" if errors else "")
+        return CheckItem(node, "pg_hba replication", level, detail)
+    return CheckItem(
+        node,
+        "pg_hba replication",
+        CheckLevel.FAIL,
+        "no pg_hba.conf line allows replication",
+        "add 'host replication REPLUSER REPLICA_ADDR/32 scram-sha-256' and reload "
+        "('all' does not cover replication)",
+    )
+
+
+def _replica_items(
+    replica: NodeConfig,
+    settings: dict[str, str] | NodeUnavailable,
+    primary_settings: dict[str, str],
+) -> list[CheckItem]:
+    if isinstance(settings, NodeUnavailable):
+        return [
+            CheckItem(
+                replica.name,
+                "reachable",
+                CheckLevel.WARN,
+                f"{settings.reason}; settings not compared",
+            )
+        ]
+    items: list[CheckItem] = []
+    for name in STANDBY_MINIMUMS:
+        mine, theirs = _as_int(settings.get(name)), _as_int(primary_settings.get(name))
+        if mine is None or theirs is None:
+            items.append(CheckItem(replica.name, name, CheckLevel.WARN, f"{name}: unknown"))
+        elif mine < theirs:
+            items.append(
+                CheckItem(
+                    replica.name,
+                    name,
+                    CheckLevel.FAIL,
+                    f"{name} = {mine} is lower than on the primary, where it is {theirs}",
+                    f"set {name} = {theirs} (or more) on {replica.name}; "
+                    "it will not start otherwise",
+                )
+            )
+        else:
+            items.append(
+                CheckItem(replica.name, name, CheckLevel.OK, f"{name} = {mine} (primary {theirs})")
+            )
+    for name in ("hot_standby", "hot_standby_feedback"):
+        value = settings.get(name, "?")
+        items.append(
+            CheckItem(replica.name, name, CheckLevel.OK, f"{name} = {value}")
+            if value == "on"
+            else CheckItem(
+                replica.name,
+                name,
+                CheckLevel.WARN,
+                f"{name} = {value}",
+                f"set {name} = on on {replica.name}",
+            )
+        )
+    return items

@@ -1,0 +1,42 @@
+"""/help, /whoami, /audit."""
+
+from __future__ import annotations
+
+from bot.models import Role
+from handlers import parsing, render
+from handlers.base import CommandContext, HandlerGroup, Reply
+
+group = HandlerGroup()
+
+
+@group.command("help", Role.VIEWER, "the commands you may run", "/help")
+async def help_command(ctx: CommandContext) -> None:
+    """List the commands the caller's role allows."""
+    assert ctx.user.role is not None
+    allowed = [
+        (spec.usage, spec.summary, spec.min_role.label)
+        for spec in ctx.commands
+        if ctx.user.role >= spec.min_role
+    ]
+    await ctx.chat.send(Reply(render.help_text(ctx.user, allowed)))
+
+
+@group.command("start", Role.VIEWER, "same as /help", "/start")
+async def start(ctx: CommandContext) -> None:
+    """Telegram sends /start when a user opens the bot."""
+    await help_command(ctx)
+
+
+@group.command("whoami", Role.VIEWER, "your Telegram id and role", "/whoami")
+async def whoami(ctx: CommandContext) -> None:
+    """Show the caller's id and role."""
+    parsing.no_arguments(ctx.args)
+    await ctx.chat.send(Reply(render.whoami(ctx.user, ctx.request.chat_id)))
+
+
+@group.command("audit", Role.ADMIN, "the last N audit entries", "/audit [N]")
+async def audit(ctx: CommandContext) -> None:
+    """Show the newest audit rows."""
+    limit = parsing.audit_limit(ctx.args)
+    entries = await ctx.services.audit.recent(limit)
+    await ctx.chat.send(Reply(render.audit(entries)))

@@ -1,0 +1,130 @@
+"""Transport-neutral vocabulary of the handlers: requests, replies, chats, command specs.
+
+The Telegram and console transports translate their own updates into :class:`Request` and
+implement :class:`Chat`; the handlers never see a Telegram type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.models import Role, User
+from bot.services.registry import Services
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline button: its label and the callback data it sends back (≤ 64 bytes)."""
+
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message to show: Telegram-HTML text (every dynamic value escaped) and buttons."""
+
+    html: str
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One incoming command or button press, as the transport saw it."""
+
+    user_id: int
+    user_name: str
+    chat_id: int
+    chat_type: str  # "private", "group", "supergroup", "channel", "console"
+    text: str = ""
+    button_data: str | None = None
+    message_id: int | None = None  # the message a pressed button belongs to
+
+    @property
+    def is_private(self) -> bool:
+        """True for one-to-one chats (and the console)."""
+        return self.chat_type in {"private", "console"}
+
+
+class Chat(Protocol):
+    """Where replies go; implemented by each transport."""
+
+    async def send(self, reply: Reply) -> int:
+        """Send a message; return its id (long text is split by the transport)."""
+        ...
+
+    async def edit(self, message_id: int, reply: Reply) -> None:
+        """Replace the text and buttons of a message sent earlier."""
+        ...
+
+    async def notify(self, text: str) -> None:
+        """A short toast answering a button press (plain text)."""
+        ...
+
+
+@dataclass
+class CommandContext:
+    """What a command handler gets: the caller, its chat, the services, the arguments."""
+
+    services: Services
+    user: User
+    request: Request
+    chat: Chat
+    args: list[str]
+    audit_note: str = ""
+    audit_args: str | None = None
+    commands: tuple[CommandSpec, ...] = ()
+
+
+Handler = Callable[[CommandContext], Awaitable[None]]
+ActionHandler = Callable[[CommandContext, dict[str, str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A chat command with its minimum role, declared right beside its handler."""
+
+    name: str
+    min_role: Role
+    summary: str
+    usage: str
+    run: Handler
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What a confirmed button runs; the role is checked again at press time."""
+
+    name: str
+    min_role: Role
+    run: ActionHandler
+
+
+@dataclass
+class HandlerGroup:
+    """The commands and confirmation actions of one feature module."""
+
+    commands: list[CommandSpec] = field(default_factory=list)
+    actions: list[ActionSpec] = field(default_factory=list)
+
+    def command(
+        self, name: str, min_role: Role, summary: str, usage: str
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: register ``fn`` as /name for users with at least ``min_role``."""
+
+        def register(fn: Handler) -> Handler:
+            self.commands.append(CommandSpec(name, min_role, summary, usage, fn))
+            return fn
+
+        return register
+
+    def action(self, name: str, min_role: Role) -> Callable[[ActionHandler], ActionHandler]:
+        """Decorator: register ``fn`` as the confirmed action ``name``."""
+
+        def register(fn: ActionHandler) -> ActionHandler:
+            self.actions.append(ActionSpec(name, min_role, fn))
+            return fn
+
+        return register

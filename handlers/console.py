@@ -1,0 +1,104 @@
+"""The console transport: the same dispatcher and replies as Telegram, in a terminal.
+
+Lines starting with ``/`` are commands; a number (or ``/press N``) presses the N-th button
+shown so far. Replies are rendered to plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from handlers import render
+from handlers.base import Reply, Request
+from handlers.dispatch import Dispatcher
+
+Printer = Callable[[str], None]
+
+
+class ConsoleChat:
+    """The Chat port printing to a terminal; remembers buttons so they can be pressed."""
+
+    def __init__(self, out: Printer) -> None:
+        self._out = out
+        self._next_id = 1
+        self.buttons: dict[int, tuple[int, str]] = {}
+        self._next_button = 1
+
+    async def send(self, reply: Reply) -> int:
+        """Print a message with its buttons; return its id."""
+        message_id = self._next_id
+        self._next_id += 1
+        self._print(reply, prefix="")
+        return message_id
+
+    async def edit(self, message_id: int, reply: Reply) -> None:
+        """Print the new text of an edited message."""
+        self._print(reply, prefix=f"(message {message_id} updated) ")
+
+    async def notify(self, text: str) -> None:
+        """Show a button toast."""
+        self._out(f"  · {text}")
+
+    def _print(self, reply: Reply, prefix: str) -> None:
+        self._out(prefix + render.to_plain_text(reply.html))
+        if reply.buttons:
+            labels = []
+            for button in reply.buttons:
+                number = self._next_button
+                self._next_button += 1
+                self.buttons[number] = (self._next_id - 1, button.data)
+                labels.append(f"[{number}] {button.label}")
+            self._out("  buttons: " + "   ".join(labels) + "   (type the number to press)")
+
+
+async def run_console(
+    dispatcher: Dispatcher,
+    user_id: int,
+    user_name: str,
+    lines: AsyncIterator[str],
+    out: Printer = print,
+) -> None:
+    """Read commands from ``lines`` until EOF or ``/quit`` and answer them on ``out``."""
+    chat = ConsoleChat(out)
+    async for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if line in {"/quit", "/exit", "quit", "exit"}:
+            break
+        press = line.removeprefix("/press").strip()
+        if press.isdigit():
+            target = chat.buttons.get(int(press))
+            if target is None:
+                out(f"no button {press}")
+                continue
+            message_id, data = target
+            request = Request(
+                user_id, user_name, user_id, "console", button_data=data, message_id=message_id
+            )
+            await dispatcher.handle_button(request, chat)
+            continue
+        request = Request(user_id, user_name, user_id, "console", text=line)
+        await dispatcher.handle_command(request, chat)
+
+
+async def stdin_lines(prompt: str = "replbot> ") -> AsyncIterator[str]:
+    """Lines typed on stdin, read without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    while True:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        yield line
+
+
+async def given_lines(lines: Iterable[str], echo: Printer | None = None) -> AsyncIterator[str]:
+    """Lines from a list (``--exec``), echoed like typed input."""
+    for line in lines:
+        if echo is not None:
+            echo(f"replbot> {line}")
+        yield line

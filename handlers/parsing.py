@@ -1,0 +1,65 @@
+"""Argument parsing for chat commands: text in, validated values out, InvalidInput otherwise.
+
+Parsers run before any service call, so invalid input never reaches SQL or SSH.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.errors import InvalidInput
+from bot.services.replication import validate_slot_name
+
+MAX_ARGS_TEXT = 1000
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?$")
+_CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def split_command(text: str) -> tuple[str, list[str]]:
+    """'/status@replbot main' -> ('status', ['main']); InvalidInput when not a command."""
+    if len(text) > MAX_ARGS_TEXT:
+        raise InvalidInput(f"command too long (more than {MAX_ARGS_TEXT} characters)")
+    words = text.split()
+    if not words:
+        raise InvalidInput("empty command; see /help")
+    match = _COMMAND.match(words[0])
+    if match is None:
+        raise InvalidInput("not a command; commands start with / — see /help")
+    return match.group(1).lower(), words[1:]
+
+
+def optional_cluster(args: list[str]) -> str | None:
+    """``[cluster]``: at most one argument, a valid cluster name."""
+    if len(args) > 1:
+        raise InvalidInput("too many arguments: expected at most a cluster name")
+    return cluster_name(args[0]) if args else None
+
+
+def cluster_name(text: str) -> str:
+    """A syntactically valid cluster name (whether it exists is the service's business)."""
+    if not _CLUSTER.match(text):
+        raise InvalidInput("invalid cluster name")
+    return text
+
+
+def slot_and_cluster(args: list[str], usage: str) -> tuple[str, str | None]:
+    """``NAME [cluster]`` for the slot commands."""
+    if not args or len(args) > 2:
+        raise InvalidInput(f"usage: {usage}")
+    slot = validate_slot_name(args[0])
+    return slot, cluster_name(args[1]) if len(args) == 2 else None
+
+
+def audit_limit(args: list[str], default: int = 20, maximum: int = 200) -> int:
+    """``[N]`` for /audit: 1..maximum."""
+    if not args:
+        return default
+    if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= maximum:
+        raise InvalidInput(f"usage: /audit [N] with N from 1 to {maximum}")
+    return int(args[0])
+
+
+def no_arguments(args: list[str]) -> None:
+    """Commands that take nothing."""
+    if args:
+        raise InvalidInput("this command takes no arguments")

@@ -1,0 +1,206 @@
+"""The Telegram transport: python-telegram-bot 22 Application around the Dispatcher.
+
+Only this module (and the composition root) knows Telegram types. Replies use HTML parse mode,
+are split at 4096 characters, and go through PTB's AIORateLimiter, which retries on 429.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackContext,
+    CallbackQueryHandler,
+    ContextTypes,
+    ExtBot,
+    MessageHandler,
+    filters,
+)
+
+from handlers import render
+from handlers.base import Button, Reply, Request
+from handlers.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+class BotData:
+    """Typed ``bot_data``: the dispatcher that serves every update."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+
+
+class ReplbotContext(CallbackContext[ExtBot[Any], dict[Any, Any], dict[Any, Any], BotData]):
+    """CallbackContext whose bot_data carries the dispatcher (no module globals)."""
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher set by :func:`build_application`."""
+        dispatcher = self.bot_data.dispatcher
+        if dispatcher is None:
+            raise RuntimeError("application was built without a dispatcher")
+        return dispatcher
+
+
+ReplbotApplication = Application[
+    ExtBot[Any], ReplbotContext, dict[Any, Any], dict[Any, Any], BotData, Any
+]
+
+
+class TelegramChat:
+    """The Chat port for one Telegram chat (and, for buttons, one callback query)."""
+
+    def __init__(
+        self,
+        bot: ExtBot[Any],
+        chat_id: int,
+        thread_id: int | None = None,
+        query: CallbackQuery | None = None,
+    ) -> None:
+        self._bot = bot
+        self._chat_id = chat_id
+        self._thread_id = thread_id
+        self._query = query
+
+    async def send(self, reply: Reply) -> int:
+        """Send ``reply``, split at 4096 characters; buttons go on the last part."""
+        chunks = render.split_message(reply.html)
+        message_id = 0
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            message = await self._bot.send_message(
+                chat_id=self._chat_id,
+                text=chunk,
+                parse_mode=ParseMode.HTML,
+                reply_markup=_keyboard(reply.buttons) if last else None,
+                message_thread_id=self._thread_id,
+                link_preview_options=_NO_PREVIEW,
+            )
+            message_id = message.message_id
+        return message_id
+
+    async def edit(self, message_id: int, reply: Reply) -> None:
+        """Edit a message in place; an identical edit (Telegram's 400) is not an error."""
+        text = render.split_message(reply.html)[0]
+        try:
+            await self._bot.edit_message_text(
+                chat_id=self._chat_id,
+                message_id=message_id,
+                text=text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=_keyboard(reply.buttons),
+                link_preview_options=_NO_PREVIEW,
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                raise
+
+    async def notify(self, text: str) -> None:
+        """Answer the pressed button with a short toast."""
+        if self._query is not None:
+            await self._query.answer(text[:200])
+
+
+def _keyboard(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in buttons]]
+    )
+
+
+def _request(update: Update, text: str = "", data: str | None = None) -> Request | None:
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return None
+    name = user.username or user.full_name or str(user.id)
+    message_id = None
+    if update.callback_query is not None and update.callback_query.message is not None:
+        message_id = update.callback_query.message.message_id
+    return Request(
+        user_id=user.id,
+        user_name=name,
+        chat_id=chat.id,
+        chat_type=chat.type,
+        text=text,
+        button_data=data,
+        message_id=message_id,
+    )
+
+
+async def _on_command(update: Update, context: ReplbotContext) -> None:
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    request = _request(update, text=message.text)
+    if request is None:
+        return
+    thread_id = message.message_thread_id if message.is_topic_message else None
+    chat = TelegramChat(context.bot, request.chat_id, thread_id)
+    await context.dispatcher.handle_command(request, chat)
+
+
+async def _on_button(update: Update, context: ReplbotContext) -> None:
+    query = update.callback_query
+    if query is None:
+        return
+    request = _request(update, data=query.data or "")
+    if request is None:
+        await query.answer()
+        return
+    chat = TelegramChat(context.bot, request.chat_id, None, query)
+    await context.dispatcher.handle_button(request, chat)
+
+
+async def _on_error(update: object, context: ReplbotContext) -> None:
+    log.error("error while handling an update", exc_info=context.error)
+
+
+def build_application(
+    dispatcher: Dispatcher,
+    token: str,
+    base_url: str,
+    commands: Mapping[str, str],
+    concurrent_updates: int = 8,
+) -> ReplbotApplication:
+    """A configured PTB Application: handlers, rate limiter, setMyCommands at start."""
+
+    async def post_init(app: ReplbotApplication) -> None:
+        await app.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()])
+
+    context_types = ContextTypes(context=ReplbotContext, bot_data=BotData)
+    app: ReplbotApplication = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(base_url)
+        .context_types(context_types)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(concurrent_updates)
+        .post_init(post_init)
+        .build()
+    )
+    app.bot_data.dispatcher = dispatcher
+    app.add_handler(MessageHandler(filters.COMMAND, _on_command))
+    app.add_handler(CallbackQueryHandler(_on_button))
+    app.add_error_handler(_on_error)
+    return app
+
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
