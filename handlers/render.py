@@ -218,8 +218,12 @@ def confirm_drop_slot(slot: SlotInfo, cluster: str, node: str, ttl_s: float) -> 
     """The question shown with the drop confirmation buttons."""
     return (
         f"{WARN} Drop slot {code(slot.name)} on {esc(cluster)}/{esc(node)}?\n"
-        f"It is inactive and retains {esc(human_bytes(slot.retained_bytes))} of WAL."
-        f" A replica using it will need a rebuild.\n"
+        + (
+            f"It is inactive and retains {esc(human_bytes(slot.retained_bytes))} of WAL."
+            if slot.retained_bytes is not None
+            else "It is inactive and reserves no WAL yet."
+        )
+        + f" A replica using it will need a rebuild.\n"
         f"Only you can confirm; the button expires in {ttl_s:.0f} s."
     )
 

@@ -1,0 +1,181 @@
+"""``replbot`` command line: run | demo | check-config | audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import AppConfig, load_config
+from bot.errors import ConfigError, ReplbotError
+
+log = logging.getLogger("replbot")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``replbot`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except ReplbotError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except _sandbox_error() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _sandbox_error() -> type[Exception]:
+    from bot.sandbox import SandboxError
+
+    return SandboxError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replbot", description="Chat-ops for PostgreSQL streaming replication."
+    )
+    sub = parser.add_subparsers(required=True, dest="command")
+
+    run = sub.add_parser("run", help="run the Telegram bot")
+    run.add_argument("--config", required=True, type=Path)
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config and print it, secrets masked")
+    check.add_argument("--config", required=True, type=Path)
+    check.set_defaults(func=_cmd_check_config)
+
+    demo = sub.add_parser("demo", help="local primary + replica and a console chat (no token)")
+    demo.add_argument(
+        "--exec",
+        dest="commands",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="run this command (repeatable) and exit instead of the console",
+    )
+    demo.add_argument("--replicas", type=int, default=1, choices=range(1, 4))
+    demo.add_argument("--keep", action="store_true", help="keep the data directories")
+    demo.set_defaults(func=_cmd_demo)
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(required=True, dest="audit_command")
+    verify = audit_sub.add_parser("verify", help="check the audit hash chain")
+    where = verify.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path)
+    where.add_argument("--db", type=Path, help="path of the audit SQLite file")
+    verify.set_defaults(func=_cmd_audit_verify)
+    return parser
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(describe_config(config))
+    return 0
+
+
+def describe_config(config: AppConfig) -> str:
+    """A human summary of the resolved config; secrets are shown only as set/unset."""
+    token = "set" if config.telegram.token else "NOT SET (replbot run needs it)"
+    lines = [
+        "config ok",
+        f"telegram: token {token}; base_url {config.telegram.base_url}; "
+        f"alert chats {list(config.telegram.alert_chat_ids)}",
+        f"audit: {config.audit.path}",
+        "users: " + ", ".join(f"{u.name} ({u.id}, {u.role.label})" for u in config.users),
+    ]
+    for cluster in config.clusters:
+        lines.append(f"cluster {cluster.name}:")
+        for node in cluster.nodes:
+            password = "password from env" if node.password else "password from passfile/none"
+            slot = f", slot {node.slot}" if node.slot else ""
+            lines.append(f"  {node.name} {node.role.value}: {node.dsn} ({password}{slot})")
+    return "\n".join(lines)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo  # imports the sandbox only when needed
+
+    logging.basicConfig(level=logging.WARNING)
+    return run_demo(args.commands, replicas=args.replicas, keep=args.keep)
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bot.adapters.audit_sqlite import SqliteAuditLog
+    from handlers.render import audit_verification
+
+    path = load_config(args.config).audit.path if args.config else args.db
+    if not Path(path).exists():
+        print(f"error: no audit log at {path}", file=sys.stderr)
+        return 1
+
+    async def verify() -> bool:
+        log_ = SqliteAuditLog(Path(path))
+        await log_.open()
+        try:
+            result = await log_.verify()
+        finally:
+            await log_.close()
+        print(audit_verification(result))
+        return result.ok
+
+    return 0 if asyncio.run(verify()) else 2
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.telegram.token is None:
+        raise ConfigError("telegram.token", "missing (or set REPLBOT_TELEGRAM_TOKEN)")
+    return asyncio.run(run_bot(config))
+
+
+async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
+    """Run the Telegram bot until SIGINT/SIGTERM (or ``stop`` is set)."""
+    from bot.app import command_menu, open_runtime, redactor_for
+    from bot.logsetup import configure_logging
+    from handlers.telegram import ALLOWED_UPDATES, build_application
+
+    redactor = redactor_for(config)
+    configure_logging(redactor)
+    assert config.telegram.token is not None
+    runtime = await open_runtime(config, redactor)
+    stop_event = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    app = build_application(
+        runtime.dispatcher,
+        config.telegram.token.reveal(),
+        config.telegram.base_url,
+        command_menu(),
+    )
+    try:
+        async with app:
+            await app.start()
+            assert app.updater is not None
+            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=10)
+            log.info(
+                "replbot running: %d cluster(s), %d user(s)",
+                len(config.clusters),
+                len(config.users),
+            )
+            await stop_event.wait()
+            log.info("stopping")
+            await app.updater.stop()
+            await app.stop()
+    finally:
+        await runtime.close()
+    return 0

