@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 
@@ -26,6 +25,11 @@ class Redactor:
             self._secrets.append(secret)
             self._secrets.sort(key=len, reverse=True)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this redactor masks."""
+        return tuple(self._secrets)
+
     def __call__(self, text: str) -> str:
         """``text`` with secrets masked."""
         for secret in self._secrets:
@@ -33,23 +37,3 @@ class Redactor:
         text = _PASSWORD_PATTERNS[0].sub(lambda m: m.group(1) + MASK, text)
         text = _PASSWORD_PATTERNS[1].sub(lambda m: m.group(1) + MASK + m.group(3), text)
         return _PASSWORD_PATTERNS[2].sub(lambda m: m.group(1) + MASK, text)
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that renders each record and masks secrets in it (tracebacks too)."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self._redact = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message in place; never drops a record."""
-        message = record.getMessage()
-        if record.exc_info:
-            formatter = logging.Formatter()
-            message = message + "\n" + formatter.formatException(record.exc_info)
-            record.exc_info = None
-            record.exc_text = None
-        record.msg = self._redact(message)
-        record.args = None
-        return True

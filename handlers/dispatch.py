@@ -63,7 +63,7 @@ class Dispatcher:
                 ctx.audit_note,
                 started,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the one place errors become replies
             await self._fail(exc, user, request, chat, name, args_text, started)
 
     async def handle_button(self, request: Request, chat: Chat) -> None:
@@ -109,7 +109,7 @@ class Dispatcher:
                 ctx.audit_note,
                 started,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as above
             await self._fail(exc, user, request, chat, name, data[:64], started, button=True)
 
     async def _admitted(

