@@ -62,11 +62,29 @@ class SshConfig:
 
 @dataclass(frozen=True)
 class ReplicationSource:
-    """How a replica host connects to its primary for pg_basebackup / streaming."""
+    """How a replica host connects to its primary for pg_basebackup / streaming.
+
+    The password lives on the replica host (``~/.pgpass`` or ``passfile``), never in the bot.
+    """
 
     host: str
     port: int
     user: str
+    passfile: Path | None = None
+
+    def conninfo(self, **extra: str) -> str:
+        """libpq keyword conninfo (no password) as the replica host uses it."""
+        parts = {"host": self.host, "port": str(self.port), "user": self.user}
+        if self.passfile is not None:
+            parts["passfile"] = str(self.passfile)
+        parts.update(extra)
+        return " ".join(f"{k}={_conninfo_quote(v)}" for k, v in parts.items())
+
+
+def _conninfo_quote(value: str) -> str:
+    if value and all(c.isalnum() or c in "._-/:@" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,16 @@ class NodeConfig:
     stop_command: str | None = None
     ssh: SshConfig | None = None
     replication: ReplicationSource | None = None
+    shell: str = "ssh"  # "ssh", or "local" (the demo: commands run on the bot's own host)
+    conf_dir: Path | None = None  # where postgresql.conf lives, if not in data_dir (Debian)
+    keep_files: tuple[str, ...] = ("postgresql.conf", "pg_hba.conf", "pg_ident.conf")
+    max_rate: str | None = None  # pg_basebackup --max-rate, e.g. "50M"
+    log_file: Path | None = None  # server log on the replica host, tailed when a start fails
+
+    @property
+    def effective_conf_dir(self) -> Path | None:
+        """The directory ``postgres -C`` reads the configuration from."""
+        return self.conf_dir or self.data_dir
 
 
 @dataclass(frozen=True)
@@ -136,6 +164,17 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class RebuildConfig:
+    """Knobs of /rebuild, with safe defaults."""
+
+    require_second_approver: bool = False
+    verify_timeout_s: float = 120.0
+    command_timeout_s: float = 120.0
+    progress_interval_s: float = 3.0
+    disk_headroom: float = 1.1  # free space needed = primary size × this
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration."""
 
@@ -144,7 +183,7 @@ class AppConfig:
     users: tuple[UserConfig, ...]
     clusters: tuple[ClusterConfig, ...]
     query_timeout_s: float = 10.0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    rebuild: RebuildConfig = field(default_factory=RebuildConfig)
 
     def cluster(self, name: str) -> ClusterConfig | None:
         """The cluster called ``name``, or None."""
@@ -167,7 +206,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> A
 
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
     """Validate an already-parsed TOML document (see :func:`load_config`)."""
-    _only_keys("", data, {"telegram", "audit", "users", "clusters", "bot"})
+    _only_keys("", data, {"telegram", "audit", "users", "clusters", "bot", "rebuild"})
     telegram = _parse_telegram(_table(data, "telegram", required=False), environ)
     audit_table = _table(data, "audit")
     _only_keys("audit", audit_table, {"path"})
@@ -184,6 +223,32 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConf
         users=users,
         clusters=clusters,
         query_timeout_s=query_timeout,
+        rebuild=_parse_rebuild(_table(data, "rebuild", required=False)),
+    )
+
+
+def _parse_rebuild(table: Mapping[str, Any]) -> RebuildConfig:
+    key = "rebuild"
+    _only_keys(
+        key,
+        table,
+        {
+            "require_second_approver",
+            "verify_timeout",
+            "command_timeout",
+            "progress_interval",
+            "disk_headroom",
+        },
+    )
+    approver = table.get("require_second_approver", False)
+    if not isinstance(approver, bool):
+        raise ConfigError(f"{key}.require_second_approver", "must be true or false")
+    return RebuildConfig(
+        require_second_approver=approver,
+        verify_timeout_s=_number(table, key, "verify_timeout", default=120.0, minimum=5),
+        command_timeout_s=_number(table, key, "command_timeout", default=120.0, minimum=5),
+        progress_interval_s=_number(table, key, "progress_interval", default=3.0, minimum=0.5),
+        disk_headroom=_number(table, key, "disk_headroom", default=1.1, minimum=1.0),
     )
 
 
@@ -302,6 +367,11 @@ _NODE_KEYS = {
     "stop_command",
     "ssh",
     "replication",
+    "shell",
+    "conf_dir",
+    "keep_files",
+    "max_rate",
+    "log_file",
 }
 
 
@@ -338,6 +408,13 @@ def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -
         )
     if role is NodeRole.PRIMARY and slot is not None:
         raise ConfigError(f"{key}.slot", "only replicas have a slot")
+    shell = _opt_str(item, key, "shell") or "ssh"
+    if shell not in {"ssh", "local"}:
+        raise ConfigError(f"{key}.shell", f"{shell!r} is not 'ssh' or 'local'")
+    keep_files = _keep_files(item, key)
+    max_rate = _opt_str(item, key, "max_rate")
+    if max_rate is not None and not re.match(r"^[0-9]+[kM]?$", max_rate):
+        raise ConfigError(f"{key}.max_rate", f"{max_rate!r} is not a rate like 32k or 50M")
     return NodeConfig(
         name=name,
         role=role,
@@ -350,7 +427,28 @@ def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -
         stop_command=_opt_str(item, key, "stop_command"),
         ssh=_parse_ssh(f"{key}.ssh", item.get("ssh")),
         replication=_parse_replication(f"{key}.replication", item.get("replication")),
+        shell=shell,
+        conf_dir=_opt_abs_path(item, key, "conf_dir"),
+        keep_files=keep_files,
+        max_rate=max_rate,
+        log_file=_opt_abs_path(item, key, "log_file"),
     )
+
+
+def _keep_files(item: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = item.get("keep_files")
+    if value is None:
+        return NodeConfig.keep_files
+    if not isinstance(value, list) or not all(
+        isinstance(v, str)
+        and re.match(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", v)
+        and ".." not in v.split("/")
+        for v in value
+    ):
+        raise ConfigError(
+            f"{key}.keep_files", "must be an array of paths relative to the data directory"
+        )
+    return tuple(value)
 
 
 def _parse_ssh(key: str, value: Any) -> SshConfig | None:
@@ -379,11 +477,12 @@ def _parse_replication(key: str, value: Any) -> ReplicationSource | None:
         return None
     if not isinstance(value, dict):
         raise ConfigError(key, "must be a table")
-    _only_keys(key, value, {"host", "port", "user"})
+    _only_keys(key, value, {"host", "port", "user", "passfile"})
     return ReplicationSource(
         host=_str(value, key, "host"),
         port=_port(value, key, default=5432),
         user=_str(value, key, "user"),
+        passfile=_opt_abs_path(value, key, "passfile"),
     )
 
 

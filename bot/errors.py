@@ -15,7 +15,11 @@ as it is. Adapters translate library errors into these with ``raise ... from exc
     │   ├── SlotAlreadyExists
     │   ├── SlotNotFound
     │   └── SlotActive
-    └── AuditError                  audit log unusable or chain broken
+    ├── AuditError                  audit log unusable or chain broken
+    ├── RemoteError                 SSH / remote command could not run (connection, timeout)
+    └── RebuildError
+        ├── RebuildRefused          preflight failed, node locked, not a replica …
+        └── RebuildStepFailed       a step failed during execution (carries the step and output)
 """
 
 from __future__ import annotations
@@ -85,3 +89,24 @@ class SlotActive(SlotError):
 
 class AuditError(ReplbotError):
     """The audit log cannot be written or its hash chain is broken."""
+
+
+class RemoteError(ReplbotError):
+    """A remote command could not be run: connection refused, host key mismatch, timeout."""
+
+
+class RebuildError(ReplbotError):
+    """Base of rebuild problems."""
+
+
+class RebuildRefused(RebuildError):
+    """The rebuild may not start (or continue) for a stated reason; nothing was changed."""
+
+
+class RebuildStepFailed(RebuildError):
+    """A rebuild step failed; ``output`` is the tail of its stderr / the server log."""
+
+    def __init__(self, step: str, message: str, output: str = "") -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.output = output

@@ -293,3 +293,123 @@ class PendingConfirmation:
     action: str
     params: dict[str, str] = field(default_factory=dict)
     expires_at: float = 0.0
+
+
+# --- rebuild ---------------------------------------------------------------------------------
+
+
+class RebuildState(enum.StrEnum):
+    """Life of a rebuild job. The per-node lock is held in the ACTIVE states."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"  # failed or cancelled, old replica restored
+    ROLLBACK_FAILED = "rollback_failed"  # needs a human; lock held
+    INTERRUPTED = "interrupted"  # bot stopped mid-job; lock held until rollback/abandon
+    ABANDONED = "abandoned"  # an admin released the lock after fixing things by hand
+
+    @property
+    def holds_lock(self) -> bool:
+        """True while no other rebuild of the node may start."""
+        return self in {
+            RebuildState.RUNNING,
+            RebuildState.ROLLBACK_FAILED,
+            RebuildState.INTERRUPTED,
+        }
+
+
+class StepKind(enum.StrEnum):
+    """Where a plan step runs."""
+
+    SQL = "sql"  # on the primary, as the bot's role
+    REMOTE = "remote"  # on the replica host, over SSH (or locally in the demo)
+    CHECK = "check"  # the bot polls until a condition holds
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step of a rebuild, printable exactly as it will run."""
+
+    key: str
+    title: str
+    kind: StepKind
+    text: str
+
+
+@dataclass(frozen=True)
+class RebuildPlan:
+    """Everything a rebuild of one replica will do, in order."""
+
+    cluster: str
+    node: str
+    host: str
+    data_dir: str
+    old_dir: str
+    failed_dir: str
+    slot: str
+    rollback_slot: str
+    steps: tuple[PlanStep, ...]
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """All preflight checks of one rebuild; ``ok`` when none failed."""
+
+    cluster: str
+    node: str
+    items: tuple[CheckItem, ...]
+    slot_missing: bool = False
+    primary_size_bytes: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no item failed."""
+        return all(item.level is not CheckLevel.FAIL for item in self.items)
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    """pg_basebackup's own progress line: done/total kB and percent."""
+
+    done_kb: int
+    total_kb: int
+    percent: int
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    """What a running rebuild reports to whoever watches it."""
+
+    job_id: int
+    cluster: str
+    node: str
+    step: str
+    step_index: int
+    step_count: int
+    state: RebuildState
+    backup: BackupProgress | None = None
+    rate_bytes_s: float | None = None
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    detail: str = ""
+    output: str = ""  # tail of the failing command's output / server log, on failures
+    old_dir: str = ""
+
+
+@dataclass(frozen=True)
+class RebuildJob:
+    """A persisted rebuild job (one row of rebuild_jobs)."""
+
+    id: int
+    cluster: str
+    node: str
+    state: RebuildState
+    step: str
+    requested_by: int
+    confirmed_by: int | None
+    old_dir: str
+    failed_dir: str
+    rollback_slot: str
+    started_at: float
+    updated_at: float
+    detail: str = ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from bot.config import NodeConfig
@@ -12,6 +12,8 @@ from bot.models import (
     AuditVerification,
     HbaRule,
     PrimaryStatus,
+    RebuildJob,
+    RebuildState,
     SlotInfo,
     WalReceiverStatus,
 )
@@ -52,6 +54,18 @@ class Postgres(Protocol):
         """Drop a slot; SlotNotFound / SlotActive when refused."""
         ...
 
+    async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
+        """pg_copy_physical_replication_slot(source, target): the copy keeps source's WAL."""
+        ...
+
+    async def total_database_size(self, node: NodeConfig) -> int:
+        """Sum of pg_database_size over all databases, in bytes."""
+        ...
+
+    async def auto_conf_settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
+        """Settings whose value comes from postgresql.auto.conf (they travel with a backup)."""
+        ...
+
 
 class AuditLog(Protocol):
     """Append-only audit storage."""
@@ -78,4 +92,85 @@ class Clock(Protocol):
 
     def time(self) -> float:
         """Wall-clock seconds since the epoch."""
+        ...
+
+
+class ShellResult(Protocol):
+    """Exit status and output of one remote command."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+class RemoteShell(Protocol):
+    """Commands on a replica's host (SSH, or the local host in the demo).
+
+    ``run`` never raises for a non-zero exit; it raises RemoteError when the connection fails
+    or the command times out. ``stream`` runs under a PTY, so closing it (cancellation, a
+    dropped connection) hangs up the whole process group, pg_basebackup's WAL child included.
+    """
+
+    label: str
+
+    async def run(self, command: str, timeout: float) -> ShellResult:
+        """Run one shell command line and collect its output."""
+        ...
+
+    async def stream(
+        self, command: str, on_output: Callable[[str], Awaitable[None]], timeout: float | None
+    ) -> ShellResult:
+        """Run a long command, passing output chunks to ``on_output`` as they arrive."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection."""
+        ...
+
+
+class ShellConnector(Protocol):
+    """Opens a RemoteShell to a node's host."""
+
+    async def connect(self, node: NodeConfig) -> RemoteShell:
+        """Connect (host keys verified) or raise RemoteError."""
+        ...
+
+
+class JobStore(Protocol):
+    """Persistent rebuild jobs; the per-node lock survives restarts."""
+
+    async def create(
+        self,
+        cluster: str,
+        node: str,
+        requested_by: int,
+        confirmed_by: int | None,
+        old_dir: str,
+        failed_dir: str,
+        rollback_slot: str,
+    ) -> RebuildJob:
+        """Insert a RUNNING job; RebuildRefused if the node's lock is held."""
+        ...
+
+    async def update(
+        self,
+        job_id: int,
+        *,
+        state: RebuildState | None = None,
+        step: str | None = None,
+        detail: str | None = None,
+    ) -> RebuildJob:
+        """Record progress or a new state."""
+        ...
+
+    async def holding_lock(self, cluster: str, node: str) -> RebuildJob | None:
+        """The job that holds the node's lock, if any."""
+        ...
+
+    async def latest(self, cluster: str, node: str) -> RebuildJob | None:
+        """The newest job of the node."""
+        ...
+
+    async def in_state(self, state: RebuildState) -> list[RebuildJob]:
+        """All jobs in ``state``, oldest first."""
         ...

@@ -258,6 +258,38 @@ class PsycopgPostgres:
                 f"permission denied on {node.name}: the bot's role needs REPLICATION"
             ) from exc
 
+    async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
+        """pg_copy_physical_replication_slot(source, target): the copy keeps source's WAL."""
+        try:
+            await self._fetch(
+                node,
+                "SELECT pg_catalog.pg_copy_physical_replication_slot(%s, %s)::text",
+                (source, target),
+            )
+        except pg_errors.UndefinedObject as exc:
+            raise SlotNotFound(f"slot {source} does not exist on {node.name}") from exc
+        except pg_errors.DuplicateObject as exc:
+            raise SlotAlreadyExists(f"slot {target} already exists on {node.name}") from exc
+        except psycopg.Error as exc:
+            raise SlotError(f"cannot copy slot {source} on {node.name}: {_reason(exc)}") from exc
+
+    async def total_database_size(self, node: NodeConfig) -> int:
+        """Sum of pg_database_size over all databases, in bytes."""
+        rows = await self._fetch(
+            node, "SELECT sum(pg_catalog.pg_database_size(oid))::bigint FROM pg_catalog.pg_database"
+        )
+        return int(rows[0][0] or 0)
+
+    async def auto_conf_settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
+        """Settings whose value comes from postgresql.auto.conf (they travel with a backup)."""
+        rows = await self._fetch(
+            node,
+            "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s) "
+            "AND sourcefile LIKE %s",
+            (list(names), "%postgresql.auto.conf"),
+        )
+        return {str(name): str(value) for name, value in rows}
+
 
 def _walsender(row: Sequence[Any]) -> WalSender:
     return WalSender(

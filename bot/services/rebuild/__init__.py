@@ -1,0 +1,1 @@
+"""The /rebuild runbook: preflight, plan, execution with rollback, recovery after a restart."""

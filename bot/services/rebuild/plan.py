@@ -1,0 +1,279 @@
+"""Turn a replica's config into the exact SQL and shell commands of a rebuild.
+
+Every path and word is quoted with :func:`shlex.quote`; start/stop commands are trusted
+strings from the admin's config and run as written. The same functions produce the text a
+``--dry-run`` prints and the commands the runner executes, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePath, PurePosixPath
+
+from bot.config import ClusterConfig, NodeConfig
+from bot.errors import RebuildRefused
+from bot.models import PlanStep, RebuildPlan, StepKind
+from bot.services.replication import STANDBY_MINIMUMS
+
+ROLLBACK_SUFFIX = "_rb"
+PROGRESS_RE = re.compile(r"(\d+)/(\d+) kB \((\d+)%\)")
+
+
+def q(word: str | PurePath) -> str:
+    """Shell-quote one word."""
+    return shlex.quote(str(word))
+
+
+def require_rebuild_config(node: NodeConfig) -> None:
+    """Refuse when a key the rebuild needs is missing from the node's config."""
+    missing = [
+        key
+        for key, value in (
+            ("data_dir", node.data_dir),
+            ("pg_bin_dir", node.pg_bin_dir),
+            ("start_command", node.start_command),
+            ("stop_command", node.stop_command),
+            ("replication", node.replication),
+            ("slot", node.slot),
+        )
+        if value is None
+    ]
+    if node.shell == "ssh" and node.ssh is None:
+        missing.append("ssh")
+    if missing:
+        raise RebuildRefused(
+            f"{node.name} cannot be rebuilt: missing config key(s) {', '.join(missing)}"
+        )
+
+
+def rollback_slot_name(slot: str) -> str:
+    """The temporary copy of ``slot`` that keeps the old replica's WAL (≤ 63 characters)."""
+    return slot[: 63 - len(ROLLBACK_SUFFIX)] + ROLLBACK_SUFFIX
+
+
+class Commands:
+    """The shell command lines for one replica (absolute binaries: no PATH over SSH)."""
+
+    def __init__(self, node: NodeConfig, tag: str) -> None:
+        require_rebuild_config(node)
+        assert node.data_dir and node.pg_bin_dir and node.replication and node.slot
+        self.node = node
+        self.data_dir = PurePosixPath(node.data_dir)
+        self.bin = PurePosixPath(node.pg_bin_dir)
+        self.old_dir = PurePosixPath(f"{self.data_dir}.replbot-old-{tag}")
+        self.failed_dir = PurePosixPath(f"{self.data_dir}.replbot-failed-{tag}")
+        self.slot = node.slot
+        self.rollback_slot = rollback_slot_name(node.slot)
+        self.replication = node.replication
+
+    @classmethod
+    def for_job(cls, node: NodeConfig, old_dir: str, failed_dir: str) -> Commands:
+        """Commands for a job whose directory names were fixed when it started."""
+        commands = cls(node, "job")
+        commands.old_dir = PurePosixPath(old_dir)
+        commands.failed_dir = PurePosixPath(failed_dir)
+        return commands
+
+    # --- preflight (read-only) ---------------------------------------------------------------
+
+    def whoami_and_data_dir(self) -> str:
+        """Prove SSH works and the data directory exists."""
+        return f"id -un && test -d {q(self.data_dir)}"
+
+    def identify_system(self) -> str:
+        """A replication connection from the replica host to the primary (pg_hba, passfile)."""
+        conninfo = self.replication.conninfo(replication="true", connect_timeout="10")
+        return f"{q(self.bin / 'psql')} -X -A -t -d {q(conninfo)} -c IDENTIFY_SYSTEM"
+
+    def free_bytes(self) -> str:
+        """Free bytes on the filesystem holding the data directory's parent."""
+        return f"df -P -B1 {q(self.data_dir.parent)} | tail -n 1"
+
+    def standby_settings(self) -> str:
+        """The values the replica's configuration gives the hot-standby minimums."""
+        conf = PurePosixPath(self.node.effective_conf_dir or self.data_dir)
+        postgres = q(self.bin / "postgres")
+        parts = [
+            f'echo "{name}=$({postgres} -D {q(conf)} -C {name} 2>&1)"' for name in STANDBY_MINIMUMS
+        ]
+        return "; ".join(parts)
+
+    # --- execution ---------------------------------------------------------------------------
+
+    def stop(self) -> str:
+        """The admin's stop command."""
+        assert self.node.stop_command
+        return self.node.stop_command
+
+    def start(self) -> str:
+        """The admin's start command."""
+        assert self.node.start_command
+        return self.node.start_command
+
+    def server_status(self) -> str:
+        """pg_ctl status: exit 0 running, 3 not running, 4 no data directory."""
+        return f"{q(self.bin / 'pg_ctl')} status -D {q(self.data_dir)}"
+
+    def move_aside(self) -> str:
+        """Rename the data directory (never delete); refuse if the target exists."""
+        return f"test ! -e {q(self.old_dir)} && mv -- {q(self.data_dir)} {q(self.old_dir)}"
+
+    def basebackup(self) -> str:
+        """pg_basebackup with the runbook's options and a fast checkpoint."""
+        conninfo = self.replication.conninfo(application_name="pg_basebackup")
+        words = [
+            str(self.bin / "pg_basebackup"),
+            f"--pgdata={self.data_dir}",
+            "--wal-method=stream",
+            "--write-recovery-conf",
+            f"--slot={self.slot}",
+            "--checkpoint=fast",
+            "--progress",
+            "--verbose",
+            f"--dbname={conninfo}",
+        ]
+        if self.node.max_rate:
+            words.append(f"--max-rate={self.node.max_rate}")
+        return " ".join(q(w) for w in words)
+
+    def restore_files(self) -> str | None:
+        """Copy replica-local files (e.g. its postgresql.conf) from the old directory."""
+        if not self.node.keep_files:
+            return None
+        parts = []
+        for name in self.node.keep_files:
+            old, new = q(self.old_dir / name), q(self.data_dir / name)
+            parts.append(f"if [ -e {old} ]; then cp -p -- {old} {new}; fi")
+        return "; ".join(parts)
+
+    def kill_leftover_basebackup(self) -> str:
+        """TERM any pg_basebackup of ours still writing into the data directory."""
+        pattern = "pg_basebackup.*--pgdata=" + _ere_escape(str(self.data_dir)) + "( |$)"
+        return f'pkill -TERM -u "$(id -u)" -f {q(pattern)}; sleep 0.5; true'
+
+    def leftover_basebackup(self) -> str:
+        """PIDs of pg_basebackup processes of ours writing into the data directory."""
+        pattern = "pg_basebackup.*--pgdata=" + _ere_escape(str(self.data_dir)) + "( |$)"
+        return f'pgrep -u "$(id -u)" -f {q(pattern)} || true'
+
+    def directories(self) -> str:
+        """Which of the data, old and failed directories exist."""
+        return "; ".join(
+            f"if [ -e {q(d)} ]; then echo {q(label)}; fi"
+            for label, d in (
+                ("data", self.data_dir),
+                ("old", self.old_dir),
+                ("failed", self.failed_dir),
+            )
+        )
+
+    def put_back(self) -> str:
+        """Rollback: move the partial copy aside as .failed and the old directory back."""
+        return (
+            f"if [ -e {q(self.data_dir)} ]; then mv -- {q(self.data_dir)} {q(self.failed_dir)}; fi"
+            f" && mv -- {q(self.old_dir)} {q(self.data_dir)}"
+        )
+
+    def remove_old(self) -> str:
+        """Cleanup after a successful rebuild: the only deletion replbot ever runs."""
+        return f"rm -rf -- {q(self.old_dir)}"
+
+    def server_log_tail(self) -> str:
+        """The newest lines of the server's log (the reason a start failed)."""
+        if self.node.log_file is not None:
+            return f"tail -n 15 {q(self.node.log_file)}; true"
+        data = q(self.data_dir)
+        return (
+            f"for f in $(ls -t {data}/log/* {data}/pg_log/* 2>/dev/null | head -n 1); "
+            'do tail -n 15 "$f"; done; true'
+        )
+
+
+def build_plan(
+    cluster: ClusterConfig, node: NodeConfig, tag: str, slot_missing: bool
+) -> RebuildPlan:
+    """The ordered steps of a rebuild of ``node``, exactly as they will run."""
+    cmd = Commands(node, tag)
+    host = node.ssh.host if node.ssh else "localhost"
+    steps: list[PlanStep] = []
+    if slot_missing:
+        steps.append(
+            PlanStep(
+                "create_slot",
+                f"create slot {cmd.slot} on {cluster.primary.name}",
+                StepKind.SQL,
+                f"SELECT pg_catalog.pg_create_physical_replication_slot('{cmd.slot}')",
+            )
+        )
+    steps += [
+        PlanStep("stop", f"stop {node.name}", StepKind.REMOTE, cmd.stop()),
+        PlanStep(
+            "check_stopped",
+            "check the server is stopped",
+            StepKind.REMOTE,
+            cmd.server_status() + "   # expect exit 3",
+        ),
+        PlanStep(
+            "slot_released",
+            f"wait until slot {cmd.slot} is inactive",
+            StepKind.CHECK,
+            f"SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = '{cmd.slot}'",  # noqa: S608 (display text; the slot name is validated)
+        ),
+        PlanStep(
+            "keep_wal",
+            f"keep the old replica's WAL in {cmd.rollback_slot}",
+            StepKind.SQL,
+            f"SELECT pg_catalog.pg_copy_physical_replication_slot('{cmd.slot}', "
+            f"'{cmd.rollback_slot}')   # only if the slot has a restart_lsn",
+        ),
+        PlanStep(
+            "move_aside",
+            f"move the data directory aside to {cmd.old_dir}",
+            StepKind.REMOTE,
+            cmd.move_aside(),
+        ),
+        PlanStep(
+            "basebackup",
+            f"pg_basebackup from {cluster.primary.name}",
+            StepKind.REMOTE,
+            cmd.basebackup(),
+        ),
+    ]
+    restore = cmd.restore_files()
+    if restore:
+        steps.append(
+            PlanStep(
+                "restore_files", "restore replica-local config files", StepKind.REMOTE, restore
+            )
+        )
+    steps += [
+        PlanStep("start", f"start {node.name}", StepKind.REMOTE, cmd.start()),
+        PlanStep(
+            "verify",
+            "verify it streams",
+            StepKind.CHECK,
+            f"replica: pg_stat_wal_receiver.status = 'streaming'; primary: slot {cmd.slot} active",
+        ),
+        PlanStep(
+            "release_wal",
+            f"drop {cmd.rollback_slot}",
+            StepKind.SQL,
+            f"SELECT pg_catalog.pg_drop_replication_slot('{cmd.rollback_slot}')",
+        ),
+    ]
+    return RebuildPlan(
+        cluster=cluster.name,
+        node=node.name,
+        host=host,
+        data_dir=str(cmd.data_dir),
+        old_dir=str(cmd.old_dir),
+        failed_dir=str(cmd.failed_dir),
+        slot=cmd.slot,
+        rollback_slot=cmd.rollback_slot,
+        steps=tuple(steps),
+    )
+
+
+def _ere_escape(text: str) -> str:
+    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)

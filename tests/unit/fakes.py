@@ -1,0 +1,380 @@
+"""In-memory fakes of the ports (Postgres, AuditLog, Clock, Chat) and a wired Dispatcher.
+
+The fakes never match SQL text: the Postgres fake records which port method was called for
+which node, and answers from plain data that a test can change (or make raise).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.config import AppConfig, NodeConfig, parse_config
+from bot.errors import SlotActive, SlotAlreadyExists, SlotNotFound
+from bot.models import (
+    AuditEntry,
+    AuditRecord,
+    AuditVerification,
+    HbaRule,
+    PrimaryStatus,
+    SlotInfo,
+    WalReceiverStatus,
+    WalSender,
+)
+from bot.services.authz import Authorizer
+from bot.services.confirmations import ConfirmationService
+from bot.services.registry import Services
+from bot.services.replication import ReplicationService
+from handlers.base import Reply, Request
+from handlers.dispatch import Dispatcher
+from handlers.registry import ACTIONS, COMMANDS
+
+ADMIN_ID, ADMIN2_ID, OPERATOR_ID, VIEWER_ID, STRANGER_ID = 1001, 1004, 1002, 1003, 6666
+ADMIN_NAME = "Ann <&> O'Neil"  # hostile on purpose: every reply naming her must escape it
+GROUP_CHAT_ID = -100500
+CONFIRM_TIMEOUT_S = 30.0
+PASSWORD_ENV = "REPLBOT_UNIT_PG_PASSWORD"
+PASSWORD = "unit-pg-password-0123"
+
+
+def config_toml(allowed_chat_ids: Sequence[int] = (), second_cluster: bool = True) -> str:
+    """A config with four users and cluster 'main' (pg1 primary, replicas pg2 and pg3)."""
+    dr = (
+        '[[clusters]]\nname = "dr"\n\n'
+        '[[clusters.nodes]]\nname = "dr1"\nrole = "primary"\ndsn = "host=dr1 user=bot"\n\n'
+        '[[clusters.nodes]]\nname = "dr2"\nrole = "replica"\ndsn = "host=dr2 user=bot"\n'
+        'slot = "dr2"\n\n'
+        if second_cluster
+        else ""
+    )
+    return (
+        "[telegram]\n"
+        'token = "123456:UNIT-fake-token-abcdef"\n'
+        f"confirm_timeout = {CONFIRM_TIMEOUT_S}\n"
+        f"allowed_chat_ids = [{', '.join(str(c) for c in allowed_chat_ids)}]\n\n"
+        '[audit]\npath = "/tmp/replbot-unit-audit.sqlite3"\n\n'
+        f'[[users]]\nid = {ADMIN_ID}\nname = "{ADMIN_NAME}"\nrole = "admin"\n\n'
+        f'[[users]]\nid = {ADMIN2_ID}\nname = "bob-admin"\nrole = "admin"\n\n'
+        f'[[users]]\nid = {OPERATOR_ID}\nname = "oscar-operator"\nrole = "operator"\n\n'
+        f'[[users]]\nid = {VIEWER_ID}\nname = "vera-viewer"\nrole = "viewer"\n\n'
+        '[[clusters]]\nname = "main"\n\n'
+        '[[clusters.nodes]]\nname = "pg1"\nrole = "primary"\n'
+        f'dsn = "host=db1 port=5432 user=bot dbname=postgres"\npassword_env = "{PASSWORD_ENV}"\n\n'
+        '[[clusters.nodes]]\nname = "pg2"\nrole = "replica"\n'
+        'dsn = "host=db2 port=5432 user=bot dbname=postgres"\nslot = "pg2"\n\n'
+        '[[clusters.nodes]]\nname = "pg3"\nrole = "replica"\n'
+        'dsn = "host=db3 port=5432 user=bot dbname=postgres"\nslot = "pg3"\n\n' + dr
+    )
+
+
+def make_config(allowed_chat_ids: Sequence[int] = (), second_cluster: bool = True) -> AppConfig:
+    """Parse :func:`config_toml` through the real validator."""
+    text = config_toml(allowed_chat_ids, second_cluster)
+    return parse_config(tomllib.loads(text), {PASSWORD_ENV: PASSWORD})
+
+
+def walsender(
+    pid: int,
+    application_name: str,
+    slot_name: str | None,
+    state: str | None = "streaming",
+    client_addr: str | None = "10.0.0.2",
+    lsn: str = "0/3000148",
+    replay_lag_bytes: int | None = 0,
+) -> WalSender:
+    """A pg_stat_replication row with plausible values."""
+    return WalSender(
+        pid=pid,
+        application_name=application_name,
+        client_addr=client_addr,
+        state=state,
+        sent_lsn=lsn,
+        write_lsn=lsn,
+        flush_lsn=lsn,
+        replay_lsn=lsn,
+        write_lag_s=None,
+        flush_lag_s=None,
+        replay_lag_s=None,
+        sync_state="async",
+        slot_name=slot_name,
+        replay_lag_bytes=replay_lag_bytes,
+    )
+
+
+def slot(name: str, active: bool, active_pid: int | None = None) -> SlotInfo:
+    """A physical slot row."""
+    return SlotInfo(
+        name=name,
+        slot_type="physical",
+        active=active,
+        active_pid=active_pid if active else None,
+        restart_lsn="0/3000148",
+        retained_bytes=16 * 1024 * 1024,
+        wal_status="reserved",
+        safe_wal_size=None,
+    )
+
+
+HEALTHY_SETTINGS = {
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "listen_addresses": "*",
+    "max_connections": "100",
+    "max_worker_processes": "8",
+    "max_prepared_transactions": "0",
+    "max_locks_per_transaction": "64",
+}
+
+
+@dataclass
+class FakePostgres:
+    """The Postgres port on plain data; ``calls`` lists (method, node) of every call."""
+
+    walsenders: dict[str, list[WalSender]] = field(default_factory=dict)
+    slot_rows: dict[str, list[SlotInfo]] = field(default_factory=dict)
+    settings_by_node: dict[str, dict[str, str]] = field(default_factory=dict)
+    failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def healthy(cls) -> FakePostgres:
+        """Every replica streaming through its slot, one inactive leftover slot on main."""
+        return cls(
+            walsenders={
+                "pg1": [walsender(201, "pg2", "pg2"), walsender(202, "pg3", "pg3")],
+                "dr1": [walsender(301, "dr2", "dr2")],
+            },
+            slot_rows={
+                "pg1": [slot("pg2", True, 201), slot("pg3", True, 202), slot("old_slot", False)],
+                "dr1": [slot("dr2", True, 301)],
+            },
+        )
+
+    def fail(self, method: str, node: str, exc: BaseException) -> None:
+        """Make ``method`` raise ``exc`` for ``node``."""
+        self.failures[(method, node)] = exc
+
+    def _enter(self, method: str, node: NodeConfig) -> None:
+        self.calls.append((method, node.name))
+        exc = self.failures.get((method, node.name))
+        if exc is not None:
+            raise exc
+
+    async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
+        self._enter("primary_status", node)
+        return PrimaryStatus(
+            node=node.name,
+            in_recovery=False,
+            server_version="16.4",
+            server_version_num=160004,
+            timeline=1,
+            current_lsn="0/3000148",
+            walsenders=tuple(self.walsenders.get(node.name, [])),
+        )
+
+    async def replica_status(self, node: NodeConfig) -> WalReceiverStatus:
+        self._enter("replica_status", node)
+        return WalReceiverStatus(
+            node=node.name,
+            in_recovery=True,
+            server_version="16.4",
+            server_version_num=160004,
+            receiver_status="streaming",
+            slot_name=node.slot,
+            sender_host="db1",
+            sender_port=5432,
+            written_lsn="0/3000148",
+            flushed_lsn="0/3000148",
+            replay_lsn="0/3000148",
+            replay_delay_s=0.0,
+        )
+
+    async def slots(self, node: NodeConfig) -> list[SlotInfo]:
+        self._enter("slots", node)
+        return list(self.slot_rows.get(node.name, []))
+
+    async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
+        self._enter("settings", node)
+        values = self.settings_by_node.get(node.name, HEALTHY_SETTINGS)
+        return {name: values[name] for name in names if name in values}
+
+    async def replication_hba_rules(self, node: NodeConfig) -> list[HbaRule] | None:
+        self._enter("replication_hba_rules", node)
+        return [
+            HbaRule(
+                line_number=99,
+                type="host",
+                databases=("replication",),
+                users=("repluser",),
+                address="10.0.0.0/24",
+                auth_method="scram-sha-256",
+            )
+        ]
+
+    async def usage_counts(self, node: NodeConfig) -> tuple[int, int]:
+        self._enter("usage_counts", node)
+        return len(self.walsenders.get(node.name, [])), len(self.slot_rows.get(node.name, []))
+
+    async def create_physical_slot(self, node: NodeConfig, slot_name: str) -> None:
+        self._enter("create_physical_slot", node)
+        rows = self.slot_rows.setdefault(node.name, [])
+        if any(s.name == slot_name for s in rows):
+            raise SlotAlreadyExists(f"slot {slot_name} already exists on {node.name}")
+        rows.append(slot(slot_name, False))
+
+    async def drop_slot(self, node: NodeConfig, slot_name: str) -> None:
+        self._enter("drop_slot", node)
+        rows = self.slot_rows.setdefault(node.name, [])
+        found = next((s for s in rows if s.name == slot_name), None)
+        if found is None:
+            raise SlotNotFound(f"slot {slot_name} does not exist on {node.name}")
+        if found.active:
+            raise SlotActive(f"slot {slot_name} is active for PID {found.active_pid}")
+        rows.remove(found)
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeAuditLog:
+    """The AuditLog port as a list; ids count from 1."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.records: list[AuditRecord] = []
+        self._clock = clock or FakeClock()
+
+    async def append(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+    async def recent(self, limit: int) -> list[AuditEntry]:
+        at = datetime.fromtimestamp(self._clock.time(), UTC)
+        entries = [
+            AuditEntry(
+                id=index + 1,
+                at=at,
+                user_id=r.user_id,
+                user_name=r.user_name,
+                chat_id=r.chat_id,
+                command=r.command,
+                args=r.args,
+                outcome=r.outcome,
+                reason=r.reason,
+                duration_ms=r.duration_ms,
+            )
+            for index, r in enumerate(self.records)
+        ]
+        return list(reversed(entries))[:limit]
+
+    async def verify(self) -> AuditVerification:
+        return AuditVerification(rows=len(self.records), ok=True)
+
+
+@dataclass
+class FakeChat:
+    """The Chat port collecting what the bot sent, edited and toasted."""
+
+    sent: list[Reply] = field(default_factory=list)
+    edits: list[tuple[int, Reply]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    async def send(self, reply: Reply) -> int:
+        self.sent.append(reply)
+        return len(self.sent)
+
+    async def edit(self, message_id: int, reply: Reply) -> None:
+        self.edits.append((message_id, reply))
+
+    async def notify(self, text: str) -> None:
+        self.notes.append(text)
+
+    @property
+    def replies(self) -> list[Reply]:
+        """Everything shown in the chat: sent messages, then edited ones."""
+        return self.sent + [reply for _, reply in self.edits]
+
+
+@dataclass
+class Bot:
+    """A Dispatcher wired to fresh fakes, with helpers to type commands and press buttons."""
+
+    config: AppConfig
+    pg: FakePostgres
+    audit: FakeAuditLog
+    clock: FakeClock
+    dispatcher: Dispatcher
+
+    async def command(
+        self,
+        text: str,
+        user_id: int = ADMIN_ID,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        user_name: str = "telegram-name",
+    ) -> FakeChat:
+        """Dispatch ``text`` as typed by ``user_id``; return the chat with the replies."""
+        chat = FakeChat()
+        request = Request(
+            user_id=user_id,
+            user_name=user_name,
+            chat_id=user_id if chat_id is None else chat_id,
+            chat_type=chat_type,
+            text=text,
+        )
+        await self.dispatcher.handle_command(request, chat)
+        return chat
+
+    async def press(
+        self,
+        data: str,
+        user_id: int = ADMIN_ID,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        message_id: int | None = 1,
+    ) -> FakeChat:
+        """Press the inline button carrying ``data``."""
+        chat = FakeChat()
+        request = Request(
+            user_id=user_id,
+            user_name="telegram-name",
+            chat_id=user_id if chat_id is None else chat_id,
+            chat_type=chat_type,
+            button_data=data,
+            message_id=message_id,
+        )
+        await self.dispatcher.handle_button(request, chat)
+        return chat
+
+
+def make_bot(config: AppConfig | None = None, pg: FakePostgres | None = None) -> Bot:
+    """The real Dispatcher, services and command registry on top of the fakes."""
+    config = config or make_config()
+    pg = pg or FakePostgres.healthy()
+    clock = FakeClock()
+    audit = FakeAuditLog(clock)
+    services = Services(
+        config=config,
+        authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
+        replication=ReplicationService(config, pg),
+        confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
+        audit=audit,
+        clock=clock,
+    )
+    return Bot(config, pg, audit, clock, Dispatcher(services, COMMANDS, ACTIONS))
