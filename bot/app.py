@@ -3,15 +3,19 @@ adapters to handlers; both ``replbot run`` and ``replbot demo`` start here."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from bot.adapters.audit_sqlite import SqliteAuditLog
+from bot.adapters.jobs_sqlite import SqliteJobStore
 from bot.adapters.postgres import PsycopgPostgres
+from bot.adapters.shell import LocalConnector, RoutingConnector, SshConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig
 from bot.redact import Redactor
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
+from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
 from bot.services.replication import ReplicationService
 from handlers.dispatch import Dispatcher
@@ -38,9 +42,12 @@ class Runtime:
     services: Services
     dispatcher: Dispatcher
     audit: SqliteAuditLog
+    jobs: SqliteJobStore
 
     async def close(self) -> None:
-        """Close the audit database."""
+        """Interrupt running rebuilds (state kept for the next start), close the databases."""
+        await self.services.rebuild.shutdown()
+        await self.jobs.close()
         await self.audit.close()
 
 
@@ -50,15 +57,23 @@ async def open_runtime(config: AppConfig, redactor: Redactor | None = None) -> R
     clock = SystemClock()
     audit = SqliteAuditLog(config.audit.path, redact=redact)
     await audit.open()
+    jobs = SqliteJobStore(config.audit.path)
+    await jobs.open()
+    postgres = PsycopgPostgres(config.query_timeout_s)
+    # "local" nodes (the demo) run commands on this host, as the PostgreSQL OS user if root.
+    shells = RoutingConnector(
+        SshConnector(), LocalConnector("postgres" if os.geteuid() == 0 else None)
+    )
     services = Services(
         config=config,
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
-        replication=ReplicationService(config, PsycopgPostgres(config.query_timeout_s)),
+        replication=ReplicationService(config, postgres),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
+        rebuild=RebuildService(config, postgres, shells, jobs, audit, clock),
         audit=audit,
         clock=clock,
     )
-    return Runtime(config, services, Dispatcher(services, COMMANDS, ACTIONS), audit)
+    return Runtime(config, services, Dispatcher(services, COMMANDS, ACTIONS), audit, jobs)
 
 
 def command_menu() -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,22 +25,49 @@ DEMO_USER_NAME = "demo-admin"
 PASSWORD_ENV = "REPLBOT_DEMO_DB_PASSWORD"  # noqa: S105 (the variable's name)
 
 
+def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
+    """Config keys that let /rebuild work on a local replica (commands run on this host)."""
+    node = pgset.node(name)
+    primary = pgset.primary
+    return (
+        f'slot = "{node.slot}"\n'
+        'shell = "local"\n'
+        f'data_dir = "{node.data_dir}"\n'
+        f'conf_dir = "{node.conf_dir}"\n'
+        f'pg_bin_dir = "{pgset.binaries.bindir}"\n'
+        f"start_command = {_toml_string(shlex.join(pgset.pg_ctl_start_command(name)))}\n"
+        f"stop_command = {_toml_string(shlex.join(pgset.pg_ctl_stop_command(name)))}\n"
+        f'log_file = "{node.log_file}"\n'
+        "keep_files = []\n"
+        f'replication = {{ host = "127.0.0.1", port = {primary.port}, '
+        f'user = "{pgset.repl_user}", passfile = "{pgset.passfile}" }}\n'
+    )
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def demo_config_text(pgset: LocalReplicationSet, audit_path: Path) -> str:
     """The TOML config of the demo, pointing at the local clusters."""
     nodes = []
     for node in pgset.nodes:
-        slot = f'slot = "{node.slot}"\n' if node.slot else ""
-        nodes.append(
+        text = (
             "[[clusters.nodes]]\n"
             f'name = "{node.name}"\n'
             f'role = "{node.role}"\n'
             f'dsn = "{pgset.dsn(node.name)}"\n'
             f'password_env = "{PASSWORD_ENV}"\n'
-            f"{slot}"
         )
+        if node.slot:
+            text += rebuild_keys(pgset, node.name)
+        nodes.append(text)
     return (
         "[telegram]\n"
         "confirm_timeout = 60\n\n"
+        "[rebuild]\n"
+        "progress_interval = 1\n"
+        "verify_timeout = 60\n\n"
         "[audit]\n"
         f'path = "{audit_path}"\n\n'
         "[[users]]\n"
@@ -71,7 +99,7 @@ def run_demo(
         config = load_config(config_path)
         ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
         out(f"ready ({ports}); you are {DEMO_USER_NAME} (admin). Try /status, /slots, /check,")
-        out("/createslot NAME, /dropslot NAME, /audit, /help; /quit to leave.")
+        out("/createslot NAME, /dropslot NAME, /rebuild pg2, /audit, /help; /quit to leave.")
         asyncio.run(_console(config, commands, out))
     except KeyboardInterrupt:
         out("interrupted")
@@ -91,5 +119,7 @@ async def _console(config: AppConfig, commands: Sequence[str], out: Callable[[st
     try:
         lines: AsyncIterator[str] = given_lines(commands, echo=out) if commands else stdin_lines()
         await run_console(runtime.dispatcher, DEMO_USER_ID, DEMO_USER_NAME, lines, out)
+        if commands:
+            await runtime.services.rebuild.wait_all()
     finally:
         await runtime.close()

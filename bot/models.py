@@ -293,6 +293,7 @@ class PendingConfirmation:
     action: str
     params: dict[str, str] = field(default_factory=dict)
     expires_at: float = 0.0
+    other_user: bool = False  # a second approver: anyone but the requester must press it
 
 
 # --- rebuild ---------------------------------------------------------------------------------
@@ -413,3 +414,12 @@ class RebuildJob:
     started_at: float
     updated_at: float
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Exit status and output of one remote command (255 when killed by a signal)."""
+
+    exit_status: int
+    stdout: str
+    stderr: str

@@ -10,6 +10,7 @@ from bot.models import (
     AuditEntry,
     AuditRecord,
     AuditVerification,
+    CommandResult,
     HbaRule,
     PrimaryStatus,
     RebuildJob,
@@ -95,14 +96,6 @@ class Clock(Protocol):
         ...
 
 
-class ShellResult(Protocol):
-    """Exit status and output of one remote command."""
-
-    exit_status: int
-    stdout: str
-    stderr: str
-
-
 class RemoteShell(Protocol):
     """Commands on a replica's host (SSH, or the local host in the demo).
 
@@ -113,13 +106,13 @@ class RemoteShell(Protocol):
 
     label: str
 
-    async def run(self, command: str, timeout: float) -> ShellResult:
+    async def run(self, command: str, timeout: float) -> CommandResult:
         """Run one shell command line and collect its output."""
         ...
 
     async def stream(
         self, command: str, on_output: Callable[[str], Awaitable[None]], timeout: float | None
-    ) -> ShellResult:
+    ) -> CommandResult:
         """Run a long command, passing output chunks to ``on_output`` as they arrive."""
         ...
 

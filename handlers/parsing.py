@@ -63,3 +63,24 @@ def no_arguments(args: list[str]) -> None:
     """Commands that take nothing."""
     if args:
         raise InvalidInput("this command takes no arguments")
+
+
+REBUILD_MODES = ("--dry-run", "--cancel", "--rollback", "--abandon", "--cleanup")
+REBUILD_USAGE = (
+    "/rebuild NODE [cluster] [--dry-run | --cancel | --rollback | --abandon | --cleanup]"
+)
+_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def rebuild_args(args: list[str]) -> tuple[str, str | None, str]:
+    """``NODE [cluster] [--mode]`` -> (node, cluster or None, mode; "run" by default)."""
+    modes = [a for a in args if a.startswith("--")]
+    words = [a for a in args if not a.startswith("--")]
+    if len(modes) > 1 or any(m not in REBUILD_MODES for m in modes):
+        raise InvalidInput(f"usage: {REBUILD_USAGE}")
+    if not words or len(words) > 2:
+        raise InvalidInput(f"usage: {REBUILD_USAGE}")
+    if not _NODE.match(words[0]):
+        raise InvalidInput("invalid node name")
+    cluster = cluster_name(words[1]) if len(words) == 2 else None
+    return words[0], cluster, modes[0].removeprefix("--") if modes else "run"

@@ -18,6 +18,11 @@ from bot.models import (
     ClusterSlots,
     ClusterStatus,
     Outcome,
+    PreflightReport,
+    RebuildJob,
+    RebuildPlan,
+    RebuildProgress,
+    RebuildState,
     ReplicaView,
     SlotInfo,
     User,
@@ -354,3 +359,168 @@ def _cut_long_line(line: str, limit: int) -> list[str]:
 def to_plain_text(text: str) -> str:
     """Telegram HTML -> plain text, for the console transport."""
     return html.unescape(_TAG.sub("", text))
+
+
+# --- /rebuild --------------------------------------------------------------------------------
+
+
+def rebuild_preflight(report: PreflightReport) -> str:
+    """The preflight checks, failures first in the headline."""
+    fails = [i for i in report.items if i.level is CheckLevel.FAIL]
+    if fails:
+        head = f"{FAIL} rebuild of {esc(report.node)} refused: {esc(fails[0].detail)}" + (
+            f" (and {len(fails) - 1} more)" if len(fails) > 1 else ""
+        )
+    else:
+        head = f"{OK} preflight of {esc(report.node)} passed"
+    lines = [head]
+    for item in report.items:
+        line = f"{_LEVEL_ICON[item.level]} {esc(item.name)}: {esc(item.detail)}"
+        if item.fix and item.level is not CheckLevel.OK:
+            line += f" → {esc(item.fix)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def rebuild_plan(plan: RebuildPlan) -> str:
+    """Every step, with the exact SQL or shell command."""
+    lines = [f"<b>plan for {esc(plan.cluster)}/{esc(plan.node)}</b> on {esc(plan.host)}:"]
+    for index, step in enumerate(plan.steps, 1):
+        lines.append(f"{index}. {esc(step.title)} [{esc(step.kind.value)}]")
+        lines.append(f"   {code(step.text)}")
+    return "\n".join(lines)
+
+
+def rebuild_dry_run(report: PreflightReport, plan: RebuildPlan) -> str:
+    """The reply of --dry-run: checks, then the plan; nothing was changed."""
+    return (
+        f"{INFO} dry run: nothing was changed\n"
+        + rebuild_preflight(report)
+        + "\n\n"
+        + rebuild_plan(plan)
+    )
+
+
+def rebuild_confirm(plan: RebuildPlan, ttl_s: float, second_approver: bool) -> str:
+    """The question shown with the rebuild confirmation button."""
+    who = "Another admin must approve" if second_approver else "Only you can confirm"
+    return (
+        f"{WARN} <b>Replace the data of {esc(plan.node)}</b> on {esc(plan.host)}?\n"
+        f"{code(plan.data_dir)} will be moved to {code(plan.old_dir)} (kept, not deleted) and "
+        f"rebuilt from the primary with pg_basebackup (slot {code(plan.slot)}).\n"
+        f"{who}; the button expires in {ttl_s:.0f} s."
+    )
+
+
+_STATE_ICON = {
+    RebuildState.RUNNING: "⏳",
+    RebuildState.SUCCEEDED: OK,
+    RebuildState.ROLLED_BACK: FAIL,
+    RebuildState.ROLLBACK_FAILED: "🆘",
+    RebuildState.INTERRUPTED: WARN,
+    RebuildState.ABANDONED: INFO,
+}
+
+
+def rebuild_progress(progress: RebuildProgress) -> str:
+    """The live message of a running rebuild (edited in place)."""
+    icon = _STATE_ICON[progress.state]
+    title = {
+        RebuildState.RUNNING: "rebuilding",
+        RebuildState.SUCCEEDED: "rebuilt",
+        RebuildState.ROLLED_BACK: "rebuild failed, rolled back:",
+        RebuildState.ROLLBACK_FAILED: "rebuild failed and ROLLBACK FAILED:",
+        RebuildState.INTERRUPTED: "rebuild interrupted:",
+        RebuildState.ABANDONED: "rebuild abandoned:",
+    }[progress.state]
+    lines = [
+        f"{icon} {title} <b>{esc(progress.cluster)}/{esc(progress.node)}</b> "
+        f"(job {progress.job_id}, {esc(human_seconds(progress.elapsed_s))})"
+    ]
+    if progress.state is RebuildState.RUNNING:
+        count = f" {progress.step_index}/{progress.step_count}" if progress.step_count else ""
+        lines.append(f"step{count}: {esc(progress.detail or progress.step)}")
+        if progress.backup is not None and progress.step == "basebackup":
+            b = progress.backup
+            line = (
+                f"{_bar(b.percent)} {b.percent} % · {esc(human_bytes(b.done_kb * 1024))} of "
+                f"{esc(human_bytes(b.total_kb * 1024))}"
+            )
+            if progress.rate_bytes_s:
+                line += f" · {esc(human_bytes(int(progress.rate_bytes_s)))}/s"
+            if progress.eta_s is not None:
+                line += f" · ETA {esc(human_seconds(progress.eta_s))}"
+            lines.append(line)
+    else:
+        lines.append(esc(progress.detail))
+        if progress.output:
+            lines.extend(f"   {code(line)}" for line in progress.output.splitlines()[-12:])
+        if progress.state is RebuildState.SUCCEEDED and progress.old_dir:
+            lines.append(
+                f"Old data kept in {code(progress.old_dir)}; remove it with "
+                f"{code('/rebuild ' + progress.node + ' --cleanup')} once you are satisfied."
+            )
+        if progress.state in {RebuildState.INTERRUPTED, RebuildState.ROLLBACK_FAILED}:
+            lines.append(
+                f"Roll back with {code('/rebuild ' + progress.node + ' --rollback')}, or after "
+                f"fixing by hand release the lock with "
+                f"{code('/rebuild ' + progress.node + ' --abandon')}."
+            )
+    return "\n".join(lines)
+
+
+def _bar(percent: int, width: int = 10) -> str:
+    filled = max(0, min(width, round(percent * width / 100)))
+    return "▓" * filled + "░" * (width - filled)
+
+
+def rebuild_started(job: RebuildJob) -> str:
+    """First text of the progress message."""
+    return f"⏳ rebuild of <b>{esc(job.cluster)}/{esc(job.node)}</b> started (job {job.id})"
+
+
+def rebuild_refused_busy(job: RebuildJob, progress: RebuildProgress | None) -> str:
+    """A second /rebuild while one runs (or is interrupted)."""
+    where = esc(job.step)
+    if progress is not None and progress.backup is not None and progress.step == "basebackup":
+        where = f"basebackup {progress.backup.percent} %"
+    return (
+        f"{FAIL} rebuild of {esc(job.node)} refused: already in progress "
+        f"(job {job.id}, {esc(job.state.value)}, {where})"
+    )
+
+
+def rebuild_interrupted(job: RebuildJob, inspection: str) -> str:
+    """Told to the admins at start-up when a job was left unfinished."""
+    return (
+        f"{WARN} replbot restarted while rebuilding <b>{esc(job.cluster)}/{esc(job.node)}</b> "
+        f"(job {job.id}). The node stays locked.\n"
+        f"{esc(inspection)}\n"
+        f"Old data (if moved): {code(job.old_dir)}\n"
+        f"Roll back with {code('/rebuild ' + job.node + ' --rollback')}; after fixing it by "
+        f"hand, release the lock with {code('/rebuild ' + job.node + ' --abandon')}."
+    )
+
+
+def rebuild_cancel_requested(node: str) -> str:
+    """Reply to --cancel."""
+    return f"{WARN} cancelling the rebuild of {esc(node)}: stopping pg_basebackup and rolling back"
+
+
+def rebuild_abandoned(job: RebuildJob) -> str:
+    """Reply to --abandon."""
+    return f"{INFO} lock of {esc(job.node)} released (job {job.id} abandoned)"
+
+
+def confirm_cleanup(job: RebuildJob, ttl_s: float) -> str:
+    """The question before deleting the old data directory."""
+    return (
+        f"{WARN} <b>Delete</b> {code(job.old_dir)} on {esc(job.node)}? It is the data kept from "
+        f"before rebuild job {job.id}; this cannot be undone.\n"
+        f"Only you can confirm; the button expires in {ttl_s:.0f} s."
+    )
+
+
+def cleanup_done(node: str, path: str) -> str:
+    """After the old data directory was removed."""
+    return f"{OK} removed {code(path)} on {esc(node)}"

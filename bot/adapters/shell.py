@@ -13,23 +13,14 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import asyncssh
 
 from bot.config import NodeConfig
 from bot.errors import RemoteError
+from bot.models import CommandResult
 
 CONNECT_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """Exit status and output of one command (exit 255 when killed by a signal)."""
-
-    exit_status: int
-    stdout: str
-    stderr: str
 
 
 class SshShell:

@@ -25,8 +25,14 @@ class ConfirmationService:
         self._pending: dict[str, PendingConfirmation] = {}
         self._used: OrderedDict[str, str] = OrderedDict()
 
-    def issue(self, user_id: int, action: str, params: dict[str, str]) -> PendingConfirmation:
-        """Create a pending confirmation for ``action`` that only ``user_id`` may press."""
+    def issue(
+        self, user_id: int, action: str, params: dict[str, str], other_user: bool = False
+    ) -> PendingConfirmation:
+        """Create a pending confirmation for ``action`` that only ``user_id`` may press.
+
+        With ``other_user`` the roles swap: anyone *but* the requester must press it (a second
+        approver; the dispatcher still checks the action's minimum role).
+        """
         self._forget_expired()
         nonce = secrets.token_urlsafe(12)
         pending = PendingConfirmation(
@@ -35,6 +41,7 @@ class ConfirmationService:
             action=action,
             params=dict(params),
             expires_at=self._clock.monotonic() + self._ttl,
+            other_user=other_user,
         )
         self._pending[nonce] = pending
         return pending
@@ -46,7 +53,9 @@ class ConfirmationService:
         pending = self._pending.get(nonce)
         if pending is None:
             raise ConfirmationError("this button is no longer valid; run the command again")
-        if pending.user_id != user_id:
+        if pending.other_user and pending.user_id == user_id:
+            raise ConfirmationError("a second admin must approve this; you asked for it")
+        if not pending.other_user and pending.user_id != user_id:
             raise ConfirmationError("only the user who asked may press this button")
         del self._pending[nonce]
         if self._clock.monotonic() > pending.expires_at:
@@ -56,7 +65,12 @@ class ConfirmationService:
         return pending
 
     def cancel(self, nonce: str, user_id: int) -> PendingConfirmation:
-        """Withdraw a pending confirmation (same checks as :meth:`take`)."""
+        """Withdraw a pending confirmation: the requester (or, for approvals, anyone else)."""
+        pending = self._pending.get(nonce)
+        if pending is not None and pending.other_user and pending.user_id == user_id:
+            del self._pending[nonce]
+            self._remember_used(nonce, "cancelled")
+            return pending
         pending = self.take(nonce, user_id)
         self._used[nonce] = "cancelled"
         return pending

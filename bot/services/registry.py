@@ -8,6 +8,7 @@ from bot.config import AppConfig
 from bot.ports import AuditLog, Clock
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
+from bot.services.rebuild.service import RebuildService
 from bot.services.replication import ReplicationService
 
 
@@ -19,5 +20,6 @@ class Services:
     authz: Authorizer
     replication: ReplicationService
     confirmations: ConfirmationService
+    rebuild: RebuildService
     audit: AuditLog
     clock: Clock

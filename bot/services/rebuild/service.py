@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -122,11 +123,16 @@ class RebuildService:
         return cluster, node
 
     async def preflight(
-        self, node_name: str, cluster_name: str | None = None
+        self, node_name: str, cluster_name: str | None = None, tag: str | None = None
     ) -> tuple[PreflightReport, RebuildPlan]:
-        """Run every preflight check and build the plan (changes nothing)."""
+        """Run every preflight check and build the plan (changes nothing).
+
+        ``tag`` names the moved-aside directories; pass the one shown at confirmation time so
+        the job uses exactly the directories the admin approved.
+        """
         cluster, node = self.resolve(node_name, cluster_name)
-        tag = datetime.fromtimestamp(self._clock.time(), UTC).strftime("%Y%m%dT%H%M%S")
+        if tag is None or not re.fullmatch(r"[0-9]{8}T[0-9]{6}", tag):
+            tag = datetime.fromtimestamp(self._clock.time(), UTC).strftime("%Y%m%dT%H%M%S")
         report = await self._preflight.run(cluster, node, tag)
         plan = build_plan(cluster, node, tag, report.slot_missing)
         return report, plan
@@ -209,6 +215,11 @@ class RebuildService:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(run.task)
         return await self._jobs.latest(cluster, node)
+
+    async def wait_all(self) -> None:
+        """Wait until no job of this process is running (the demo's --exec mode)."""
+        while tasks := [r.task for r in self._runs.values() if r.task is not None]:
+            await asyncio.wait(tasks)
 
     async def shutdown(self, timeout: float = 30.0) -> None:
         """Interrupt running jobs (their state is kept for the next start)."""
@@ -666,6 +677,11 @@ class RebuildService:
 
     def _commands_for(self, node: NodeConfig, job: RebuildJob) -> Commands:
         return Commands.for_job(node, job.old_dir, job.failed_dir)
+
+    @staticmethod
+    def tag_of(plan: RebuildPlan) -> str:
+        """The timestamp tag in the plan's directory names."""
+        return plan.old_dir.rsplit("-", 1)[-1]
 
     async def _record(self, job: RebuildJob, command: str, outcome: Outcome, reason: str) -> None:
         try:

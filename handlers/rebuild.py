@@ -1,0 +1,196 @@
+"""/rebuild NODE: preflight, confirmation, live progress in one edited message, outcome."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.errors import RebuildRefused
+from bot.models import RebuildProgress, RebuildState, Role
+from handlers import parsing, render
+from handlers.base import Button, Chat, CommandContext, HandlerGroup, Reply
+
+log = logging.getLogger(__name__)
+group = HandlerGroup()
+
+
+class ProgressMessage:
+    """One chat message edited in place: at most one edit per interval, only on change.
+
+    Telegram rejects identical edits (400) and limits edits per chat, so intermediate
+    updates are dropped when they come too fast; the final state is always shown, and a
+    new message announces the outcome (edits do not notify anyone).
+    """
+
+    def __init__(
+        self, chat: Chat, message_id: int, interval_s: float, monotonic: Callable[[], float]
+    ) -> None:
+        self._chat = chat
+        self._message_id = message_id
+        self._interval = interval_s
+        self._clock = monotonic
+        self._last_text = ""
+        self._last_at = float("-inf")
+
+    async def __call__(self, progress: RebuildProgress) -> None:
+        text = render.rebuild_progress(progress)
+        final = progress.state is not RebuildState.RUNNING
+        now = self._clock()
+        if text == self._last_text or (not final and now - self._last_at < self._interval):
+            return
+        self._last_text, self._last_at = text, now
+        await self._chat.edit(self._message_id, Reply(text))
+        if final:
+            await self._chat.send(Reply(_outcome_line(progress)))
+
+
+def _outcome_line(progress: RebuildProgress) -> str:
+    first = render.rebuild_progress(progress).split("\n", 2)
+    return "\n".join(first[:2])
+
+
+@group.command(
+    "rebuild", Role.OPERATOR, "rebuild a replica with pg_basebackup", parsing.REBUILD_USAGE
+)
+async def rebuild(ctx: CommandContext) -> None:
+    """Dry-run (operator) or, for admins, run / cancel / roll back / abandon / clean up."""
+    node, cluster, mode = parsing.rebuild_args(ctx.args)
+    service = ctx.services.rebuild
+    if mode != "dry-run":
+        ctx.services.authz.require(
+            ctx.user, Role.ADMIN, f"/rebuild --{mode}" if mode != "run" else "/rebuild"
+        )
+    if mode == "dry-run":
+        report, plan = await service.preflight(node, cluster)
+        ctx.audit_note = "dry run: " + ("preflight ok" if report.ok else "preflight failed")
+        await ctx.chat.send(Reply(render.rebuild_dry_run(report, plan)))
+    elif mode == "run":
+        await _request_rebuild(ctx, node, cluster)
+    elif mode == "cancel":
+        job = await service.cancel(node, cluster, by=ctx.user.name)
+        ctx.audit_note = f"cancel of job {job.id} requested"
+        await ctx.chat.send(Reply(render.rebuild_cancel_requested(node)))
+    elif mode == "rollback":
+        message_id = await ctx.chat.send(
+            Reply(f"⏳ rolling back the rebuild of {render.esc(node)}")
+        )
+        sink = _progress_sink(ctx, message_id)
+        job = await service.rollback(node, cluster, ctx.user.id, sink)
+        ctx.audit_note = f"rollback of job {job.id} started"
+    elif mode == "abandon":
+        job = await service.abandon(node, cluster, ctx.user.id)
+        ctx.audit_note = f"job {job.id} abandoned"
+        await ctx.chat.send(Reply(render.rebuild_abandoned(job)))
+    elif mode == "cleanup":
+        job = await service.cleanup_target(node, cluster)
+        pending = ctx.services.confirmations.issue(
+            ctx.user.id, "rebuild_cleanup", {"node": node, "cluster": job.cluster}
+        )
+        ctx.audit_note = "cleanup confirmation requested"
+        ttl = ctx.services.config.telegram.confirm_timeout_s
+        await ctx.chat.send(
+            Reply(
+                render.confirm_cleanup(job, ttl),
+                buttons=(
+                    Button("Delete old data", f"cf:{pending.nonce}"),
+                    Button("Cancel", f"cx:{pending.nonce}"),
+                ),
+            )
+        )
+
+
+async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -> None:
+    service = ctx.services.rebuild
+    resolved_cluster, resolved_node = service.resolve(node, cluster)
+    holder = await service.lock_holder(resolved_cluster.name, resolved_node.name)
+    if holder is not None:
+        progress = service.progress_of(resolved_cluster.name, resolved_node.name)
+        raise RebuildRefused(
+            render.to_plain_text(render.rebuild_refused_busy(holder, progress)).removeprefix("❌ ")
+        )
+    report, plan = await service.preflight(node, cluster)
+    if not report.ok:
+        failed = next(i for i in report.items if i.level.value == "fail")
+        ctx.audit_note = f"preflight failed: {failed.name}: {failed.detail}"
+        await ctx.chat.send(Reply(render.rebuild_preflight(report)))
+        raise _PreflightRefused(ctx.audit_note)
+    second = ctx.services.config.rebuild.require_second_approver
+    pending = ctx.services.confirmations.issue(
+        ctx.user.id,
+        "rebuild",
+        {
+            "node": plan.node,
+            "cluster": plan.cluster,
+            "requested_by": str(ctx.user.id),
+            "tag": service.tag_of(plan),
+        },
+        other_user=second,
+    )
+    ttl = ctx.services.config.telegram.confirm_timeout_s
+    ctx.audit_note = "preflight ok; confirmation requested"
+    await ctx.chat.send(
+        Reply(render.rebuild_preflight(report) + "\n\n" + render.rebuild_plan(plan))
+    )
+    await ctx.chat.send(
+        Reply(
+            render.rebuild_confirm(plan, ttl, second),
+            buttons=(
+                Button(f"Rebuild {plan.node}", f"cf:{pending.nonce}"),
+                Button("Cancel", f"cx:{pending.nonce}"),
+            ),
+        )
+    )
+
+
+class _PreflightRefused(RebuildRefused):
+    """Preflight failed; the report was already sent, so the dispatcher adds a short line."""
+
+
+def _progress_sink(ctx: CommandContext, message_id: int) -> ProgressMessage:
+    return ProgressMessage(
+        ctx.chat,
+        message_id,
+        ctx.services.config.rebuild.progress_interval_s,
+        ctx.services.clock.monotonic,
+    )
+
+
+@group.action("rebuild", Role.ADMIN)
+async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
+    """The confirmation was pressed: re-run preflight, take the lock, start the job."""
+    service = ctx.services.rebuild
+    node, cluster = params["node"], params["cluster"]
+    ctx.audit_args = f"{node} {cluster}"
+    report, plan = await service.preflight(node, cluster, tag=params.get("tag"))
+    if not report.ok:
+        failed = next(i for i in report.items if i.level.value == "fail")
+        ctx.audit_note = f"preflight failed at confirmation: {failed.detail}"
+        await ctx.chat.send(Reply(render.rebuild_preflight(report)))
+        raise _PreflightRefused(ctx.audit_note)
+    if ctx.request.message_id is not None:
+        await ctx.chat.edit(
+            ctx.request.message_id,
+            Reply(
+                render.rebuild_confirm(plan, 0, False).split("\n")[0]
+                + f"\n{render.OK} confirmed by "
+                f"{render.esc(ctx.user.name)}"
+            ),
+        )
+    message_id = await ctx.chat.send(Reply(f"⏳ starting the rebuild of {render.esc(node)} …"))
+    requested_by = int(params.get("requested_by", ctx.user.id))
+    job = await service.start(plan, requested_by, ctx.user.id, _progress_sink(ctx, message_id))
+    ctx.audit_note = f"job {job.id} started"
+
+
+@group.action("rebuild_cleanup", Role.ADMIN)
+async def cleanup_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
+    """Delete the old data directory of the last successful rebuild."""
+    node, cluster = params["node"], params["cluster"]
+    ctx.audit_args = f"{node} {cluster}"
+    path = await ctx.services.rebuild.cleanup(node, cluster, ctx.user.id)
+    ctx.audit_note = f"removed {path}"
+    text = render.cleanup_done(node, path)
+    if ctx.request.message_id is not None:
+        await ctx.chat.edit(ctx.request.message_id, Reply(text))
+    else:
+        await ctx.chat.send(Reply(text))

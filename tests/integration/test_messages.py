@@ -1,0 +1,106 @@
+"""Replies as Telegram gets them: 4096-character splitting, /help per role, /whoami, the menu."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.app import command_menu
+from bot.models import Outcome
+from handlers.base import Reply, Request
+from handlers.registry import COMMANDS
+from tests.conftest import ADMIN_ID, VIEWER_ID, TelegramHarness
+from tests.fakebotapi import MAX_MESSAGE_LENGTH
+from tests.integration._helpers import audit_rows, plain, reply_call
+
+pytestmark = pytest.mark.integration
+
+FILL_REQUESTS = 150
+# one argument of 200 characters with markup-significant characters, so that splitting has to
+# keep entities and tags whole
+JUNK = ("x&<b>'\"" * 40)[:200]
+
+
+class CollectingChat:
+    """A Chat for requests fed straight to the dispatcher (to fill the audit log quickly)."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+
+    async def send(self, reply: Reply) -> int:
+        self.replies.append(reply)
+        return len(self.replies)
+
+    async def edit(self, message_id: int, reply: Reply) -> None:
+        self.replies.append(reply)
+
+    async def notify(self, text: str) -> None:
+        pass
+
+
+async def test_a_long_audit_reply_is_split_into_messages_telegram_accepts(
+    telegram: TelegramHarness,
+) -> None:
+    chat = CollectingChat()
+    for _ in range(FILL_REQUESTS):
+        request = Request(ADMIN_ID, "alice-admin", ADMIN_ID, "private", text=f"/status {JUNK}")
+        await telegram.runtime.dispatcher.handle_command(request, chat)
+    assert [r.html for r in chat.replies] == ["❌ invalid cluster name"] * FILL_REQUESTS
+    filled = await audit_rows(telegram, FILL_REQUESTS)
+    assert {(r.command, r.args, r.outcome) for r in filled} == {("status", JUNK, Outcome.REFUSED)}
+
+    mark = telegram.send(ADMIN_ID, "/audit 200")
+    await audit_rows(telegram, FILL_REQUESTS + 1)  # the /audit row comes after its last part
+    calls = [c for c in telegram.api.calls[mark:] if c.method == "sendMessage"]
+
+    assert len(calls) >= 3, f"expected several messages, got {len(calls)}"
+    for call in calls:
+        assert call.ok, f"rejected: {call.status} {call.response}"
+        assert call.params["chat_id"] == ADMIN_ID
+        assert len(call.params["text"]) <= MAX_MESSAGE_LENGTH
+    texts = [plain(c) for c in calls]
+    assert texts[0].startswith(f"ℹ️ last {FILL_REQUESTS} audit entries, newest first")
+    entries = [line for text in texts for line in text.splitlines()[(1 if text is texts[0] else 0) :]]
+    ids = [int(m.group(1)) for line in entries if (m := re.match(r"^⚠️ #(\d+) ", line))]
+    assert ids == list(range(FILL_REQUESTS, 0, -1)), "entries lost or duplicated by the split"
+    assert all(f"/status {JUNK} refused — invalid cluster name" in line for line in entries)
+
+
+async def test_help_lists_only_the_commands_of_the_callers_role(
+    telegram: TelegramHarness,
+) -> None:
+    viewer = plain(await reply_call(telegram, VIEWER_ID, "/help"))
+    admin = plain(await reply_call(telegram, ADMIN_ID, "/help"))
+
+    assert viewer.startswith("ℹ️ commands for vera-viewer (viewer):")
+    assert "/status [cluster]" in viewer
+    assert "/dropslot" not in viewer
+    assert "/createslot" not in viewer
+    assert "/audit" not in viewer
+    assert admin.startswith("ℹ️ commands for alice-admin (admin):")
+    for spec in COMMANDS.values():
+        assert spec.usage in admin
+    assert "/dropslot NAME [cluster] — drop an inactive slot (asks to confirm)" in admin
+    rows = await audit_rows(telegram, 2)
+    assert [(r.user_id, r.command, r.outcome) for r in rows] == [
+        (VIEWER_ID, "help", Outcome.OK),
+        (ADMIN_ID, "help", Outcome.OK),
+    ]
+
+
+async def test_whoami_shows_the_callers_id_and_role(telegram: TelegramHarness) -> None:
+    text = plain(await reply_call(telegram, VIEWER_ID, "/whoami"))
+    assert text == f"ℹ️ you are vera-viewer, id {VIEWER_ID}, role viewer; chat {VIEWER_ID}"
+
+
+async def test_the_command_menu_is_set_at_start_before_polling(
+    telegram: TelegramHarness,
+) -> None:
+    menu = telegram.api.my_commands()
+    assert menu == [{"command": n, "description": d} for n, d in command_menu().items()]
+    names = {c["command"] for c in menu}
+    assert {"status", "slots", "check", "createslot", "dropslot", "audit", "help"} <= names
+    assert "start" not in names
+    methods = [c.method for c in telegram.api.calls]
+    assert methods.index("setMyCommands") < methods.index("getUpdates")

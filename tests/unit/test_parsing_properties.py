@@ -1,0 +1,306 @@
+"""Property tests: arbitrary arguments through the real Dispatcher on fake ports.
+
+For every command and any argument text: the dispatcher never raises, exactly one audit row
+is written, a reply is sent, every reply is valid Telegram HTML that splits into chunks of at
+most 4096 characters, and invalid arguments are refused with the reason before any SQL runs.
+
+Hypothesis runs synchronous test functions; each example drives the dispatcher with
+``asyncio.run`` on fresh fakes (about 0.1 ms of loop overhead per example).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bot.models import Outcome
+from handlers.parsing import MAX_ARGS_TEXT
+from handlers.render import TELEGRAM_LIMIT, esc, split_message, to_plain_text
+from tests.fakebotapi import parse_telegram_html
+from tests.unit.fakes import ADMIN_ID, Bot, FakeChat, make_bot, make_config
+
+CONFIG = make_config()  # clusters "main" (pg1; pg2, pg3) and "dr" (dr1; dr2)
+CLUSTERS = [c.name for c in CONFIG.clusters]
+SLOT_RE = re.compile(r"[a-z0-9_]{1,63}")
+CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+PROPERTY = settings(max_examples=1000, deadline=None)
+
+# --- argument text -----------------------------------------------------------------------------
+
+_MEANINGFUL = [
+    *CLUSTERS,
+    "nowhere",
+    "pg2",
+    "old_slot",
+    "new_slot",
+    "Pg-2",
+    "a" * 63,
+    "a" * 64,
+    "1",
+    "20",
+    "200",
+    "201",
+    "0",
+    "-1",
+    "²",
+    "١٢",
+    "<b>",
+    "</code>",
+    "&amp;",
+    "&",
+    "'",
+    '"',
+    "main\n",
+    "main.dr",
+    "_x",
+]
+_HOSTILE_CHARS = st.sampled_from(list("<>&\"'/\\ _-.\n\t;=:@#%*`") + ["\u00a0", "\u2028", "\x1c"])
+words = st.one_of(
+    st.sampled_from(_MEANINGFUL),
+    st.from_regex(SLOT_RE, fullmatch=True),
+    st.from_regex(CLUSTER_RE, fullmatch=True),
+    st.text(st.one_of(_HOSTILE_CHARS, st.characters()), min_size=1, max_size=12),
+)
+args_texts = st.one_of(
+    st.just(""),
+    st.text(),  # arbitrary unicode, whitespace of every kind included
+    st.lists(words, min_size=1, max_size=4).map(" ".join),
+    st.lists(words, min_size=20, max_size=300).map(" ".join),  # many words
+    st.builds(lambda w, n: w * n, words, st.integers(50, 1500)),  # very long
+)
+
+
+def command_text(command: str, args: str, mention: bool) -> str:
+    head = f"/{command}@replbot_test_bot" if mention else f"/{command}"
+    return f"{head} {args}"
+
+
+# --- the rules, restated from the command usages -----------------------------------------------
+
+
+def _cluster_problem(word: str) -> str | None:
+    if word in CLUSTERS:
+        return None
+    if CLUSTER_RE.fullmatch(word):
+        return "unknown cluster"
+    return "invalid cluster name"
+
+
+def expected_problem(command: str, text: str) -> str | None:
+    """Why ``text`` must be refused before anything runs, or None when it is valid."""
+    if len(text) > MAX_ARGS_TEXT:
+        return "command too long"
+    args = text.split()[1:]
+    if command in {"status", "slots", "check"}:
+        if len(args) > 1:
+            return "too many arguments"
+        return _cluster_problem(args[0]) if args else None
+    if command in {"createslot", "dropslot"}:
+        if not 1 <= len(args) <= 2:
+            return f"usage: /{command} NAME [cluster]"
+        if not SLOT_RE.fullmatch(args[0]):
+            return "invalid slot name"
+        if len(args) == 2:
+            return _cluster_problem(args[1])
+        return "several clusters are configured" if len(CLUSTERS) > 1 else None
+    if command == "audit":
+        if not args:
+            return None
+        if len(args) == 1 and args[0].isdecimal() and 1 <= int(args[0]) <= 200:
+            return None
+        return "usage: /audit [N] with N from 1 to 200"
+    if command == "whoami":
+        return "this command takes no arguments" if args else None
+    if command == "help":
+        return None  # /help ignores its arguments
+    raise AssertionError(command)
+
+
+# --- the checks --------------------------------------------------------------------------------
+
+
+def assert_well_formed(chat: FakeChat) -> None:
+    """Every reply parses as Telegram HTML, whole and after splitting at 4096."""
+    assert chat.replies, "no reply was sent"
+    for reply in chat.replies:
+        parse_telegram_html(reply.html)
+        for chunk in split_message(reply.html):
+            assert len(chunk) <= TELEGRAM_LIMIT
+            parse_telegram_html(chunk)
+        for button in reply.buttons:
+            assert len(button.data.encode()) <= 64
+
+
+async def dispatch(bot: Bot, text: str) -> FakeChat:
+    chat = FakeChat()
+    from handlers.base import Request
+
+    request = Request(ADMIN_ID, "telegram-name", ADMIN_ID, "private", text=text)
+    await bot.dispatcher.handle_command(request, chat)  # must not raise
+    return chat
+
+
+def check_command(command: str, args: str, mention: bool, history: list[str] = ()) -> None:  # type: ignore[assignment]
+    """Run one generated request on fresh fakes and check every property."""
+    bot = make_bot(CONFIG)
+    text = command_text(command, args, mention)
+
+    async def scenario() -> FakeChat:
+        for old in history:  # earlier (refused) requests, so /audit has rows to show
+            await dispatch(bot, f"/whoami {old}")
+        bot.pg.calls.clear()
+        return await dispatch(bot, text)
+
+    rows_before = len(history)
+    chat = asyncio.run(scenario())
+
+    assert len(bot.audit.records) == rows_before + 1
+    row = bot.audit.records[-1]
+    assert_well_formed(chat)
+    problem = expected_problem(command, text)
+    if problem is None:
+        assert row.outcome is not Outcome.FAILED, row.reason
+        assert "internal error" not in row.reason
+        if command in {"status", "slots", "check", "createslot", "dropslot"}:
+            assert bot.pg.calls, "a valid request ran no query"
+        if command in {"status", "slots", "check", "audit", "whoami", "help"}:
+            assert row.outcome is Outcome.OK, row.reason
+    else:
+        assert bot.pg.calls == [], f"invalid input reached the database: {bot.pg.calls}"
+        assert row.outcome is Outcome.REFUSED, row.reason
+        assert problem in row.reason
+        shown = to_plain_text(chat.sent[0].html)
+        assert shown.startswith("❌"), shown
+        assert problem in shown
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="main", mention=False)
+@example(args="main dr", mention=False)
+@example(args="<b>&", mention=True)
+def test_status_arguments(args: str, mention: bool) -> None:
+    check_command("status", args, mention)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="dr", mention=False)
+@example(args="nowhere", mention=False)
+def test_slots_arguments(args: str, mention: bool) -> None:
+    check_command("slots", args, mention)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="", mention=False)
+@example(args="main", mention=False)
+def test_check_arguments(args: str, mention: bool) -> None:
+    check_command("check", args, mention)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="new_slot main", mention=False)
+@example(args="old_slot main", mention=False)
+@example(args="Pg-2 main", mention=False)
+@example(args="new_slot", mention=False)
+@example(args="a" * 64 + " main", mention=False)
+def test_createslot_arguments(args: str, mention: bool) -> None:
+    check_command("createslot", args, mention)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="old_slot main", mention=False)
+@example(args="pg2 main", mention=False)
+@example(args="missing dr", mention=False)
+@example(args="old_slot", mention=False)
+def test_dropslot_arguments(args: str, mention: bool) -> None:
+    check_command("dropslot", args, mention)
+
+
+@PROPERTY
+@given(
+    args=args_texts,
+    mention=st.booleans(),
+    history=st.lists(args_texts.map(lambda s: s[:MAX_ARGS_TEXT - 10]), max_size=25),
+)
+@example(args="", mention=False, history=[])
+@example(args="200", mention=False, history=["<b>&amp;</b>"])
+@example(args="²", mention=False, history=[])  # isdigit() but not a number int() reads
+@example(args="", mention=False, history=["main\n" + "x" * 400] * 20)  # multi-line args
+def test_audit_arguments(args: str, mention: bool, history: list[str]) -> None:
+    check_command("audit", args, mention, history)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="", mention=False)
+@example(args="me", mention=False)
+def test_whoami_arguments(args: str, mention: bool) -> None:
+    check_command("whoami", args, mention)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="", mention=False)
+def test_help_arguments(args: str, mention: bool) -> None:
+    check_command("help", args, mention)
+
+
+# --- split_message on rendered text ------------------------------------------------------------
+
+_TAGS = ("b", "i", "code", "u", "s")
+
+
+@st.composite
+def rendered_lines(draw: st.DrawFn) -> str:
+    """One line as render.py writes them: escaped values, tags opened and closed on the line."""
+    parts = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from((None, *_TAGS)),
+                st.text(st.one_of(_HOSTILE_CHARS.filter(lambda c: c != "\n"), st.characters(
+                    blacklist_categories=("Cs",), blacklist_characters="\n\r"
+                )), max_size=40),
+            ),
+            max_size=6,
+        )
+    )
+    return "".join(esc(value) if tag is None else f"<{tag}>{esc(value)}</{tag}>" for tag, value in parts)
+
+
+rendered_texts = st.lists(rendered_lines(), max_size=60).map("\n".join)
+
+
+@PROPERTY
+@given(text=rendered_texts, limit=st.one_of(st.integers(8, 400), st.just(TELEGRAM_LIMIT)))
+def test_split_message_chunks_are_bounded_and_well_formed(text: str, limit: int) -> None:
+    chunks = split_message(text, limit=limit)
+
+    assert chunks
+    for chunk in chunks:
+        assert len(chunk) <= limit
+        parse_telegram_html(chunk)
+    shown = "".join(parse_telegram_html(c)[0] for c in chunks)
+    assert shown.replace("\n", "") == html.unescape(re.sub(r"<[^>]*>", "", text)).replace("\n", "")
+
+
+@PROPERTY
+@given(text=rendered_texts, limit=st.one_of(st.integers(8, 400), st.just(TELEGRAM_LIMIT)))
+@example(text="\nfirst line after a blank one", limit=TELEGRAM_LIMIT)
+def test_split_message_join_restores_text_when_no_line_exceeds_the_limit(
+    text: str, limit: int
+) -> None:
+    if any(len(line) > limit for line in text.split("\n")):
+        limit = max(len(line) for line in text.split("\n"))
+
+    chunks = split_message(text, limit=limit)
+
+    assert all(len(chunk) <= limit for chunk in chunks)
+    assert "\n".join(chunks) == text
