@@ -145,7 +145,7 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
     """Run the Telegram bot until SIGINT/SIGTERM (or ``stop`` is set)."""
     from bot.app import command_menu, open_runtime, redactor_for
     from bot.logsetup import configure_logging
-    from handlers.telegram import ALLOWED_UPDATES, build_application
+    from handlers.telegram import ALLOWED_UPDATES, announce_unfinished_rebuilds, build_application
 
     redactor = redactor_for(config)
     configure_logging(redactor)
@@ -167,6 +167,7 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
             await app.start()
             assert app.updater is not None
             await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=10)
+            await announce_unfinished_rebuilds(runtime.services, app)
             log.info(
                 "replbot running: %d cluster(s), %d user(s)",
                 len(config.clusters),

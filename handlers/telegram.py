@@ -19,7 +19,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -32,6 +32,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.services.registry import Services
 from handlers import render
 from handlers.base import Button, Reply, Request
 from handlers.dispatch import Dispatcher
@@ -204,3 +205,17 @@ def build_application(
 
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+
+
+async def announce_unfinished_rebuilds(services: Services, app: ReplbotApplication) -> None:
+    """At start-up: mark rebuilds left running as interrupted and tell the alert chats."""
+    reports = await services.rebuild.recover()
+    for job, inspection in reports:
+        log.warning("rebuild job %s of %s was interrupted: %s", job.id, job.node, inspection)
+        for chat_id in services.config.telegram.alert_chat_ids:
+            try:
+                await TelegramChat(app.bot, chat_id).send(
+                    Reply(render.rebuild_interrupted(job, inspection))
+                )
+            except TelegramError:
+                log.exception("could not tell chat %s about interrupted job %s", chat_id, job.id)

@@ -61,7 +61,7 @@ async def test_a_long_audit_reply_is_split_into_messages_telegram_accepts(
         assert len(call.params["text"]) <= MAX_MESSAGE_LENGTH
     texts = [plain(c) for c in calls]
     assert texts[0].startswith(f"ℹ️ last {FILL_REQUESTS} audit entries, newest first")
-    entries = [line for text in texts for line in text.splitlines()[(1 if text is texts[0] else 0) :]]
+    entries = [line for text in texts for line in text.splitlines()][1:]
     ids = [int(m.group(1)) for line in entries if (m := re.match(r"^⚠️ #(\d+) ", line))]
     assert ids == list(range(FILL_REQUESTS, 0, -1)), "entries lost or duplicated by the split"
     assert all(f"/status {JUNK} refused — invalid cluster name" in line for line in entries)
