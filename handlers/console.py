@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from handlers import render
@@ -85,13 +86,21 @@ async def run_console(
 
 
 async def stdin_lines(prompt: str = "replbot> ") -> AsyncIterator[str]:
-    """Lines typed on stdin, read without blocking the event loop."""
+    """Lines typed on stdin, read by a daemon thread so Ctrl-C never waits for Enter."""
     loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def reader() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=reader, name="console-stdin", daemon=True).start()
     while True:
         sys.stdout.write(prompt)
         sys.stdout.flush()
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
+        line = await queue.get()
+        if line is None:
             return
         yield line
 
