@@ -43,10 +43,12 @@ class Runtime:
     dispatcher: Dispatcher
     audit: SqliteAuditLog
     jobs: SqliteJobStore
+    postgres: PsycopgPostgres
 
     async def close(self) -> None:
         """Interrupt running rebuilds (state kept for the next start), close the databases."""
         await self.services.rebuild.shutdown()
+        await self.postgres.close()
         await self.jobs.close()
         await self.audit.close()
 
@@ -73,7 +75,7 @@ async def open_runtime(config: AppConfig, redactor: Redactor | None = None) -> R
         audit=audit,
         clock=clock,
     )
-    return Runtime(config, services, Dispatcher(services, COMMANDS, ACTIONS), audit, jobs)
+    return Runtime(config, services, Dispatcher(services, COMMANDS, ACTIONS), audit, jobs, postgres)
 
 
 def command_menu() -> dict[str, str]:

@@ -66,6 +66,9 @@ class SqliteAuditLog:
             self._db = await aiosqlite.connect(self._path, isolation_level=None)
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA busy_timeout=5000")
+            # WAL + NORMAL: a commit survives a crash of the bot; only a power loss may lose
+            # the newest rows, never corrupt the file or the hash chain.
+            await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._db.executescript(_SCHEMA)
         except (OSError, aiosqlite.Error) as exc:
             raise AuditError(f"cannot open audit log {self._path}: {exc}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -19,6 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
 from bot.config import NodeConfig
@@ -93,14 +95,35 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
 
 
 class PsycopgPostgres:
-    """The Postgres port over psycopg 3 (async), one short connection per call."""
+    """The Postgres port over psycopg 3 (async).
 
-    def __init__(self, query_timeout_s: float = 10.0, application_name: str = "replbot") -> None:
+    Connections are kept for reuse (at most ``max_idle_per_node`` per node, closed after
+    ``idle_seconds`` unused): a fresh SCRAM login costs far more than the queries. A reused
+    connection is checked with an empty query first; a new one fails fast with the server's
+    own reason (refused, auth failed), which /status shows for a node that is down.
+    """
+
+    def __init__(
+        self,
+        query_timeout_s: float = 10.0,
+        application_name: str = "replbot",
+        max_idle_per_node: int = 2,
+        idle_seconds: float = 60.0,
+    ) -> None:
         self._timeout = query_timeout_s
         self._application_name = application_name
+        self._max_idle = max_idle_per_node
+        self._idle_seconds = idle_seconds
+        self._idle: dict[str, list[tuple[float, psycopg.AsyncConnection[TupleRow]]]] = {}
 
-    @asynccontextmanager
-    async def _connect(self, node: NodeConfig) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+    async def close(self) -> None:
+        """Close every idle connection."""
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for _, conn in connections:
+                await conn.close()
+
+    async def _open(self, node: NodeConfig) -> psycopg.AsyncConnection[TupleRow]:
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(2, math.ceil(self._timeout)),
@@ -116,18 +139,52 @@ class PsycopgPostgres:
             raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
         except psycopg.Error as exc:
             raise NodeUnavailable(node.name, _reason(exc)) from exc
+        if conn.info.server_version < MIN_SUPPORTED_VERSION:
+            await conn.close()
+            raise NodeUnavailable(
+                node.name, f"PostgreSQL {conn.info.server_version} is older than 13"
+            )
+        return conn
+
+    async def _reuse(self, node: NodeConfig) -> psycopg.AsyncConnection[TupleRow] | None:
+        pool = self._idle.get(node.name, [])
+        now = time.monotonic()
+        while pool:
+            last_used, conn = pool.pop()
+            if conn.closed or now - last_used > self._idle_seconds:
+                await conn.close()
+                continue
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await conn.execute("")
+            except (psycopg.Error, TimeoutError):
+                await conn.close()
+                continue
+            return conn
+        return None
+
+    def _release(self, node: NodeConfig, conn: psycopg.AsyncConnection[TupleRow]) -> bool:
+        pool = self._idle.setdefault(node.name, [])
+        healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+        if healthy and len(pool) < self._max_idle:
+            pool.append((time.monotonic(), conn))
+            return True
+        return False
+
+    @asynccontextmanager
+    async def _connect(self, node: NodeConfig) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        conn = await self._reuse(node) or await self._open(node)
+        kept = False
         try:
-            if conn.info.server_version < MIN_SUPPORTED_VERSION:
-                raise NodeUnavailable(
-                    node.name, f"PostgreSQL {conn.info.server_version} is older than 13"
-                )
             yield conn
+            kept = self._release(node, conn)
         except pg_errors.QueryCanceled as exc:
             raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
         except psycopg.OperationalError as exc:
             raise NodeUnavailable(node.name, _reason(exc)) from exc
         finally:
-            await conn.close()
+            if not kept:
+                await conn.close()
 
     async def _fetch(
         self, node: NodeConfig, sql: str, params: Sequence[Any] = ()

@@ -1,0 +1,1 @@
+"""replbot benchmarks: real servers on loopback, results as Markdown and JSON."""
