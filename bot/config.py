@@ -388,7 +388,7 @@ def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -
             f"{key}.role", f"unknown node role {role_text!r} (primary, replica)"
         ) from None
     dsn = _str(item, key, "dsn")
-    if re.search(r"(^|\s)password\s*=|://[^/@\s]*:[^/@\s]*@", dsn):
+    if re.search(r"(^|\s|[?&])password\s*=|://[^/@\s]*:[^/@\s]*@", dsn):
         raise ConfigError(
             f"{key}.dsn", "must not contain a password; use password_env or a passfile (~/.pgpass)"
         )

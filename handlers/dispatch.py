@@ -197,7 +197,7 @@ def _command_words(text: str) -> tuple[str, str]:
     """Best-effort (command, args) for the audit row, even for malformed input."""
     head, _, rest = text.strip().partition(" ")
     name = head.lstrip("/").split("@", 1)[0][:40] or "?"
-    return name, rest.strip()
+    return name, " ".join(rest.split())  # one line: audit rows render inside one tag
 
 
 def _params(params: Mapping[str, str]) -> str:

@@ -54,7 +54,7 @@ def audit_limit(args: list[str], default: int = 20, maximum: int = 200) -> int:
     """``[N]`` for /audit: 1..maximum."""
     if not args:
         return default
-    if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= maximum:
+    if len(args) > 1 or not args[0].isdecimal() or not 1 <= int(args[0]) <= maximum:
         raise InvalidInput(f"usage: /audit [N] with N from 1 to {maximum}")
     return int(args[0])
 

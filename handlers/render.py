@@ -277,7 +277,7 @@ def audit(entries: Sequence[AuditEntry]) -> str:
     icon = {Outcome.OK: OK, Outcome.REFUSED: WARN, Outcome.FAILED: FAIL}
     lines = [f"{INFO} last {len(entries)} audit entries, newest first"]
     for e in entries:
-        args = f" {e.args}" if e.args else ""
+        args = " " + " ".join(e.args.split()) if e.args else ""
         reason = f" — {e.reason}" if e.reason else ""
         lines.append(
             f"{icon[e.outcome]} #{e.id} {esc(e.at.strftime('%m-%d %H:%M:%S'))} "
@@ -325,19 +325,18 @@ def split_message(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     HTML entity.
     """
     chunks: list[str] = []
-    current = ""
+    current: str | None = None
     for line in text.split("\n"):
         pieces = [line] if len(line) <= limit else _cut_long_line(line, limit)
         for piece in pieces:
-            candidate = piece if not current else current + "\n" + piece
+            candidate = piece if current is None else current + "\n" + piece
             if len(candidate) <= limit:
                 current = candidate
             else:
-                if current:
+                if current is not None:
                     chunks.append(current)
                 current = piece
-    if current or not chunks:
-        chunks.append(current)
+    chunks.append(current or "")
     return chunks
 
 

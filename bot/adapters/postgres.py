@@ -42,7 +42,7 @@ SELECT pg_catalog.pg_is_in_recovery(),
 """
 
 _WALSENDERS_SQL = """
-SELECT r.pid, coalesce(r.application_name, ''), r.client_addr::text, r.state,
+SELECT r.pid, coalesce(r.application_name, ''), host(r.client_addr), r.state,
        r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
        r.write_lag, r.flush_lag, r.replay_lag, r.sync_state, s.slot_name::text,
        CASE WHEN pg_catalog.pg_is_in_recovery() OR r.replay_lsn IS NULL THEN NULL

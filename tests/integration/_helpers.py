@@ -196,14 +196,19 @@ def pids_with_cmdline(fragment: str) -> list[int]:
 
 def stop_started(proc: subprocess.Popen[bytes], marker: str, timeout: float = 15) -> None:
     """Stop a client we started, and every process of it whose cmdline has ``marker``
-    (e.g. pg_basebackup's forked WAL streamer), by PID: SIGTERM, then SIGKILL."""
+    (e.g. pg_basebackup's forked WAL streamer), by PID: SIGTERM, then SIGKILL.
+
+    The client itself is signalled, not runuser: runuser would wait 2 s before it kills.
+    """
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in [*pids_with_cmdline(marker), proc.pid]:
+        clients = [pid for pid in pids_with_cmdline(marker) if pid != proc.pid]
+        targets = clients if clients and sig == signal.SIGTERM else [*clients, proc.pid]
+        for pid in targets:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None and not pids_with_cmdline(marker):
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
     raise AssertionError(f"processes {pids_with_cmdline(marker)} of {marker} did not stop")

@@ -97,10 +97,13 @@ async def test_whoami_shows_the_callers_id_and_role(telegram: TelegramHarness) -
 async def test_the_command_menu_is_set_at_start_before_polling(
     telegram: TelegramHarness,
 ) -> None:
+    await reply_call(telegram, VIEWER_ID, "/whoami")  # a getUpdates has been answered by now
     menu = telegram.api.my_commands()
     assert menu == [{"command": n, "description": d} for n, d in command_menu().items()]
     names = {c["command"] for c in menu}
     assert {"status", "slots", "check", "createslot", "dropslot", "audit", "help"} <= names
     assert "start" not in names
     methods = [c.method for c in telegram.api.calls]
+    assert methods.count("setMyCommands") == 1
+    assert methods.index("setMyCommands") < methods.index("deleteWebhook")
     assert methods.index("setMyCommands") < methods.index("getUpdates")

@@ -12,19 +12,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.config import AppConfig, NodeConfig, parse_config
-from bot.errors import SlotActive, SlotAlreadyExists, SlotNotFound
+from bot.errors import RemoteError, SlotActive, SlotAlreadyExists, SlotNotFound
 from bot.models import (
     AuditEntry,
     AuditRecord,
     AuditVerification,
     HbaRule,
     PrimaryStatus,
+    RebuildJob,
+    RebuildState,
     SlotInfo,
     WalReceiverStatus,
     WalSender,
 )
+from bot.ports import RemoteShell
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
+from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
 from bot.services.replication import ReplicationService
 from handlers.base import Reply, Request
@@ -237,6 +241,65 @@ class FakePostgres:
             raise SlotActive(f"slot {slot_name} is active for PID {found.active_pid}")
         rows.remove(found)
 
+    async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
+        self._enter("copy_physical_slot", node)
+        rows = self.slot_rows.setdefault(node.name, [])
+        if not any(s.name == source for s in rows):
+            raise SlotNotFound(f"slot {source} does not exist on {node.name}")
+        if any(s.name == target for s in rows):
+            raise SlotAlreadyExists(f"slot {target} already exists on {node.name}")
+        rows.append(slot(target, False))
+
+    async def total_database_size(self, node: NodeConfig) -> int:
+        self._enter("total_database_size", node)
+        return 42 * 1024 * 1024
+
+    async def auto_conf_settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
+        self._enter("auto_conf_settings", node)
+        return {}
+
+
+class NoShells:
+    """ShellConnector for tests that never reach a host: every connection fails."""
+
+    async def connect(self, node: NodeConfig) -> RemoteShell:
+        raise RemoteError(f"no remote shell to {node.name} in unit tests")
+
+
+class NoJobs:
+    """JobStore with no rebuild jobs; creating or updating one is a test bug."""
+
+    async def create(
+        self,
+        cluster: str,
+        node: str,
+        requested_by: int,
+        confirmed_by: int | None,
+        old_dir: str,
+        failed_dir: str,
+        rollback_slot: str,
+    ) -> RebuildJob:
+        raise AssertionError("unit tests do not start rebuilds")
+
+    async def update(
+        self,
+        job_id: int,
+        *,
+        state: RebuildState | None = None,
+        step: str | None = None,
+        detail: str | None = None,
+    ) -> RebuildJob:
+        raise AssertionError("unit tests do not start rebuilds")
+
+    async def holding_lock(self, cluster: str, node: str) -> RebuildJob | None:
+        return None
+
+    async def latest(self, cluster: str, node: str) -> RebuildJob | None:
+        return None
+
+    async def in_state(self, state: RebuildState) -> list[RebuildJob]:
+        return []
+
 
 class FakeClock:
     """A clock that only moves when told to."""
@@ -374,6 +437,7 @@ def make_bot(config: AppConfig | None = None, pg: FakePostgres | None = None) ->
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
         replication=ReplicationService(config, pg),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
+        rebuild=RebuildService(config, pg, NoShells(), NoJobs(), audit, clock),
         audit=audit,
         clock=clock,
     )

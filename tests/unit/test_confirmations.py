@@ -103,7 +103,9 @@ def test_cancelled_button_cannot_be_confirmed_afterwards() -> None:
 
     confirmations.cancel(pending.nonce, OWNER)
 
-    assert refusal(confirmations, pending.nonce, OWNER) == "this button was already used (cancelled)"
+    assert (
+        refusal(confirmations, pending.nonce, OWNER) == "this button was already used (cancelled)"
+    )
 
 
 def test_cancel_by_another_user_is_refused() -> None:
@@ -121,3 +123,24 @@ def test_expired_button_is_still_refused_as_expired_after_the_cleanup_on_issue()
     confirmations.issue(OWNER, "dropslot", {})  # drops expired pending entries
 
     assert "expired" in refusal(confirmations, old.nonce, OWNER)
+
+
+def test_second_approver_button_refuses_the_requester() -> None:
+    confirmations, _ = service()
+    pending = confirmations.issue(OWNER, "rebuild", {}, other_user=True)
+
+    assert refusal(confirmations, pending.nonce, OWNER) == (
+        "a second admin must approve this; you asked for it"
+    )
+    assert confirmations.take(pending.nonce, OTHER).action == "rebuild"
+
+
+def test_second_approver_button_may_be_cancelled_by_the_requester() -> None:
+    confirmations, _ = service()
+    pending = confirmations.issue(OWNER, "rebuild", {}, other_user=True)
+
+    confirmations.cancel(pending.nonce, OWNER)
+
+    assert (
+        refusal(confirmations, pending.nonce, OTHER) == "this button was already used (cancelled)"
+    )

@@ -412,9 +412,7 @@ async def test_active_slot_is_not_offered_for_drop() -> None:
 
     chat = await bot.command("/dropslot pg2 main")
 
-    assert only_reply(chat) == (
-        "❌ slot pg2 is active (walsender PID 201); refusing to drop it"
-    )
+    assert only_reply(chat) == ("❌ slot pg2 is active (walsender PID 201); refusing to drop it")
     assert chat.sent[0].buttons == ()
     assert ("drop_slot", "pg1") not in bot.pg.calls
     assert bot.audit.records[-1].outcome is Outcome.REFUSED

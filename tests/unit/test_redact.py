@@ -37,8 +37,14 @@ def test_redactor_masks_the_longest_overlapping_secret_whole() -> None:
         ("host=db1 password=hunter2 user=bot", f"host=db1 password={MASK} user=bot"),
         ("host=db1 PASSWORD = hunter2", f"host=db1 PASSWORD = {MASK}"),
         ("password='hunter 2 \\' x' host=db1", f"password={MASK} host=db1"),
-        ("postgresql://bot:hunter2@db1:5432/postgres", f"postgresql://bot:{MASK}@db1:5432/postgres"),
-        ("postgresql://bot@db1/postgres?password=hunter2", f"postgresql://bot@db1/postgres?password={MASK}"),
+        (
+            "postgresql://bot:hunter2@db1:5432/postgres",
+            f"postgresql://bot:{MASK}@db1:5432/postgres",
+        ),
+        (
+            "postgresql://bot@db1/postgres?password=hunter2",
+            f"postgresql://bot@db1/postgres?password={MASK}",
+        ),
     ],
 )
 def test_redactor_masks_password_fragments(text: str, expected: str) -> None:

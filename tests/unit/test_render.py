@@ -108,8 +108,16 @@ def test_hostile_cluster_node_and_slot_values_are_escaped_everywhere() -> None:
         [ClusterCheck(HOSTILE, (CheckItem(HOSTILE, "x&y", CheckLevel.FAIL, "<a>", "fix <it>"),))]
     )
     entry = AuditEntry(
-        1, datetime(2024, 1, 2, tzinfo=UTC), None, HOSTILE, None, "status", "<i>", Outcome.REFUSED,
-        "r&d", 3,
+        1,
+        datetime(2024, 1, 2, tzinfo=UTC),
+        None,
+        HOSTILE,
+        None,
+        "status",
+        "<i>",
+        Outcome.REFUSED,
+        "r&d",
+        3,
     )
     texts = [
         slots_text,
@@ -139,8 +147,16 @@ def test_audit_rendering_keeps_multi_line_arguments_valid_after_splitting() -> N
     # A Telegram message may span lines: "/status main\n..." is audited with its newline.
     entries = [
         AuditEntry(
-            n, datetime(2024, 1, 2, tzinfo=UTC), 1001, "alice", 1001, "status",
-            "main\n" + "x" * 400, Outcome.REFUSED, "too many arguments", 1,
+            n,
+            datetime(2024, 1, 2, tzinfo=UTC),
+            1001,
+            "alice",
+            1001,
+            "status",
+            "main\n" + "x" * 400,
+            Outcome.REFUSED,
+            "too many arguments",
+            1,
         )
         for n in range(20, 0, -1)
     ]
