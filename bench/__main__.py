@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import command_latency
+from bench import command_latency, footprint
 from bench.common import Row, write_results
 
 
@@ -14,6 +14,8 @@ async def _run(names: list[str], smoke: bool) -> list[Row]:
     rows: list[Row] = []
     if "command" in names:
         rows += await command_latency.run(runs=5 if smoke else 200)
+    if "footprint" in names:
+        rows += await footprint.run(idle_s=3 if smoke else 30)
     return rows
 
 
@@ -24,7 +26,7 @@ def main() -> int:
         "what", nargs="*", default=["all"], help="all, smoke, or benchmark names: command"
     )
     args = parser.parse_args()
-    names = ["command"]
+    names = ["command", "footprint"]
     smoke = "smoke" in args.what
     if not smoke and "all" not in args.what:
         names = [n for n in names if n in args.what]
