@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from bench import command_latency, footprint
+from bench import command_latency, footprint, rebuild
 from bench.common import Row, write_results
 
 
@@ -14,6 +14,8 @@ async def _run(names: list[str], smoke: bool) -> list[Row]:
     rows: list[Row] = []
     if "command" in names:
         rows += await command_latency.run(runs=5 if smoke else 200)
+    if "rebuild" in names:
+        rows += await rebuild.run(scale=1 if smoke else 14, rounds=1 if smoke else 3)
     if "footprint" in names:
         rows += await footprint.run(idle_s=3 if smoke else 30)
     return rows
@@ -26,7 +28,7 @@ def main() -> int:
         "what", nargs="*", default=["all"], help="all, smoke, or benchmark names: command"
     )
     args = parser.parse_args()
-    names = ["command", "footprint"]
+    names = ["command", "rebuild", "footprint"]
     smoke = "smoke" in args.what
     if not smoke and "all" not in args.what:
         names = [n for n in names if n in args.what]

@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,10 @@ ADMIN_ID = 4242
 PASSWORD_ENV = "REPLBOT_BENCH_DB_PASSWORD"
 
 
-def node_tables(pgset: LocalReplicationSet, cluster: str = "main") -> str:
-    """[[clusters]] TOML for a replication set."""
+def node_tables(
+    pgset: LocalReplicationSet, cluster: str = "main", node_extra: dict[str, str] | None = None
+) -> str:
+    """[[clusters]] TOML for a replication set (``node_extra``: more keys per node name)."""
     text = f'[[clusters]]\nname = "{cluster}"\n\n'
     for node in pgset.nodes:
         text += (
@@ -34,12 +36,16 @@ def node_tables(pgset: LocalReplicationSet, cluster: str = "main") -> str:
         )
         if node.slot:
             text += f'slot = "{node.slot}"\n'
-        text += "\n"
+        text += (node_extra or {}).get(node.name, "") + "\n"
     return text
 
 
 def bench_config(
-    pgset: LocalReplicationSet, base: Path, api: FakeBotApi, extra: str = ""
+    pgset: LocalReplicationSet,
+    base: Path,
+    api: FakeBotApi,
+    extra: str = "",
+    node_extra: dict[str, str] | None = None,
 ) -> AppConfig:
     """A validated config for the benchmarks (one admin user)."""
     text = (
@@ -49,7 +55,7 @@ def bench_config(
         f'[audit]\npath = "{base / "audit.sqlite3"}"\n\n'
         f'[[users]]\nid = {ADMIN_ID}\nname = "bench"\nrole = "admin"\n\n'
         + extra
-        + node_tables(pgset)
+        + node_tables(pgset, node_extra=node_extra)
     )
     (base / "config.toml").write_text(text)
     return parse_config(tomllib.loads(text), {PASSWORD_ENV: pgset.bot_password})
@@ -75,9 +81,15 @@ class Bed:
 
 @asynccontextmanager
 async def bed(
-    replicas: int = 2, extra: str = "", settings: dict[str, str] | None = None
+    replicas: int = 2,
+    extra: str = "",
+    settings: dict[str, str] | None = None,
+    prepare: Callable[[LocalReplicationSet, Path], dict[str, str]] | None = None,
 ) -> AsyncIterator[Bed]:
-    """Start servers, the runtime and PTB polling the fake Bot API; tear all down after."""
+    """Start servers, the runtime and PTB polling the fake Bot API; tear all down after.
+
+    ``prepare`` runs once the servers are up and returns extra config keys per node.
+    """
     base = short_tmpdir()
     pgset = LocalReplicationSet(
         base / "pg", find_pg_binaries(), replicas=replicas, settings=settings
@@ -89,7 +101,8 @@ async def bed(
     runtime: Runtime | None = None
     app: Any = None
     try:
-        config = bench_config(pgset, base, api, extra)
+        node_extra = prepare(pgset, base) if prepare else None
+        config = bench_config(pgset, base, api, extra, node_extra)
         runtime = await open_runtime(config)
         app = build_application(runtime.dispatcher, api.token, api.base_url, command_menu())
         await app.initialize()

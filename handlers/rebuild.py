@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -23,10 +24,15 @@ class ProgressMessage:
     """
 
     def __init__(
-        self, chat: Chat, message_id: int, interval_s: float, monotonic: Callable[[], float]
+        self,
+        chat: Chat,
+        message_id: int | None,
+        interval_s: float,
+        monotonic: Callable[[], float],
     ) -> None:
         self._chat = chat
         self._message_id = message_id
+        self._lock = asyncio.Lock()
         self._interval = interval_s
         self._clock = monotonic
         self._last_text = ""
@@ -39,7 +45,11 @@ class ProgressMessage:
         if text == self._last_text or (not final and now - self._last_at < self._interval):
             return
         self._last_text, self._last_at = text, now
-        await self._chat.edit(self._message_id, Reply(text))
+        async with self._lock:
+            if self._message_id is None:
+                self._message_id = await self._chat.send(Reply(text))
+            else:
+                await self._chat.edit(self._message_id, Reply(text))
         if final:
             await self._chat.send(Reply(_outcome_line(progress)))
 
@@ -146,7 +156,7 @@ class _PreflightRefused(RebuildRefused):
     """Preflight failed; the report was already sent, so the dispatcher adds a short line."""
 
 
-def _progress_sink(ctx: CommandContext, message_id: int) -> ProgressMessage:
+def _progress_sink(ctx: CommandContext, message_id: int | None) -> ProgressMessage:
     return ProgressMessage(
         ctx.chat,
         message_id,
@@ -167,19 +177,16 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
         ctx.audit_note = f"preflight failed at confirmation: {failed.detail}"
         await ctx.chat.send(Reply(render.rebuild_preflight(report)))
         raise _PreflightRefused(ctx.audit_note)
+    requested_by = int(params.get("requested_by", ctx.user.id))
+    # Take the lock first: a second admin confirming at the same moment is refused before
+    # anything is shown as started. The progress message is sent by the job's first update.
+    sink = _progress_sink(ctx, None)
+    job = await service.start(plan, requested_by, ctx.user.id, sink)
+    ctx.audit_note = f"job {job.id} started"
     if ctx.request.message_id is not None:
         await ctx.chat.edit(
-            ctx.request.message_id,
-            Reply(
-                render.rebuild_confirm(plan, 0, False).split("\n")[0]
-                + f"\n{render.OK} confirmed by "
-                f"{render.esc(ctx.user.name)}"
-            ),
+            ctx.request.message_id, Reply(render.rebuild_confirmed(plan, ctx.user.name))
         )
-    message_id = await ctx.chat.send(Reply(f"⏳ starting the rebuild of {render.esc(node)} …"))
-    requested_by = int(params.get("requested_by", ctx.user.id))
-    job = await service.start(plan, requested_by, ctx.user.id, _progress_sink(ctx, message_id))
-    ctx.audit_note = f"job {job.id} started"
 
 
 @group.action("rebuild_cleanup", Role.ADMIN)

@@ -417,6 +417,14 @@ _STATE_ICON = {
     RebuildState.ROLLED_BACK: FAIL,
     RebuildState.ROLLBACK_FAILED: "🆘",
     RebuildState.INTERRUPTED: WARN,
+def rebuild_confirmed(plan: RebuildPlan, by: str) -> str:
+    """The confirmation message once pressed (its buttons are removed)."""
+    return (
+        f"{OK} rebuild of <b>{esc(plan.node)}</b> on {esc(plan.host)} confirmed by {esc(by)}; "
+        f"{code(plan.data_dir)} → {code(plan.old_dir)}"
+    )
+
+
     RebuildState.ABANDONED: INFO,
 }
 

@@ -104,8 +104,8 @@ class SqliteJobStore:
             )
         except sqlite3.IntegrityError as exc:
             holder = await self.holding_lock(cluster, node)
-            what = f"job {holder.id}, {holder.state.value}, step {holder.step}" if holder else ""
-            raise RebuildRefused(f"rebuild of {node} already in progress ({what})") from exc
+            what = f" (job {holder.id}, {holder.state.value}, {holder.step})" if holder else ""
+            raise RebuildRefused(f"rebuild of {node} refused: already in progress{what}") from exc
         job_id = cursor.lastrowid
         assert job_id is not None
         return await self._get(job_id)

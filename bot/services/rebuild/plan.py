@@ -131,6 +131,7 @@ class Commands:
             "--checkpoint=fast",
             "--progress",
             "--verbose",
+            "--no-clean",  # on error pg_basebackup would delete its partial copy: we keep it
             f"--dbname={conninfo}",
         ]
         if self.node.max_rate:

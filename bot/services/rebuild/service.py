@@ -70,6 +70,7 @@ class _Run:
     progress: RebuildProgress
     task: asyncio.Task[None] | None = None
     cancelled_by: str | None = None
+    rolling_back: bool = False
     done: set[str] = field(default_factory=set)
     output: str = ""
 
@@ -192,7 +193,7 @@ class RebuildService:
             ),
         )
         self._runs[(cluster.name, node.name)] = run
-        await self._record(job, "rebuild.start", Outcome.OK, f"{len(plan.steps)} steps")
+        await self._record(job, "rebuild.begin", Outcome.OK, f"{len(plan.steps)} steps")
         run.task = asyncio.create_task(self._execute(run), name=f"rebuild-{node.name}")
         return job
 
@@ -202,6 +203,10 @@ class RebuildService:
         run = self._runs.get((cluster.name, node.name))
         if run is None or run.task is None or run.task.done():
             raise RebuildRefused(f"no rebuild of {node.name} is running")
+        if run.rolling_back:
+            raise RebuildRefused(
+                f"rebuild of {node.name} is rolling back; that cannot be cancelled"
+            )
         if run.cancelled_by is not None:
             raise RebuildRefused(f"rebuild of {node.name} is already being cancelled")
         run.cancelled_by = by
@@ -452,6 +457,7 @@ class RebuildService:
 
     async def _interrupted(self, run: _Run) -> None:
         detail = f"bot stopped during step {run.progress.step}"
+        run.progress = replace(run.progress, state=RebuildState.INTERRUPTED, detail=detail)
         with contextlib.suppress(Exception):
             run.job = await self._jobs.update(
                 run.job.id, state=RebuildState.INTERRUPTED, detail=detail
@@ -459,9 +465,14 @@ class RebuildService:
             await self._record(run.job, "rebuild.interrupted", Outcome.FAILED, detail)
 
     async def _roll_back(self, run: _Run, cmd: Commands, reason: str, output: str) -> None:
+        run.rolling_back = True
         await self._emit(run, step="rollback", detail=f"rolling back: {reason}")
         try:
             note = await self._restore(run.cluster, run.node, cmd)
+        except asyncio.CancelledError:
+            # Only a shutdown cancels a rollback: keep the lock, the next start reports it.
+            await self._interrupted(run)
+            raise
         except Exception as exc:  # noqa: BLE001 - report every rollback failure to a human
             message = exc.user_message if isinstance(exc, ReplbotError) else repr(exc)
             log.error("rollback of %s failed: %s", run.node.name, message)

@@ -1,0 +1,214 @@
+"""Benchmark 1: /rebuild through the bot vs a bare pg_basebackup over the same SSH path.
+
+Same primary (≈200 MB of pgbench data), alternating A (bot: preflight + the whole runbook,
+confirmation "pressed" at once) and B (bare: the same pg_basebackup command line over one
+asyncssh connection with a PTY, into a scratch directory through its own slot). Goals: the
+backup step ≤ 1.05× bare; everything else (preflight, stop, move, start, verify) ≤ 2 s.
+While one rebuild runs, /status is sent repeatedly through PTB (benchmark 3's "p99 while a
+rebuild runs ≤ 2× idle p99").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import asyncssh
+
+from bench.common import Row, median, percentile, run_as_server_user, spread
+from bench.harness import Bed, bed
+from bot.config import ReplicationSource
+from bot.models import RebuildProgress, RebuildState
+from bot.sandbox import LocalReplicationSet
+from bot.services.rebuild.plan import Commands
+from tests.sshd import LocalSshd
+
+REPLICA = "pg2"
+
+
+class StepClock:
+    """A progress sink that records when each step started."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, float] = {}
+        self.final: RebuildProgress | None = None
+
+    async def __call__(self, progress: RebuildProgress) -> None:
+        self.starts.setdefault(progress.step, time.monotonic())
+        if progress.state is not RebuildState.RUNNING:
+            self.final = progress
+
+
+def _toml(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def run(scale: int = 14, rounds: int = 3, status_probes: bool = True) -> list[Row]:
+    """A/B rounds on one bed; returns the rows of benchmark 1 (and 3's rebuild part)."""
+    sshd = LocalSshd(Path("/tmp") / f"rbb-sshd-{time.monotonic_ns()}")
+    endpoint = sshd.start()
+
+    def prepare(pgset: LocalReplicationSet, base: Path) -> dict[str, str]:
+        pgbench = str(pgset.binaries.exe("pgbench"))
+        run_as_server_user(
+            [
+                pgbench,
+                "-i",
+                "-q",
+                "-s",
+                str(scale),
+                "-h",
+                str(pgset.primary.socket_dir),
+                "-p",
+                str(pgset.primary.port),
+                "-U",
+                "postgres",
+                "postgres",
+            ]
+        )
+        pgset.psql("pg1", "SELECT pg_create_physical_replication_slot('bench_bare')")
+        node = pgset.node(REPLICA)
+        return {
+            REPLICA: (
+                f'data_dir = "{node.data_dir}"\nconf_dir = "{node.conf_dir}"\n'
+                f'pg_bin_dir = "{pgset.binaries.bindir}"\nlog_file = "{node.log_file}"\n'
+                f"start_command = {_toml(shlex.join(pgset.pg_ctl_start_command(REPLICA)))}\n"
+                f"stop_command = {_toml(shlex.join(pgset.pg_ctl_stop_command(REPLICA)))}\n"
+                "keep_files = []\n"
+                f'ssh = {{ host = "{endpoint.host}", port = {endpoint.port}, '
+                f'user = "{endpoint.user}", '
+                f'key_file = "{endpoint.key_file}", known_hosts = "{endpoint.known_hosts}" }}\n'
+                f'replication = {{ host = "127.0.0.1", port = {pgset.primary.port}, '
+                f'user = "{pgset.repl_user}", passfile = "{pgset.passfile}" }}\n'
+            )
+        }
+
+    bot_backup: list[float] = []
+    bot_other: list[float] = []
+    bare_backup: list[float] = []
+    idle_status: list[float] = []
+    busy_status: list[float] = []
+    size_mb = 0.0
+    try:
+        async with bed(
+            replicas=2, extra="[rebuild]\nprogress_interval = 1\n", prepare=prepare
+        ) as b:
+            size_mb = int(b.pgset.psql("pg1", "SELECT pg_database_size('postgres')")) / 1024**2
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                idle_status.append((await b.command("/status"))[0])
+            for round_no in range(rounds):
+                order = ("bot", "bare") if round_no % 2 == 0 else ("bare", "bot")
+                for side in order:
+                    if side == "bare":
+                        bare_backup.append(await _bare(b, endpoint))
+                    else:
+                        probes = status_probes and round_no == 0
+                        backup, other, busy = await _bot(b, probe_status=probes)
+                        bot_backup.append(backup)
+                        bot_other.append(other)
+                        busy_status += busy
+    finally:
+        sshd.stop()
+    ratio = median(bot_backup) / median(bare_backup)
+    rows = [
+        Row("rebuild", "primary size", size_mb, "MB", note=f"pgbench -s {scale}"),
+        Row(
+            "rebuild",
+            "bare pg_basebackup over SSH",
+            median(bare_backup),
+            "s",
+            note=f"median of {len(bare_backup)}, spread {spread(bare_backup)} s",
+        ),
+        Row(
+            "rebuild",
+            "backup step via the bot",
+            median(bot_backup),
+            "s",
+            note=f"median of {len(bot_backup)}, spread {spread(bot_backup)} s",
+        ),
+        Row("rebuild", "backup step / bare", ratio, "×", goal="≤ 1.05×", met=ratio <= 1.05),
+        Row(
+            "rebuild",
+            "everything else (preflight, stop, move, start, verify)",
+            median(bot_other),
+            "s",
+            goal="≤ 2 s",
+            met=median(bot_other) <= 2,
+            note=f"spread {spread(bot_other)} s",
+        ),
+    ]
+    if busy_status:
+        idle99, busy99 = percentile(idle_status, 99), percentile(busy_status, 99)
+        rows.append(
+            Row(
+                "command latency",
+                "/status p99 idle vs during a rebuild",
+                busy99 / idle99,
+                "×",
+                goal="≤ 2×",
+                met=busy99 <= 2 * idle99,
+                note=f"idle p99 {idle99 * 1000:.1f} ms, during rebuild p99 "
+                f"{busy99 * 1000:.1f} ms (n={len(busy_status)})",
+            )
+        )
+    return rows
+
+
+async def _bot(b: Bed, probe_status: bool) -> tuple[float, float, list[float]]:
+    service = b.runtime.services.rebuild
+    clock = StepClock()
+    started = time.monotonic()
+    report, plan = await service.preflight(REPLICA)
+    assert report.ok, [i for i in report.items if i.level.value == "fail"]
+    await service.start(plan, 4242, 4242, clock)
+    busy: list[float] = []
+    if probe_status:
+        while "basebackup" not in clock.starts:
+            await asyncio.sleep(0.01)
+        while "restore_files" not in clock.starts and "start" not in clock.starts:
+            await asyncio.sleep(0.05)
+            busy.append((await b.command("/status"))[0])
+    job = await service.wait("main", REPLICA)
+    ended = time.monotonic()
+    assert job is not None and job.state is RebuildState.SUCCEEDED, job
+    after = "restore_files" if "restore_files" in clock.starts else "start"
+    backup = clock.starts[after] - clock.starts["basebackup"]
+    run_as_server_user(["rm", "-rf", "--", job.old_dir])  # bench housekeeping only
+    return backup, (ended - started) - backup, busy
+
+
+async def _bare(b: Bed, endpoint: object) -> float:
+    node = b.runtime.config.cluster("main").node(REPLICA)  # type: ignore[union-attr]
+    assert node is not None and node.replication is not None
+    scratch = f"{node.data_dir}.bench-bare"
+    bare_node = replace(
+        node,
+        data_dir=Path(scratch),
+        slot="bench_bare",
+        replication=ReplicationSource(**{**node.replication.__dict__}),
+    )
+    command = Commands(bare_node, "bench").basebackup()
+    ssh = node.ssh
+    assert ssh is not None
+    async with asyncssh.connect(
+        ssh.host,
+        port=ssh.port,
+        username=ssh.user,
+        client_keys=[str(ssh.key_file)],
+        known_hosts=str(ssh.known_hosts),
+    ) as conn:
+        started = time.monotonic()
+        process = await conn.create_process(command, term_type="dumb", stderr=asyncssh.STDOUT)
+        async for _ in process.stdout:
+            pass
+        await process.wait()
+        elapsed = time.monotonic() - started
+        assert process.exit_status == 0, process.exit_status
+        with contextlib.suppress(Exception):
+            await conn.run(f"rm -rf -- {shlex.quote(scratch)}", check=True)
+    return elapsed
