@@ -4,20 +4,30 @@ adapters to handlers; both ``replbot run`` and ``replbot demo`` start here."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.adapters.alerts_sqlite import SqliteAlertStore
 from bot.adapters.audit_sqlite import SqliteAuditLog
 from bot.adapters.jobs_sqlite import SqliteJobStore
+from bot.adapters.metrics_http import MetricsServer
+from bot.adapters.monitor_pg import PsycopgMonitorProbe
 from bot.adapters.postgres import PsycopgPostgres
 from bot.adapters.shell import LocalConnector, RoutingConnector, SshConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig
+from bot.ports import Clock, Notifier
 from bot.redact import Redactor
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
+from bot.services.monitor.alerts import AlertService
+from bot.services.monitor.delivery import DeliveryService
+from bot.services.monitor.metrics import CountingAuditLog, Metrics
+from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
 from bot.services.replication import ReplicationService
+from handlers.alerts import AlertRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
 
@@ -44,23 +54,94 @@ class Runtime:
     audit: SqliteAuditLog
     jobs: SqliteJobStore
     postgres: PsycopgPostgres
+    alert_store: SqliteAlertStore
+    alerts: AlertService
+    monitor: MonitorService
+    metrics: Metrics
+    delivery: DeliveryService | None = None
+    metrics_server: MetricsServer | None = None
+
+    async def start_monitor(
+        self, notifier: Notifier, on_wait: Callable[[int, float, str], None] | None = None
+    ) -> None:
+        """Deliver the outbox through ``notifier``, start polling, serve /metrics if set up.
+
+        Messages left in the outbox by an earlier run are delivered first, in order.
+        """
+        if self.delivery is not None:
+            raise RuntimeError("the monitor is already running")
+        settings = self.config.monitor
+        self.delivery = DeliveryService(
+            self.alert_store,
+            notifier,
+            self.services.clock,
+            retry_initial_s=settings.send_retry_initial_s,
+            retry_max_s=settings.send_retry_max_s,
+            on_wait=on_wait,
+        )
+        self.alerts.on_enqueued = self.delivery.wake
+        await self.delivery.start()
+        await self.monitor.start()
+        if self.config.metrics.host is not None:
+            self.metrics_server = MetricsServer(
+                self.config.metrics.host, self.config.metrics.port, self.render_metrics
+            )
+            await self.metrics_server.start()
+
+    async def render_metrics(self) -> str:
+        """The Prometheus exposition, with the outbox and delivery figures refreshed."""
+        self.metrics.set("replbot_alert_messages_pending", await self.alert_store.pending_count())
+        if self.delivery is not None:
+            self.metrics.set("replbot_alert_messages_sent_total", self.delivery.sent)
+            self.metrics.set("replbot_alert_send_failures_total", self.delivery.failures)
+        return self.metrics.exposition()
+
+    async def stop_monitor(self) -> None:
+        """Stop polling and delivering (unsent messages stay in the outbox for the next run)."""
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+            self.metrics_server = None
+        await self.monitor.stop()
+        if self.delivery is not None:
+            self.alerts.on_enqueued = None
+            await self.delivery.stop(grace_s=self.config.monitor.send_timeout_s)
+            self.delivery = None
 
     async def close(self) -> None:
-        """Interrupt running rebuilds (state kept for the next start), close the databases."""
+        """Stop the monitor, interrupt running rebuilds (state kept for the next start), close
+        the databases."""
+        await self.stop_monitor()
         await self.services.rebuild.shutdown()
         await self.postgres.close()
         await self.jobs.close()
+        await self.alert_store.close()
         await self.audit.close()
 
 
-async def open_runtime(config: AppConfig, redactor: Redactor | None = None) -> Runtime:
-    """Open the adapters and build the services and dispatcher for ``config``."""
+async def open_runtime(
+    config: AppConfig, redactor: Redactor | None = None, clock: Clock | None = None
+) -> Runtime:
+    """Open the adapters and build the services and dispatcher for ``config``.
+
+    The monitor is built but not started: :meth:`Runtime.start_monitor` does that once a
+    transport can deliver its messages.
+    """
     redact = redactor or redactor_for(config)
-    clock = SystemClock()
+    clock = clock or SystemClock()
     audit = SqliteAuditLog(config.audit.path, redact=redact)
     await audit.open()
     jobs = SqliteJobStore(config.audit.path)
     await jobs.open()
+    alert_store = SqliteAlertStore(config.audit.path)
+    await alert_store.open()
+    metrics = Metrics()
+    alerts = AlertService(config, alert_store, AlertRenderer(config.monitor.mute_button_s), clock)
+    await alerts.load()  # /alerts shows what fires even before (or without) the monitor
+    metrics.add_collector(lambda: _alert_gauges(metrics, alerts))
+    monitor = MonitorService(
+        config, PsycopgMonitorProbe(config.monitor.timeout_s), alerts, clock, metrics
+    )
+    known_commands = {*COMMANDS, *ACTIONS, "alert", "button"}
     postgres = PsycopgPostgres(config.query_timeout_s)
     # "local" nodes (the demo) run commands on this host, as the PostgreSQL OS user if root.
     shells = RoutingConnector(
@@ -72,10 +153,29 @@ async def open_runtime(config: AppConfig, redactor: Redactor | None = None) -> R
         replication=ReplicationService(config, postgres),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
         rebuild=RebuildService(config, postgres, shells, jobs, audit, clock),
-        audit=audit,
+        audit=CountingAuditLog(audit, metrics, known_commands),
         clock=clock,
+        alerts=alerts,
+        monitor=monitor,
     )
-    return Runtime(config, services, Dispatcher(services, COMMANDS, ACTIONS), audit, jobs, postgres)
+    return Runtime(
+        config,
+        services,
+        Dispatcher(services, COMMANDS, ACTIONS),
+        audit,
+        jobs,
+        postgres,
+        alert_store,
+        alerts,
+        monitor,
+        metrics,
+    )
+
+
+def _alert_gauges(metrics: Metrics, alerts: AlertService) -> None:
+    metrics.clear("replbot_alerts_firing")
+    for (cluster, severity), count in alerts.counts().items():
+        metrics.set("replbot_alerts_firing", count, cluster=cluster, severity=severity.value)
 
 
 def command_menu() -> dict[str, str]:

@@ -143,6 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
     """Run the Telegram bot until SIGINT/SIGTERM (or ``stop`` is set)."""
+    from bot.adapters.telegram_notifier import TelegramNotifier
     from bot.app import command_menu, open_runtime, redactor_for
     from bot.logsetup import configure_logging
     from handlers.telegram import ALLOWED_UPDATES, announce_unfinished_rebuilds, build_application
@@ -168,6 +169,12 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
             assert app.updater is not None
             await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=10)
             await announce_unfinished_rebuilds(runtime.services, app)
+            notifier = TelegramNotifier(
+                config.telegram.token.reveal(),
+                config.telegram.base_url,
+                config.monitor.send_timeout_s,
+            )
+            await runtime.start_monitor(notifier)
             log.info(
                 "replbot running: %d cluster(s), %d user(s)",
                 len(config.clusters),
@@ -175,6 +182,7 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
             )
             await stop_event.wait()
             log.info("stopping")
+            await runtime.stop_monitor()
             await app.updater.stop()
             await app.stop()
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.errors import ConfigError
 from bot.models import NodeRole, Role
+from bot.units import parse_bytes, parse_duration
 
 SLOT_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -115,11 +116,37 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When the monitor's rules fire (defaults drawn from pgMonitor, CNPG and check_postgres)."""
+
+    node_down_polls: int = 2  # consecutive failed polls before "node down"
+    lag_bytes_warning: int = 50 * 1024**2
+    lag_bytes_critical: int = 100 * 1024**2
+    lag_for_s: float = 60.0  # byte lag must last this long
+    lag_time_warning_s: float = 30.0
+    lag_time_critical_s: float = 300.0
+    slot_inactive_after_s: float = 600.0
+    slot_retained_warning: int = 1024**3
+    slot_retained_critical: int = 5 * 1024**3
+
+
+@dataclass(frozen=True)
+class ClusterMonitor:
+    """Per-cluster monitor settings: on/off, alert routing, threshold overrides."""
+
+    enabled: bool = True
+    alert_chat_ids: tuple[int, ...] | None = None  # None: telegram.alert_chat_ids
+    message_thread_id: int | None = None  # a forum topic of those chats
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """A primary and its replicas."""
 
     name: str
     nodes: tuple[NodeConfig, ...]
+    monitor: ClusterMonitor = field(default_factory=ClusterMonitor)
 
     @property
     def primary(self) -> NodeConfig:
@@ -175,6 +202,29 @@ class RebuildConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """The background monitor and the delivery of its alerts."""
+
+    enabled: bool = True
+    interval_s: float = 5.0  # every node is polled this often
+    timeout_s: float = 3.0  # connect + query, per node and poll
+    repeat_interval_s: float = 3600.0  # a firing, unacknowledged alert is repeated this often
+    mute_button_s: float = 3600.0  # what the "Mute" button of an alert mutes it for
+    send_timeout_s: float = 10.0  # one Bot API call
+    send_retry_initial_s: float = 1.0  # first back-off after a 5xx / timeout, doubled each time
+    send_retry_max_s: float = 60.0  # back-off cap
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The opt-in Prometheus endpoint; ``host`` None means off."""
+
+    host: str | None = None
+    port: int = 9187
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration."""
 
@@ -184,10 +234,23 @@ class AppConfig:
     clusters: tuple[ClusterConfig, ...]
     query_timeout_s: float = 10.0
     rebuild: RebuildConfig = field(default_factory=RebuildConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def cluster(self, name: str) -> ClusterConfig | None:
         """The cluster called ``name``, or None."""
         return next((c for c in self.clusters if c.name == name), None)
+
+    def alert_route(self, cluster: str) -> tuple[tuple[int, ...], int | None]:
+        """(chat ids, forum topic id) that the alerts of ``cluster`` go to."""
+        found = self.cluster(cluster)
+        if found is None:
+            return self.telegram.alert_chat_ids, None
+        chats = found.monitor.alert_chat_ids
+        return (
+            self.telegram.alert_chat_ids if chats is None else chats,
+            found.monitor.message_thread_id,
+        )
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -206,7 +269,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> A
 
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
     """Validate an already-parsed TOML document (see :func:`load_config`)."""
-    _only_keys("", data, {"telegram", "audit", "users", "clusters", "bot", "rebuild"})
+    _only_keys(
+        "", data, {"telegram", "audit", "users", "clusters", "bot", "rebuild", "monitor", "metrics"}
+    )
     telegram = _parse_telegram(_table(data, "telegram", required=False), environ)
     audit_table = _table(data, "audit")
     _only_keys("audit", audit_table, {"path"})
@@ -216,7 +281,8 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConf
     query_timeout = _number(bot_table, "bot", "query_timeout", default=10.0, minimum=0.5)
 
     users = _parse_users(data.get("users", []))
-    clusters = _parse_clusters(data.get("clusters"), environ)
+    monitor = _parse_monitor(_table(data, "monitor", required=False))
+    clusters = _parse_clusters(data.get("clusters"), environ, monitor.thresholds)
     return AppConfig(
         telegram=telegram,
         audit=audit,
@@ -224,7 +290,123 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConf
         clusters=clusters,
         query_timeout_s=query_timeout,
         rebuild=_parse_rebuild(_table(data, "rebuild", required=False)),
+        monitor=monitor,
+        metrics=_parse_metrics(_table(data, "metrics", required=False)),
     )
+
+
+# --- [monitor], [clusters.monitor], [metrics] ------------------------------------------------
+
+_THRESHOLD_KEYS = {
+    "node_down_polls",
+    "lag_bytes_warning",
+    "lag_bytes_critical",
+    "lag_for",
+    "lag_time_warning",
+    "lag_time_critical",
+    "slot_inactive_after",
+    "slot_retained_warning",
+    "slot_retained_critical",
+}
+
+
+def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
+    key = "monitor"
+    _only_keys(
+        key,
+        table,
+        {
+            "enabled",
+            "interval",
+            "timeout",
+            "repeat_interval",
+            "mute_duration",
+            "send_timeout",
+            "send_retry_initial",
+            "send_retry_max",
+            *_THRESHOLD_KEYS,
+        },
+    )
+    defaults = MonitorConfig()
+    retry_initial = _duration(table, key, "send_retry_initial", defaults.send_retry_initial_s, 0.01)
+    retry_max = _duration(table, key, "send_retry_max", defaults.send_retry_max_s, 0.01)
+    if retry_max < retry_initial:
+        raise ConfigError(f"{key}.send_retry_max", "must not be smaller than send_retry_initial")
+    return MonitorConfig(
+        enabled=_bool(table, key, "enabled", True),
+        interval_s=_duration(table, key, "interval", defaults.interval_s, 0.05),
+        timeout_s=_duration(table, key, "timeout", defaults.timeout_s, 0.1),
+        repeat_interval_s=_duration(table, key, "repeat_interval", defaults.repeat_interval_s, 1),
+        mute_button_s=_duration(table, key, "mute_duration", defaults.mute_button_s, 1),
+        send_timeout_s=_duration(table, key, "send_timeout", defaults.send_timeout_s, 0.1),
+        send_retry_initial_s=retry_initial,
+        send_retry_max_s=retry_max,
+        thresholds=_parse_thresholds(key, table, Thresholds()),
+    )
+
+
+def _parse_thresholds(key: str, table: Mapping[str, Any], base: Thresholds) -> Thresholds:
+    polls = table.get("node_down_polls", base.node_down_polls)
+    if not isinstance(polls, int) or isinstance(polls, bool) or polls < 1:
+        raise ConfigError(f"{key}.node_down_polls", "must be a whole number ≥ 1")
+    result = Thresholds(
+        node_down_polls=polls,
+        lag_bytes_warning=_size(table, key, "lag_bytes_warning", base.lag_bytes_warning),
+        lag_bytes_critical=_size(table, key, "lag_bytes_critical", base.lag_bytes_critical),
+        lag_for_s=_duration(table, key, "lag_for", base.lag_for_s, 0),
+        lag_time_warning_s=_duration(table, key, "lag_time_warning", base.lag_time_warning_s, 0),
+        lag_time_critical_s=_duration(table, key, "lag_time_critical", base.lag_time_critical_s, 0),
+        slot_inactive_after_s=_duration(
+            table, key, "slot_inactive_after", base.slot_inactive_after_s, 0
+        ),
+        slot_retained_warning=_size(
+            table, key, "slot_retained_warning", base.slot_retained_warning
+        ),
+        slot_retained_critical=_size(
+            table, key, "slot_retained_critical", base.slot_retained_critical
+        ),
+    )
+    pairs = (
+        ("lag_bytes", result.lag_bytes_warning, result.lag_bytes_critical),
+        ("lag_time", result.lag_time_warning_s, result.lag_time_critical_s),
+        ("slot_retained", result.slot_retained_warning, result.slot_retained_critical),
+    )
+    for name, warning, critical in pairs:
+        if critical < warning:
+            raise ConfigError(f"{key}.{name}_critical", f"must not be smaller than {name}_warning")
+    return result
+
+
+def _parse_cluster_monitor(key: str, value: Any, defaults: Thresholds) -> ClusterMonitor:
+    if value is None:
+        return ClusterMonitor(thresholds=defaults)
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    _only_keys(key, value, {"enabled", "alert_chat_ids", "message_thread_id", *_THRESHOLD_KEYS})
+    thread = value.get("message_thread_id")
+    if thread is not None and (not isinstance(thread, int) or isinstance(thread, bool)):
+        raise ConfigError(f"{key}.message_thread_id", "must be a numeric forum topic id")
+    return ClusterMonitor(
+        enabled=_bool(value, key, "enabled", True),
+        alert_chat_ids=_int_list(value, key, "alert_chat_ids")
+        if "alert_chat_ids" in value
+        else None,
+        message_thread_id=thread,
+        thresholds=_parse_thresholds(key, value, defaults),
+    )
+
+
+def _parse_metrics(table: Mapping[str, Any]) -> MetricsConfig:
+    key = "metrics"
+    _only_keys(key, table, {"listen"})
+    listen = _opt_str(table, key, "listen")
+    if listen is None:
+        return MetricsConfig()
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:  # 0: any free
+        raise ConfigError(f"{key}.listen", f"{listen!r} is not HOST:PORT like 127.0.0.1:9187")
+    return MetricsConfig(host=host, port=int(port_text))
 
 
 def _parse_rebuild(table: Mapping[str, Any]) -> RebuildConfig:
@@ -300,7 +482,9 @@ def _parse_users(value: Any) -> tuple[UserConfig, ...]:
     return tuple(users)
 
 
-def _parse_clusters(value: Any, environ: Mapping[str, str]) -> tuple[ClusterConfig, ...]:
+def _parse_clusters(
+    value: Any, environ: Mapping[str, str], thresholds: Thresholds
+) -> tuple[ClusterConfig, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError("clusters", "missing: at least one [[clusters]] table is required")
     clusters: list[ClusterConfig] = []
@@ -310,7 +494,7 @@ def _parse_clusters(value: Any, environ: Mapping[str, str]) -> tuple[ClusterConf
             raise ConfigError(f"clusters[{index}]", "must be a table")
         name = item.get("name")
         key = f"clusters.{name}" if isinstance(name, str) and name else f"clusters[{index}]"
-        _only_keys(key, item, {"name", "nodes"})
+        _only_keys(key, item, {"name", "nodes", "monitor"})
         name = _str(item, key, "name")
         if not NODE_NAME_RE.match(name):
             raise ConfigError(f"{key}.name", f"{name!r} is not a valid name")
@@ -318,7 +502,11 @@ def _parse_clusters(value: Any, environ: Mapping[str, str]) -> tuple[ClusterConf
             raise ConfigError(f"{key}.name", f"duplicate cluster name {name!r}")
         names.add(name)
         clusters.append(
-            ClusterConfig(name=name, nodes=_parse_nodes(key, item.get("nodes"), environ))
+            ClusterConfig(
+                name=name,
+                nodes=_parse_nodes(key, item.get("nodes"), environ),
+                monitor=_parse_cluster_monitor(f"{key}.monitor", item.get("monitor"), thresholds),
+            )
         )
     return tuple(clusters)
 
@@ -552,3 +740,31 @@ def _int_list(table: Mapping[str, Any], key: str, name: str) -> tuple[int, ...]:
     ):
         raise ConfigError(f"{key}.{name}", "must be an array of numeric chat ids")
     return tuple(value)
+
+
+def _bool(table: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+    value = table.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}.{name}", "must be true or false")
+    return value
+
+
+def _duration(
+    table: Mapping[str, Any], key: str, name: str, default: float, minimum: float
+) -> float:
+    value = table.get(name, default)
+    try:
+        seconds = parse_duration(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.{name}", f'{exc} (e.g. "30s", "10min", "1h")') from None
+    if seconds < minimum:
+        raise ConfigError(f"{key}.{name}", f"must be at least {minimum:g} s")
+    return seconds
+
+
+def _size(table: Mapping[str, Any], key: str, name: str, default: int) -> int:
+    value = table.get(name, default)
+    try:
+        return parse_bytes(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.{name}", f'{exc} (e.g. "50MB", "1GB")') from None

@@ -15,14 +15,20 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
-from bot.app import open_runtime, redactor_for
+from bot.app import Runtime, open_runtime, redactor_for
 from bot.config import AppConfig, load_config
-from bot.sandbox import LocalReplicationSet, find_pg_binaries
-from handlers.console import given_lines, run_console, stdin_lines
+from bot.errors import InvalidInput
+from bot.models import NodeRole, Role
+from bot.sandbox import LocalReplicationSet, SandboxError, find_pg_binaries
+from handlers import render
+from handlers.base import CommandContext, CommandSpec, Reply
+from handlers.console import ConsoleChat, ConsoleNotifier, given_lines, run_console, stdin_lines
 
 DEMO_USER_ID = 1
 DEMO_USER_NAME = "demo-admin"
 PASSWORD_ENV = "REPLBOT_DEMO_DB_PASSWORD"  # noqa: S105 (the variable's name)
+DEMO_MONITOR_INTERVAL = "2s"
+DEMO_USAGE = "/demo stop-replica [NODE] | start-replica [NODE] | wait SECONDS"
 
 
 def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
@@ -64,7 +70,10 @@ def demo_config_text(pgset: LocalReplicationSet, audit_path: Path) -> str:
         nodes.append(text)
     return (
         "[telegram]\n"
-        "confirm_timeout = 60\n\n"
+        "confirm_timeout = 60\n"
+        f"alert_chat_ids = [{DEMO_USER_ID}]\n\n"
+        "[monitor]\n"
+        f'interval = "{DEMO_MONITOR_INTERVAL}"\n\n'
         "[rebuild]\n"
         "progress_interval = 1\n"
         "verify_timeout = 60\n\n"
@@ -100,7 +109,8 @@ def run_demo(
         ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
         out(f"ready ({ports}); you are {DEMO_USER_NAME} (admin). Try /status, /slots, /check,")
         out("/createslot NAME, /dropslot NAME, /rebuild pg2, /audit, /help; /quit to leave.")
-        asyncio.run(_console(config, commands, out))
+        out("Alerts print here: try /demo stop-replica, /alerts, then /demo start-replica.")
+        asyncio.run(_console(config, commands, out, pgset))
     except KeyboardInterrupt:
         out("interrupted")
     finally:
@@ -114,12 +124,56 @@ def run_demo(
     return 0
 
 
-async def _console(config: AppConfig, commands: Sequence[str], out: Callable[[str], None]) -> None:
+async def _console(
+    config: AppConfig,
+    commands: Sequence[str],
+    out: Callable[[str], None],
+    pgset: LocalReplicationSet,
+) -> None:
     runtime = await open_runtime(config, redactor_for(config))
     try:
+        chat = ConsoleChat(out)
+        runtime.dispatcher.commands["demo"] = demo_command(pgset, runtime)
+        await runtime.start_monitor(ConsoleNotifier(chat))
         lines: AsyncIterator[str] = given_lines(commands, echo=out) if commands else stdin_lines()
-        await run_console(runtime.dispatcher, DEMO_USER_ID, DEMO_USER_NAME, lines, out)
+        await run_console(runtime.dispatcher, DEMO_USER_ID, DEMO_USER_NAME, lines, out, chat)
         if commands:
             await runtime.services.rebuild.wait_all()
     finally:
         await runtime.close()
+
+
+def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
+    """``/demo``: stop or start a local replica to watch the monitor alert and resolve.
+
+    Registered by the demo only (it drives the local sandbox), never in ``replbot run``.
+    """
+
+    async def run(ctx: CommandContext) -> None:
+        action, *rest = ctx.args or ["help"]
+        if action == "wait" and len(rest) == 1 and rest[0].isdigit() and 0 < int(rest[0]) <= 120:
+            await asyncio.sleep(int(rest[0]))
+            await ctx.chat.send(Reply(render.demo_waited(int(rest[0]))))
+            return
+        if action not in {"stop-replica", "start-replica"} or len(rest) > 1:
+            raise InvalidInput(f"usage: {DEMO_USAGE}")
+        replicas = [n.name for n in pgset.nodes if n.role == NodeRole.REPLICA.value]
+        name = rest[0] if rest else replicas[0]
+        if name not in replicas:
+            raise InvalidInput(f"{name} is not a replica of the demo ({', '.join(replicas)})")
+        try:
+            if action == "stop-replica":
+                await asyncio.to_thread(pgset.stop_node, name)
+            else:
+                await asyncio.to_thread(pgset.start_node, name)
+        except SandboxError as exc:
+            raise InvalidInput(str(exc).splitlines()[0]) from None
+        ctx.audit_note = f"{action} {name}"
+        interval = runtime.config.monitor.interval_s
+        await ctx.chat.send(
+            Reply(render.demo_replica_changed(name, action == "stop-replica", interval))
+        )
+
+    return CommandSpec(
+        "demo", Role.ADMIN, "demo only: stop/start the local replica", DEMO_USAGE, run
+    )

@@ -423,3 +423,214 @@ class CommandResult:
     exit_status: int
     stdout: str
     stderr: str
+
+
+# --- monitor and alerts ----------------------------------------------------------------------
+
+FigureValue = int | float | str | bool | None
+
+
+class Severity(enum.StrEnum):
+    """How bad a firing alert is."""
+
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for warning, 1 for critical: escalation is a rank going up."""
+        return 1 if self is Severity.CRITICAL else 0
+
+
+class AlertRule(enum.StrEnum):
+    """The monitor's rules; each alert is one rule on one node (and slot)."""
+
+    NODE_DOWN = "node_down"
+    CLUSTER_UNREACHABLE = "cluster_unreachable"
+    NOT_STREAMING = "not_streaming"
+    BYTE_LAG = "byte_lag"
+    TIME_LAG = "time_lag"
+    SLOT_INACTIVE = "slot_inactive"
+    SLOT_RETAINED = "slot_retained"
+    SLOT_AT_RISK = "slot_at_risk"
+    ROLE_MISMATCH = "role_mismatch"
+    ROLE_CHANGE = "role_change"  # an event: pg_is_in_recovery() flipped
+    TIMELINE_CHANGE = "timeline_change"  # an event: the node's timeline changed
+
+
+@dataclass(frozen=True)
+class ReceiverInfo:
+    """pg_stat_wal_receiver of a replica, as the monitor reads it."""
+
+    status: str | None
+    slot_name: str | None
+    received_tli: int | None
+    flushed_lsn: str | None
+    sender_host: str | None
+    sender_port: int | None
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """One poll of one node by the monitor: everything the rules need, or why it failed.
+
+    ``lsn`` is the current WAL position on a primary and the replayed one on a replica.
+    """
+
+    cluster: str
+    node: str
+    at: float  # wall-clock seconds when the poll started
+    duration_s: float = 0.0
+    error: str | None = None
+    in_recovery: bool | None = None
+    server_version_num: int | None = None
+    timeline: int | None = None
+    lsn: str | None = None
+    walsenders: tuple[WalSender, ...] = ()
+    slots: tuple[SlotInfo, ...] = ()
+    receiver: ReceiverInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the poll answered."""
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a node was last seen as, to notice a role or timeline change (kept across restarts)."""
+
+    in_recovery: bool
+    timeline: int | None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Something wrong that one poll of a cluster found (the output of the pure rules).
+
+    It turns into a firing alert once it held for ``polls`` consecutive polls and ``hold_s``
+    seconds (counted from ``since`` when the server knows when it began). ``event`` conditions
+    (role or timeline change) are announced once and never fire or resolve.
+    """
+
+    cluster: str
+    node: str
+    rule: AlertRule
+    severity: Severity
+    subject: str = ""  # e.g. the slot name
+    figures: dict[str, FigureValue] = field(default_factory=dict)
+    polls: int = 1
+    hold_s: float = 0.0
+    since: float | None = None
+    repeat: bool = True
+    event: bool = False
+
+    @property
+    def key(self) -> str:
+        """Identity of the alert: cluster/node/rule[/subject]."""
+        return alert_key(self.cluster, self.node, self.rule, self.subject)
+
+
+def alert_key(cluster: str, node: str, rule: AlertRule, subject: str = "") -> str:
+    """cluster/node/rule[/subject]: one alert per key fires at a time."""
+    key = f"{cluster}/{node}/{rule.value}"
+    return f"{key}/{subject}" if subject else key
+
+
+class AlertState(enum.StrEnum):
+    """Life of a stored alert."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    EVENT = "event"  # a one-off notice (role / timeline change)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A stored alert: a condition that fired, with its history (times are epoch seconds)."""
+
+    id: int
+    cluster: str
+    node: str
+    rule: AlertRule
+    subject: str
+    severity: Severity
+    figures: dict[str, FigureValue]
+    state: AlertState
+    first_seen: float
+    fired_at: float
+    announced_at: float | None = None  # None while a mute kept it from being announced
+    last_sent_at: float | None = None
+    resolved_at: float | None = None
+    acked_by: str | None = None
+    acked_at: float | None = None
+    muted_until: float | None = None
+    repeat: bool = True
+
+    @property
+    def key(self) -> str:
+        """cluster/node/rule[/subject]."""
+        return alert_key(self.cluster, self.node, self.rule, self.subject)
+
+
+@dataclass(frozen=True)
+class Mute:
+    """Silence for a whole cluster (``node`` None) or one node, until ``until``."""
+
+    id: int
+    cluster: str
+    node: str | None
+    until: float
+    by: str
+    created_at: float
+
+    def covers(self, cluster: str, node: str) -> bool:
+        """True when an alert of ``cluster``/``node`` falls under this mute."""
+        return self.cluster == cluster and (self.node is None or self.node == node)
+
+
+class NoticeKind(enum.StrEnum):
+    """Why an alert message is sent."""
+
+    FIRING = "firing"
+    REPEAT = "repeat"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    EVENT = "event"
+
+
+@dataclass(frozen=True)
+class AlertNotice:
+    """One alert in an outgoing message, and why it is there."""
+
+    kind: NoticeKind
+    alert: Alert
+    at: float
+
+
+@dataclass(frozen=True)
+class MessageButton:
+    """An inline button of an outgoing message: label and callback data (≤ 64 bytes)."""
+
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A rendered message: Telegram-HTML text and rows of buttons."""
+
+    html: str
+    buttons: tuple[tuple[MessageButton, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A message waiting in the persistent outbox for one chat (and forum topic)."""
+
+    id: int
+    chat_id: int
+    thread_id: int | None
+    message: OutgoingMessage
+    created_at: float
+    attempts: int = 0

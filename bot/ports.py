@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from bot.config import NodeConfig
+from bot.errors import ReplbotError
 from bot.models import (
+    Alert,
+    AlertNotice,
     AuditEntry,
     AuditRecord,
     AuditVerification,
     CommandResult,
     HbaRule,
+    Mute,
+    NodeFacts,
+    NodeSnapshot,
+    OutboxItem,
+    OutgoingMessage,
     PrimaryStatus,
     RebuildJob,
     RebuildState,
@@ -166,4 +175,137 @@ class JobStore(Protocol):
 
     async def in_state(self, state: RebuildState) -> list[RebuildJob]:
         """All jobs in ``state``, oldest first."""
+        ...
+
+
+# --- monitor and alerts ----------------------------------------------------------------------
+
+
+class MonitorProbe(Protocol):
+    """Reads one node's whole replication state in one round trip (raises NodeUnavailable)."""
+
+    async def poll(self, cluster: str, node: NodeConfig) -> NodeSnapshot:
+        """One poll of ``node``, bounded by the probe's timeout."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection the probe keeps."""
+        ...
+
+
+class AlertTransaction(Protocol):
+    """Writes that become visible together (alert state and the messages announcing it)."""
+
+    async def insert_alert(self, alert: Alert) -> Alert:
+        """Store a new alert; returns it with its id."""
+        ...
+
+    async def update_alert(self, alert: Alert) -> None:
+        """Replace the stored alert with the same id."""
+        ...
+
+    async def enqueue(self, chat_id: int, thread_id: int | None, message: OutgoingMessage) -> int:
+        """Put a message into the outbox; returns its id."""
+        ...
+
+    async def set_facts(self, cluster: str, node: str, facts: NodeFacts) -> None:
+        """Remember a node's role and timeline."""
+        ...
+
+
+class AlertStore(Protocol):
+    """Persistent alert state, mutes and node facts (and, in the same database, the outbox)."""
+
+    def transaction(self) -> AbstractAsyncContextManager[AlertTransaction]:
+        """All writes inside commit together or not at all."""
+        ...
+
+    async def firing(self) -> list[Alert]:
+        """Every alert in the firing state, oldest first."""
+        ...
+
+    async def get(self, alert_id: int) -> Alert | None:
+        """One alert by id."""
+        ...
+
+    async def facts(self) -> dict[tuple[str, str], NodeFacts]:
+        """(cluster, node) -> last seen role and timeline."""
+        ...
+
+    async def mutes(self, now: float) -> list[Mute]:
+        """Cluster and node mutes still in force at ``now``."""
+        ...
+
+    async def add_mute(
+        self, cluster: str, node: str | None, until: float, by: str, now: float
+    ) -> Mute:
+        """Silence a cluster or a node until ``until``."""
+        ...
+
+    async def remove_mutes(self, cluster: str, node: str | None, now: float) -> int:
+        """End the mutes of a cluster (all of its mutes) or of one node; returns how many."""
+        ...
+
+
+class Outbox(Protocol):
+    """Messages waiting to be delivered, in order per chat; a sent row is never sent again."""
+
+    async def pending_chats(self) -> list[int]:
+        """Chats that have unsent messages."""
+        ...
+
+    async def next_pending(self, chat_id: int) -> OutboxItem | None:
+        """The oldest unsent message of ``chat_id``."""
+        ...
+
+    async def mark_sent(self, item_id: int, message_id: int, at: float) -> None:
+        """Record a successful delivery."""
+        ...
+
+    async def record_failure(self, item_id: int, error: str, final: bool) -> None:
+        """Count a failed attempt; ``final`` gives the message up (rejected by Telegram)."""
+        ...
+
+    async def pending_count(self) -> int:
+        """Unsent messages over all chats."""
+        ...
+
+
+class DeliveryError(ReplbotError):
+    """A message could not be delivered (raised by Notifier implementations)."""
+
+
+class RetryLater(DeliveryError):
+    """Flood control (Telegram 429): retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"rate limited: retry after {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
+
+
+class DeliveryUnavailable(DeliveryError):
+    """A temporary failure (5xx, network error, timeout): retry with back-off."""
+
+
+class DeliveryRejected(DeliveryError):
+    """The message was refused for good (bad request, bot blocked): retrying cannot help."""
+
+
+class Notifier(Protocol):
+    """Sends alert messages to a chat (Telegram, or the demo's console)."""
+
+    async def send(self, chat_id: int, thread_id: int | None, message: OutgoingMessage) -> int:
+        """Deliver ``message``; return its message id. Raises DeliveryError subclasses."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class AlertFormatter(Protocol):
+    """Words alert notices as messages (implemented next to the renderers)."""
+
+    def messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
+        """One message for the notices (more only if it would exceed Telegram's limit)."""
         ...

@@ -11,8 +11,9 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 
+from bot.models import OutgoingMessage
 from handlers import render
-from handlers.base import Reply, Request
+from handlers.base import Button, Reply, Request
 from handlers.dispatch import Dispatcher
 
 Printer = Callable[[str], None]
@@ -54,15 +55,31 @@ class ConsoleChat:
             self._out("  buttons: " + "   ".join(labels) + "   (type the number to press)")
 
 
+class ConsoleNotifier:
+    """The Notifier port of the demo: alerts appear in the console chat, buttons and all."""
+
+    def __init__(self, chat: ConsoleChat) -> None:
+        self._chat = chat
+
+    async def send(self, chat_id: int, thread_id: int | None, message: OutgoingMessage) -> int:
+        """Print the alert message; its buttons can be pressed by number."""
+        buttons = tuple(Button(b.label, b.data) for row in message.buttons for b in row)
+        return await self._chat.send(Reply(message.html, buttons))
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
 async def run_console(
     dispatcher: Dispatcher,
     user_id: int,
     user_name: str,
     lines: AsyncIterator[str],
     out: Printer = print,
+    chat: ConsoleChat | None = None,
 ) -> None:
     """Read commands from ``lines`` until EOF or ``/quit`` and answer them on ``out``."""
-    chat = ConsoleChat(out)
+    chat = chat or ConsoleChat(out)
     async for raw in lines:
         line = raw.strip()
         if not line:

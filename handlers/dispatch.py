@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from bot.errors import NodeUnavailable, ReplbotError
 from bot.models import AuditRecord, Outcome, User
 from bot.services.registry import Services
-from handlers import parsing, render
+from handlers import alerts, parsing, render
 from handlers.base import ActionSpec, Chat, CommandContext, CommandSpec, Reply, Request
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,19 @@ class Dispatcher:
         name = "button"
         try:
             if not await self._admitted(user, request, chat, name, "", started):
+                return
+            if kind == alerts.BUTTON_PREFIX:
+                name = alerts.button_name(nonce)
+                self.services.authz.require(
+                    user, alerts.BUTTON_ROLE, "acknowledging or muting alerts"
+                )
+                ctx = CommandContext(
+                    self.services, user, request, chat, [], commands=tuple(self.commands.values())
+                )
+                await alerts.press(ctx, nonce)
+                await self._audit(
+                    user, request, name, ctx.audit_args or nonce, Outcome.OK, "", started
+                )
                 return
             confirmations = self.services.confirmations
             if kind == "cx":

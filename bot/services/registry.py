@@ -8,6 +8,8 @@ from bot.config import AppConfig
 from bot.ports import AuditLog, Clock
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
+from bot.services.monitor.alerts import AlertService
+from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.replication import ReplicationService
 
@@ -23,3 +25,5 @@ class Services:
     rebuild: RebuildService
     audit: AuditLog
     clock: Clock
+    alerts: AlertService | None = None
+    monitor: MonitorService | None = None

@@ -1,0 +1,368 @@
+"""Alert state, mutes, node facts and the outbox in SQLite (the audit database file by default).
+
+One connection, WAL mode; every operation holds one asyncio lock, so a transaction opened
+with :meth:`SqliteAlertStore.transaction` never interleaves with another task's writes. The
+outbox lives in the same file as the alert state because a firing alert and the message that
+announces it must commit together. A partial unique index allows one firing alert per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import AuditError
+from bot.models import (
+    Alert,
+    AlertRule,
+    AlertState,
+    MessageButton,
+    Mute,
+    NodeFacts,
+    OutboxItem,
+    OutgoingMessage,
+    Severity,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    cluster      TEXT    NOT NULL,
+    node         TEXT    NOT NULL,
+    rule         TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    severity     TEXT    NOT NULL,
+    figures      TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    first_seen   REAL    NOT NULL,
+    fired_at     REAL    NOT NULL,
+    announced_at REAL,
+    last_sent_at REAL,
+    resolved_at  REAL,
+    acked_by     TEXT,
+    acked_at     REAL,
+    muted_until  REAL,
+    repeat       INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_firing_per_key
+    ON alerts (cluster, node, rule, subject) WHERE state = 'firing';
+CREATE TABLE IF NOT EXISTS alert_mutes (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    cluster    TEXT NOT NULL,
+    node       TEXT,
+    until      REAL NOT NULL,
+    by         TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ended_at   REAL
+);
+CREATE TABLE IF NOT EXISTS node_facts (
+    cluster     TEXT    NOT NULL,
+    node        TEXT    NOT NULL,
+    in_recovery INTEGER NOT NULL,
+    timeline    INTEGER,
+    PRIMARY KEY (cluster, node)
+);
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id    INTEGER NOT NULL,
+    thread_id  INTEGER,
+    html       TEXT    NOT NULL,
+    buttons    TEXT    NOT NULL,
+    created_at REAL    NOT NULL,
+    state      TEXT    NOT NULL DEFAULT 'pending',
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at    REAL,
+    message_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS alert_outbox_pending ON alert_outbox (chat_id, id)
+    WHERE state = 'pending';
+"""
+
+_ALERT_COLUMNS = (
+    "id, cluster, node, rule, subject, severity, figures, state, first_seen, fired_at, "
+    "announced_at, last_sent_at, resolved_at, acked_by, acked_at, muted_until, repeat"
+)
+_OUTBOX_COLUMNS = "id, chat_id, thread_id, html, buttons, created_at, attempts"
+
+
+class _Transaction:
+    """The AlertTransaction port on the store's open transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def insert_alert(self, alert: Alert) -> Alert:
+        cursor = await self._db.execute(
+            "INSERT INTO alerts (cluster, node, rule, subject, severity, figures, state, "
+            "first_seen, fired_at, announced_at, last_sent_at, resolved_at, acked_by, acked_at, "
+            "muted_until, repeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _alert_values(alert),
+        )
+        assert cursor.lastrowid is not None
+        return dataclasses.replace(alert, id=cursor.lastrowid)
+
+    async def update_alert(self, alert: Alert) -> None:
+        await self._db.execute(
+            "UPDATE alerts SET cluster = ?, node = ?, rule = ?, subject = ?, severity = ?, "
+            "figures = ?, state = ?, first_seen = ?, fired_at = ?, announced_at = ?, "
+            "last_sent_at = ?, resolved_at = ?, acked_by = ?, acked_at = ?, muted_until = ?, "
+            "repeat = ? WHERE id = ?",
+            (*_alert_values(alert), alert.id),
+        )
+
+    async def enqueue(self, chat_id: int, thread_id: int | None, message: OutgoingMessage) -> int:
+        buttons = [[{"label": b.label, "data": b.data} for b in row] for row in message.buttons]
+        cursor = await self._db.execute(
+            "INSERT INTO alert_outbox (chat_id, thread_id, html, buttons, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (chat_id, thread_id, message.html, json.dumps(buttons), time.time()),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def set_facts(self, cluster: str, node: str, facts: NodeFacts) -> None:
+        await self._db.execute(
+            "INSERT INTO node_facts (cluster, node, in_recovery, timeline) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (cluster, node) DO UPDATE SET in_recovery = excluded.in_recovery, "
+            "timeline = excluded.timeline",
+            (cluster, node, int(facts.in_recovery), facts.timeline),
+        )
+
+
+class SqliteAlertStore:
+    """The AlertStore and Outbox ports on one SQLite file; call :meth:`open` first."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Create the file and tables if needed."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._db.executescript(_SCHEMA)
+        except (OSError, aiosqlite.Error) as exc:
+            raise AuditError(f"cannot open the alert store {self._path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection."""
+        async with self._lock:
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise AuditError("the alert store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Transaction]:
+        """BEGIN IMMEDIATE … COMMIT; ROLLBACK if the block raises."""
+        async with self._lock:
+            db = self._conn
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Transaction(db)
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        async with self._lock:
+            cursor = await self._conn.execute(sql, params)
+            return [tuple(row) for row in await cursor.fetchall()]
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        async with self._lock:
+            cursor = await self._conn.execute(sql, params)
+            return cursor.rowcount
+
+    # --- AlertStore ----------------------------------------------------------------------
+
+    async def firing(self) -> list[Alert]:
+        rows = await self._rows(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = ? ORDER BY id",  # noqa: S608
+            (AlertState.FIRING.value,),
+        )
+        return [_alert(row) for row in rows]
+
+    async def get(self, alert_id: int) -> Alert | None:
+        rows = await self._rows(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?",  # noqa: S608
+            (alert_id,),
+        )
+        return _alert(rows[0]) if rows else None
+
+    async def history(self, limit: int) -> list[Alert]:
+        """The newest ``limit`` alerts of any state, newest first."""
+        rows = await self._rows(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (limit,),
+        )
+        return [_alert(row) for row in rows]
+
+    async def facts(self) -> dict[tuple[str, str], NodeFacts]:
+        rows = await self._rows("SELECT cluster, node, in_recovery, timeline FROM node_facts")
+        return {
+            (str(c), str(n)): NodeFacts(bool(r), None if t is None else int(t))
+            for c, n, r, t in rows
+        }
+
+    async def mutes(self, now: float) -> list[Mute]:
+        rows = await self._rows(
+            "SELECT id, cluster, node, until, by, created_at FROM alert_mutes "
+            "WHERE ended_at IS NULL AND until > ? ORDER BY id",
+            (now,),
+        )
+        return [_mute(row) for row in rows]
+
+    async def add_mute(
+        self, cluster: str, node: str | None, until: float, by: str, now: float
+    ) -> Mute:
+        async with self._lock:
+            cursor = await self._conn.execute(
+                "INSERT INTO alert_mutes (cluster, node, until, by, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (cluster, node, until, by, now),
+            )
+            assert cursor.lastrowid is not None
+            return Mute(cursor.lastrowid, cluster, node, until, by, now)
+
+    async def remove_mutes(self, cluster: str, node: str | None, now: float) -> int:
+        if node is None:
+            return await self._write(
+                "UPDATE alert_mutes SET ended_at = ? WHERE cluster = ? AND ended_at IS NULL "
+                "AND until > ?",
+                (now, cluster, now),
+            )
+        return await self._write(
+            "UPDATE alert_mutes SET ended_at = ? WHERE cluster = ? AND node = ? "
+            "AND ended_at IS NULL AND until > ?",
+            (now, cluster, node, now),
+        )
+
+    # --- Outbox --------------------------------------------------------------------------
+
+    async def pending_chats(self) -> list[int]:
+        rows = await self._rows(
+            "SELECT DISTINCT chat_id FROM alert_outbox WHERE state = 'pending' ORDER BY chat_id"
+        )
+        return [int(row[0]) for row in rows]
+
+    async def next_pending(self, chat_id: int) -> OutboxItem | None:
+        rows = await self._rows(
+            f"SELECT {_OUTBOX_COLUMNS} FROM alert_outbox "  # noqa: S608
+            "WHERE chat_id = ? AND state = 'pending' ORDER BY id LIMIT 1",
+            (chat_id,),
+        )
+        return _outbox_item(rows[0]) if rows else None
+
+    async def mark_sent(self, item_id: int, message_id: int, at: float) -> None:
+        await self._write(
+            "UPDATE alert_outbox SET state = 'sent', sent_at = ?, message_id = ?, "
+            "attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+            (at, message_id, item_id),
+        )
+
+    async def record_failure(self, item_id: int, error: str, final: bool) -> None:
+        await self._write(
+            "UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?, "
+            "state = CASE WHEN ? THEN 'failed' ELSE state END WHERE id = ? AND state = 'pending'",
+            (error[:500], int(final), item_id),
+        )
+
+    async def pending_count(self) -> int:
+        rows = await self._rows("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")
+        return int(rows[0][0])
+
+    async def outbox_rows(self) -> list[tuple[int, int, str, str, int]]:
+        """(id, chat_id, state, html, attempts) of every outbox row, oldest first."""
+        rows = await self._rows(
+            "SELECT id, chat_id, state, html, attempts FROM alert_outbox ORDER BY id"
+        )
+        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4])) for r in rows]
+
+
+def _alert_values(alert: Alert) -> tuple[Any, ...]:
+    return (
+        alert.cluster,
+        alert.node,
+        alert.rule.value,
+        alert.subject,
+        alert.severity.value,
+        json.dumps(alert.figures, sort_keys=True),
+        alert.state.value,
+        alert.first_seen,
+        alert.fired_at,
+        alert.announced_at,
+        alert.last_sent_at,
+        alert.resolved_at,
+        alert.acked_by,
+        alert.acked_at,
+        alert.muted_until,
+        int(alert.repeat),
+    )
+
+
+def _alert(row: tuple[Any, ...]) -> Alert:
+    return Alert(
+        id=int(row[0]),
+        cluster=str(row[1]),
+        node=str(row[2]),
+        rule=AlertRule(str(row[3])),
+        subject=str(row[4]),
+        severity=Severity(str(row[5])),
+        figures=json.loads(str(row[6])),
+        state=AlertState(str(row[7])),
+        first_seen=float(row[8]),
+        fired_at=float(row[9]),
+        announced_at=row[10],
+        last_sent_at=row[11],
+        resolved_at=row[12],
+        acked_by=row[13],
+        acked_at=row[14],
+        muted_until=row[15],
+        repeat=bool(row[16]),
+    )
+
+
+def _mute(row: tuple[Any, ...]) -> Mute:
+    return Mute(
+        id=int(row[0]),
+        cluster=str(row[1]),
+        node=row[2],
+        until=float(row[3]),
+        by=str(row[4]),
+        created_at=float(row[5]),
+    )
+
+
+def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+    buttons = tuple(
+        tuple(MessageButton(str(b["label"]), str(b["data"])) for b in line)
+        for line in json.loads(str(row[4]))
+    )
+    return OutboxItem(
+        id=int(row[0]),
+        chat_id=int(row[1]),
+        thread_id=row[2],
+        message=OutgoingMessage(str(row[3]), buttons),
+        created_at=float(row[5]),
+        attempts=int(row[6]),
+    )

@@ -1,0 +1,133 @@
+"""The Notifier port over python-telegram-bot's ``telegram.Bot``: sends alert messages.
+
+It uses its own ``Bot`` (no rate limiter, no retries inside PTB): the delivery service decides
+when to retry, so PTB's errors are mapped to domain errors here —
+
+* ``RetryAfter`` (429)                       -> RetryLater(retry_after)
+* ``TimedOut``, ``NetworkError`` (5xx, I/O)  -> DeliveryUnavailable (retried with back-off)
+* ``BadRequest``, ``Forbidden``, …           -> DeliveryRejected (retrying cannot help)
+
+Two rejections are worked around once: a forum topic that no longer exists (the message goes
+to the chat itself) and HTML Telegram cannot parse (sent as plain text instead).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import warnings
+from datetime import timedelta
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+
+from bot.models import OutgoingMessage
+from bot.ports import DeliveryRejected, DeliveryUnavailable, RetryLater
+
+log = logging.getLogger(__name__)
+_TAG = re.compile(r"<[^>]*>")
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+class TelegramNotifier:
+    """Sends OutgoingMessages with a dedicated ``telegram.Bot``."""
+
+    def __init__(self, token: str, base_url: str, timeout_s: float = 10.0) -> None:
+        request = HTTPXRequest(
+            connection_pool_size=4,
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            write_timeout=timeout_s,
+            pool_timeout=timeout_s,
+        )
+        self._bot = Bot(token, base_url=base_url, request=request)
+
+    async def send(self, chat_id: int, thread_id: int | None, message: OutgoingMessage) -> int:
+        """Send one message; map PTB's errors to the delivery errors."""
+        try:
+            return await self._send(chat_id, thread_id, message, ParseMode.HTML)
+        except BadRequest as exc:
+            text = exc.message.lower()
+            if thread_id is not None and "thread not found" in text:
+                log.warning(
+                    "forum topic %s of chat %s is gone; sending to the chat", thread_id, chat_id
+                )
+                return await self._mapped(chat_id, None, message, ParseMode.HTML)
+            if "parse entities" in text:
+                log.error("Telegram could not parse an alert's HTML; sending it as plain text")
+                plain = OutgoingMessage(html.unescape(_TAG.sub("", message.html)), message.buttons)
+                return await self._mapped(chat_id, thread_id, plain, None)
+            raise DeliveryRejected(f"Telegram refused the message: {exc.message}") from exc
+        except TelegramError as exc:
+            raise _mapped_error(exc) from exc
+
+    async def _mapped(
+        self,
+        chat_id: int,
+        thread_id: int | None,
+        message: OutgoingMessage,
+        parse_mode: str | None,
+    ) -> int:
+        try:
+            return await self._send(chat_id, thread_id, message, parse_mode)
+        except TelegramError as exc:
+            raise _mapped_error(exc) from exc
+
+    async def _send(
+        self,
+        chat_id: int,
+        thread_id: int | None,
+        message: OutgoingMessage,
+        parse_mode: str | None,
+    ) -> int:
+        markup = None
+        if message.buttons:
+            markup = InlineKeyboardMarkup(
+                [
+                    [InlineKeyboardButton(b.label, callback_data=b.data) for b in row]
+                    for row in message.buttons
+                ]
+            )
+        sent = await self._bot.send_message(
+            chat_id=chat_id,
+            text=message.html,
+            parse_mode=parse_mode,
+            reply_markup=markup,
+            message_thread_id=thread_id,
+            link_preview_options=_NO_PREVIEW,
+        )
+        return sent.message_id
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self._bot.shutdown()
+
+
+def _mapped_error(exc: TelegramError) -> Exception:
+    if isinstance(exc, RetryAfter):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PTB deprecates the int form in favour of timedelta
+            value = exc.retry_after
+        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+        return RetryLater(seconds)
+    if isinstance(exc, TimedOut):
+        return DeliveryUnavailable("Telegram did not answer in time")
+    if isinstance(exc, ChatMigrated):
+        return DeliveryRejected(
+            f"the chat became supergroup {exc.new_chat_id}: update alert_chat_ids"
+        )
+    if isinstance(exc, BadRequest):
+        return DeliveryRejected(f"Telegram refused the message: {exc.message}")
+    if isinstance(exc, NetworkError):
+        return DeliveryUnavailable(f"Telegram unavailable: {exc.message}")
+    return DeliveryRejected(f"Telegram refused the message: {exc.message}")

@@ -1,0 +1,1 @@
+"""The background monitor: pure rules, the alert lifecycle, delivery through the outbox."""

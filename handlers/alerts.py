@@ -1,0 +1,145 @@
+"""/alerts, /mute, /unmute; the Acknowledge and Mute buttons of alert messages; and the
+AlertFormatter that turns alert notices into messages with those buttons.
+
+Button data is ``al:ack:<id>`` / ``al:mute:<id>``; the dispatcher routes it to :func:`press`
+after checking :data:`BUTTON_ROLE`, and audits the press like any command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.errors import InvalidInput
+from bot.models import AlertNotice, MessageButton, NoticeKind, OutgoingMessage, Role
+from bot.services.monitor.alerts import AlertService
+from bot.units import parse_duration
+from handlers import parsing, render
+from handlers.base import CommandContext, HandlerGroup, Reply
+
+group = HandlerGroup()
+BUTTON_PREFIX = "al"
+BUTTON_ROLE = Role.OPERATOR
+MAX_ALERTS_PER_MESSAGE = 20  # each brings a row of buttons
+_HEADER_ROOM = 120
+_WITH_BUTTONS = {NoticeKind.FIRING, NoticeKind.REPEAT, NoticeKind.ESCALATED}
+
+
+class AlertRenderer:
+    """The AlertFormatter port: groups notices into as few messages as Telegram allows."""
+
+    def __init__(self, mute_button_s: float, limit: int = render.TELEGRAM_LIMIT) -> None:
+        self._mute_s = mute_button_s
+        self._limit = limit
+
+    def messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
+        """One message for all ``notices`` unless it would pass 4096 characters or 20 alerts."""
+        chunks: list[list[tuple[AlertNotice, str]]] = [[]]
+        size = _HEADER_ROOM
+        for notice in notices:
+            block = render.alert_notice(notice)
+            current = chunks[-1]
+            if current and (
+                size + len(block) + 2 > self._limit or len(current) >= MAX_ALERTS_PER_MESSAGE
+            ):
+                chunks.append([])
+                size = _HEADER_ROOM
+            chunks[-1].append((notice, block))
+            size += len(block) + 2
+        return [m for chunk in chunks if chunk for m in self._message(chunk)]
+
+    def _message(self, chunk: list[tuple[AlertNotice, str]]) -> list[OutgoingMessage]:
+        blocks = [block for _, block in chunk]
+        if len(chunk) > 1:
+            blocks.insert(0, render.alert_header([notice for notice, _ in chunk]))
+        rows = tuple(self._buttons(notice) for notice, _ in chunk if notice.kind in _WITH_BUTTONS)
+        parts = render.split_message("\n\n".join(blocks), self._limit)
+        return [
+            OutgoingMessage(part, rows if index == len(parts) - 1 else ())
+            for index, part in enumerate(parts)
+        ]
+
+    def _buttons(self, notice: AlertNotice) -> tuple[MessageButton, ...]:
+        alert = notice.alert
+        ack, mute = render.alert_button_labels(alert, self._mute_s)
+        return (
+            MessageButton(ack, f"{BUTTON_PREFIX}:ack:{alert.id}"),
+            MessageButton(mute, f"{BUTTON_PREFIX}:mute:{alert.id}"),
+        )
+
+
+def _service(ctx: CommandContext) -> AlertService:
+    service = ctx.services.alerts
+    if service is None:
+        raise InvalidInput(render.to_plain_text(render.alerts_unavailable()))
+    return service
+
+
+@group.command("alerts", Role.VIEWER, "alerts firing now, and the mutes in force", "/alerts")
+async def alerts(ctx: CommandContext) -> None:
+    """List the firing alerts (acknowledged and muted ones marked) and the active mutes."""
+    parsing.no_arguments(ctx.args)
+    service = _service(ctx)
+    now = ctx.services.clock.time()
+    await ctx.chat.send(Reply(render.alerts_firing(service.firing(), service.active_mutes(), now)))
+
+
+MUTE_USAGE = "/mute CLUSTER|NODE|CLUSTER/NODE DURATION (e.g. /mute pg2 2h)"
+
+
+@group.command(
+    "mute", Role.OPERATOR, "silence the alerts of a cluster or node for a while", MUTE_USAGE
+)
+async def mute(ctx: CommandContext) -> None:
+    """Mute a cluster or a node: its alerts are recorded but not announced."""
+    if len(ctx.args) != 2:
+        raise InvalidInput(f"usage: {MUTE_USAGE}")
+    target, duration_text = ctx.args
+    try:
+        duration = parse_duration(duration_text)
+    except ValueError as exc:
+        raise InvalidInput(f"{exc}; usage: {MUTE_USAGE}") from None
+    service = _service(ctx)
+    cluster, node = service.resolve_target(target)
+    await service.mute(cluster, node, duration, ctx.user.name)
+    ctx.audit_note = f"muted {cluster}/{node or '*'} for {duration:.0f} s"
+    await ctx.chat.send(Reply(render.target_muted(cluster, node, duration)))
+
+
+@group.command(
+    "unmute", Role.OPERATOR, "end the mutes of a cluster or node", "/unmute CLUSTER|NODE"
+)
+async def unmute(ctx: CommandContext) -> None:
+    """End the mutes of a cluster (with its nodes and alerts) or of a node."""
+    if len(ctx.args) != 1:
+        raise InvalidInput("usage: /unmute CLUSTER|NODE|CLUSTER/NODE")
+    service = _service(ctx)
+    cluster, node = service.resolve_target(ctx.args[0])
+    ended = await service.unmute(cluster, node)
+    ctx.audit_note = f"{ended} mute(s) ended"
+    await ctx.chat.send(Reply(render.target_unmuted(cluster, node, ended)))
+
+
+def button_name(data: str) -> str:
+    """The audit name of a pressed alert button: 'ack:12' -> 'alert.ack'."""
+    action = data.partition(":")[0]
+    return f"alert.{action}" if action in {"ack", "mute"} else "alert.button"
+
+
+async def press(ctx: CommandContext, data: str) -> None:
+    """Acknowledge or mute the alert named in ``data`` ('ack:12' / 'mute:12')."""
+    action, _, ident = data.partition(":")
+    if action not in {"ack", "mute"} or not ident.isascii() or not ident.isdigit():
+        raise InvalidInput("this button is not valid")
+    service = _service(ctx)
+    alert_id = int(ident)
+    if action == "ack":
+        alert = await service.acknowledge(alert_id, ctx.user.name)
+        text = render.alert_acknowledged(alert)
+        await ctx.chat.notify(f"alert #{alert_id} acknowledged")
+    else:
+        duration = ctx.services.config.monitor.mute_button_s
+        alert = await service.mute_alert(alert_id, ctx.user.name, duration)
+        text = render.alert_muted(alert, ctx.services.clock.time())
+        await ctx.chat.notify(f"alert #{alert_id} muted")
+    ctx.audit_args = f"#{alert.id} {alert.key}"
+    await ctx.chat.send(Reply(text))
