@@ -17,9 +17,13 @@ as it is. Adapters translate library errors into these with ``raise ... from exc
     │   └── SlotActive
     ├── AuditError                  audit log unusable or chain broken
     ├── RemoteError                 SSH / remote command could not run (connection, timeout)
-    └── RebuildError
-        ├── RebuildRefused          preflight failed, node locked, not a replica …
-        └── RebuildStepFailed       a step failed during execution (carries the step and output)
+    ├── RebuildError
+    │   ├── RebuildRefused          preflight failed, node locked, not a replica …
+    │   └── RebuildStepFailed       a step failed during execution (carries the step and output)
+    └── DeliveryError               an alert message could not be sent
+        ├── RetryLater              flood control (429): retry after N seconds
+        ├── DeliveryUnavailable     5xx, network error, timeout: retry with back-off
+        └── DeliveryRejected        refused for good (bad request, bot blocked)
 """
 
 from __future__ import annotations
@@ -110,3 +114,23 @@ class RebuildStepFailed(RebuildError):
         super().__init__(f"{step}: {message}")
         self.step = step
         self.output = output
+
+
+class DeliveryError(ReplbotError):
+    """A message could not be delivered (raised by Notifier implementations)."""
+
+
+class RetryLater(DeliveryError):
+    """Flood control (Telegram 429): retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"rate limited: retry after {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
+
+
+class DeliveryUnavailable(DeliveryError):
+    """A temporary failure (5xx, network error, timeout): retry with back-off."""
+
+
+class DeliveryRejected(DeliveryError):
+    """The message was refused for good (bad request, bot blocked): retrying cannot help."""

@@ -7,7 +7,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from bot.config import NodeConfig
-from bot.errors import ReplbotError
 from bot.models import (
     Alert,
     AlertNotice,
@@ -269,26 +268,6 @@ class Outbox(Protocol):
     async def pending_count(self) -> int:
         """Unsent messages over all chats."""
         ...
-
-
-class DeliveryError(ReplbotError):
-    """A message could not be delivered (raised by Notifier implementations)."""
-
-
-class RetryLater(DeliveryError):
-    """Flood control (Telegram 429): retry after ``retry_after_s`` seconds."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"rate limited: retry after {retry_after_s:g} s")
-        self.retry_after_s = retry_after_s
-
-
-class DeliveryUnavailable(DeliveryError):
-    """A temporary failure (5xx, network error, timeout): retry with back-off."""
-
-
-class DeliveryRejected(DeliveryError):
-    """The message was refused for good (bad request, bot blocked): retrying cannot help."""
 
 
 class Notifier(Protocol):

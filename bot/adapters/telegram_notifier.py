@@ -31,8 +31,8 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from bot.errors import DeliveryRejected, DeliveryUnavailable, RetryLater
 from bot.models import OutgoingMessage
-from bot.ports import DeliveryRejected, DeliveryUnavailable, RetryLater
 
 log = logging.getLogger(__name__)
 _TAG = re.compile(r"<[^>]*>")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.alerts_sqlite import SqliteAlertStore
+from bot.errors import DeliveryRejected, DeliveryUnavailable, RetryLater
 from bot.models import OutgoingMessage
-from bot.ports import DeliveryRejected, DeliveryUnavailable, RetryLater
 from bot.services.monitor.delivery import DeliveryService
 from tests.unit.fakes import FakeClock
 

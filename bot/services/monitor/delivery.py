@@ -20,7 +20,8 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 
-from bot.ports import Clock, DeliveryRejected, DeliveryUnavailable, Notifier, Outbox, RetryLater
+from bot.errors import DeliveryRejected, DeliveryUnavailable, RetryLater
+from bot.ports import Clock, Notifier, Outbox
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_MARGIN_S = 0.1
