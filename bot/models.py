@@ -121,14 +121,6 @@ class WalReceiverStatus:
 
 
 @dataclass(frozen=True)
-class NodeDown:
-    """A node that could not be reached, with the reason (never a secret)."""
-
-    node: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class ReplicaView:
     """One configured replica as seen from both sides."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.adapters.sqlite import open_database
 from bot.errors import AuditError
 from bot.models import (
     Alert,
@@ -148,14 +149,7 @@ class SqliteAlertStore:
 
     async def open(self) -> None:
         """Create the file and tables if needed."""
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._db.executescript(_SCHEMA)
-        except (OSError, aiosqlite.Error) as exc:
-            raise AuditError(f"cannot open the alert store {self._path}: {exc}") from exc
+        self._db = await open_database(self._path, _SCHEMA, "alert store")
 
     async def close(self) -> None:
         """Close the connection."""

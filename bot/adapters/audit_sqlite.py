@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.adapters.sqlite import open_database
 from bot.errors import AuditError
 from bot.models import AuditEntry, AuditRecord, AuditVerification, Outcome
 
@@ -61,17 +62,7 @@ class SqliteAuditLog:
 
     async def open(self) -> None:
         """Create the file and schema if needed; switch to WAL mode."""
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            # WAL + NORMAL: a commit survives a crash of the bot; only a power loss may lose
-            # the newest rows, never corrupt the file or the hash chain.
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.executescript(_SCHEMA)
-        except (OSError, aiosqlite.Error) as exc:
-            raise AuditError(f"cannot open audit log {self._path}: {exc}") from exc
+        self._db = await open_database(self._path, _SCHEMA, "audit log")
 
     async def close(self) -> None:
         """Close the database connection."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.adapters.sqlite import open_database
 from bot.errors import RebuildRefused
 from bot.models import RebuildJob, RebuildState
 
@@ -54,11 +55,7 @@ class SqliteJobStore:
 
     async def open(self) -> None:
         """Create the table and the lock index if needed."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.executescript(_SCHEMA)
+        self._db = await open_database(self._path, _SCHEMA, "rebuild job store")
 
     async def close(self) -> None:
         """Close the connection."""

@@ -105,7 +105,7 @@ class ReplicationService:
         candidates = [s for s in senders if not s.is_basebackup]
         views: list[ReplicaView] = []
         for replica, result in zip(cluster.replicas, replica_results, strict=True):
-            sender = _match_sender(replica, candidates)
+            sender = match_sender(replica, candidates)
             if sender is not None:
                 candidates.remove(sender)
             receiver = result if isinstance(result, WalReceiverStatus) else None
@@ -209,8 +209,8 @@ async def _capture(awaitable: Awaitable[T]) -> T | NodeUnavailable:
         return exc
 
 
-def _match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender | None:
-    """The walsender serving ``replica``: by its slot, else by application_name."""
+def match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender | None:
+    """The walsender serving ``replica``: by its slot's active_pid, else by application_name."""
     if replica.slot:
         for sender in senders:
             if sender.slot_name == replica.slot:

@@ -46,6 +46,7 @@ from bot.models import (
     SlotInfo,
     WalSender,
 )
+from bot.services.replication import match_sender
 
 NODE_RULES = (AlertRule.NODE_DOWN, AlertRule.ROLE_MISMATCH)
 REPLICA_RULES = (AlertRule.NOT_STREAMING, AlertRule.BYTE_LAG, AlertRule.TIME_LAG)
@@ -251,23 +252,11 @@ def replica_senders(cluster: ClusterConfig, primary: NodeSnapshot | None) -> dic
     candidates = [s for s in primary.walsenders if not s.is_basebackup]
     matched: dict[str, WalSender] = {}
     for replica in cluster.replicas:
-        sender = _match_sender(replica, candidates)
+        sender = match_sender(replica, candidates)
         if sender is not None:
             candidates.remove(sender)
             matched[replica.name] = sender
     return matched
-
-
-def _match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender | None:
-    """The walsender serving ``replica``: by its slot's active_pid, else by application_name."""
-    if replica.slot:
-        for sender in senders:
-            if sender.slot_name == replica.slot:
-                return sender
-    for sender in senders:
-        if sender.application_name == replica.name:
-            return sender
-    return None
 
 
 def _replica_rules(
