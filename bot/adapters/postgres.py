@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -94,12 +93,19 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
 """
 
 
+Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
+
+
+class _StaleConnection(Exception):
+    """A kept connection turned out dead; retry on a fresh one."""
+
+
 class PsycopgPostgres:
     """The Postgres port over psycopg 3 (async).
 
     Connections are kept for reuse (at most ``max_idle_per_node`` per node, closed after
     ``idle_seconds`` unused): a fresh SCRAM login costs far more than the queries. A reused
-    connection is checked with an empty query first; a new one fails fast with the server's
+    connection that turns out dead is replaced once; a new one fails fast with the server's
     own reason (refused, auth failed), which /status shows for a node that is down.
     """
 
@@ -117,7 +123,7 @@ class PsycopgPostgres:
         self._idle: dict[str, list[tuple[float, psycopg.AsyncConnection[TupleRow]]]] = {}
 
     async def close(self) -> None:
-        """Close every idle connection."""
+        """Close every kept connection."""
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for _, conn in connections:
@@ -146,21 +152,14 @@ class PsycopgPostgres:
             )
         return conn
 
-    async def _reuse(self, node: NodeConfig) -> psycopg.AsyncConnection[TupleRow] | None:
+    async def _take_idle(self, node: NodeConfig) -> psycopg.AsyncConnection[TupleRow] | None:
         pool = self._idle.get(node.name, [])
         now = time.monotonic()
         while pool:
             last_used, conn = pool.pop()
-            if conn.closed or now - last_used > self._idle_seconds:
-                await conn.close()
-                continue
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await conn.execute("")
-            except (psycopg.Error, TimeoutError):
-                await conn.close()
-                continue
-            return conn
+            if not conn.closed and now - last_used <= self._idle_seconds:
+                return conn
+            await conn.close()
         return None
 
     def _release(self, node: NodeConfig, conn: psycopg.AsyncConnection[TupleRow]) -> bool:
@@ -171,16 +170,44 @@ class PsycopgPostgres:
             return True
         return False
 
-    @asynccontextmanager
-    async def _connect(self, node: NodeConfig) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
-        conn = await self._reuse(node) or await self._open(node)
+    async def _run(self, node: NodeConfig, statements: Statements) -> list[list[tuple[Any, ...]]]:
+        """Run ``statements(server_version)`` on one connection; the rows of each statement.
+
+        A kept connection is used without a liveness probe; if it turns out dead (the server
+        restarted), the statements run once more on a fresh connection, whose failure is then
+        reported with the server's own reason.
+        """
+        conn = await self._take_idle(node)
+        if conn is not None:
+            try:
+                return await self._execute(node, conn, statements)
+            except _StaleConnection:
+                pass
+        return await self._execute(node, await self._open(node), statements, fresh=True)
+
+    async def _execute(
+        self,
+        node: NodeConfig,
+        conn: psycopg.AsyncConnection[TupleRow],
+        statements: Statements,
+        fresh: bool = False,
+    ) -> list[list[tuple[Any, ...]]]:
         kept = False
         try:
-            yield conn
+            results = []
+            async with asyncio.timeout(self._timeout + 1):
+                for sql, params in statements(conn.info.server_version):
+                    cursor = await conn.execute(sql, params)
+                    results.append(await cursor.fetchall() if cursor.description else [])
             kept = self._release(node, conn)
+            return results
         except pg_errors.QueryCanceled as exc:
             raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+        except TimeoutError as exc:
+            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
         except psycopg.OperationalError as exc:
+            if not fresh:
+                raise _StaleConnection from exc
             raise NodeUnavailable(node.name, _reason(exc)) from exc
         finally:
             if not kept:
@@ -189,16 +216,14 @@ class PsycopgPostgres:
     async def _fetch(
         self, node: NodeConfig, sql: str, params: Sequence[Any] = ()
     ) -> list[tuple[Any, ...]]:
-        async with self._connect(node) as conn:
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchall()
+        return (await self._run(node, lambda _version: [(sql, params)]))[0]
 
     async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
         """pg_is_in_recovery, version, timeline, current LSN and pg_stat_replication."""
-        async with self._connect(node) as conn:
-            ident = await (await conn.execute(_IDENTITY_SQL)).fetchone()
-            senders = await (await conn.execute(_WALSENDERS_SQL)).fetchall()
-        assert ident is not None
+        idents, senders = await self._run(
+            node, lambda _version: [(_IDENTITY_SQL, ()), (_WALSENDERS_SQL, ())]
+        )
+        ident = idents[0]
         return PrimaryStatus(
             node=node.name,
             in_recovery=bool(ident[0]),
@@ -230,16 +255,7 @@ class PsycopgPostgres:
 
     async def slots(self, node: NodeConfig) -> list[SlotInfo]:
         """pg_replication_slots with retained WAL, adapted to the server version."""
-        async with self._connect(node) as conn:
-            if conn.info.server_version >= 170000:
-                sql = _SLOTS_SQL.format(
-                    inactive_since="inactive_since", invalidation_reason="invalidation_reason"
-                )
-            else:
-                sql = _SLOTS_SQL.format(
-                    inactive_since="NULL::timestamptz", invalidation_reason="NULL::text"
-                )
-            rows = await (await conn.execute(sql)).fetchall()
+        (rows,) = await self._run(node, lambda version: [(_slots_sql(version), ())])
         return [
             SlotInfo(
                 name=row[0],
@@ -346,6 +362,15 @@ class PsycopgPostgres:
             (list(names), "%postgresql.auto.conf"),
         )
         return {str(name): str(value) for name, value in rows}
+
+
+def _slots_sql(server_version: int) -> str:
+    """pg_replication_slots with the columns this server version has (17+: more)."""
+    if server_version >= 170000:
+        return _SLOTS_SQL.format(
+            inactive_since="inactive_since", invalidation_reason="invalidation_reason"
+        )
+    return _SLOTS_SQL.format(inactive_since="NULL::timestamptz", invalidation_reason="NULL::text")
 
 
 def _walsender(row: Sequence[Any]) -> WalSender:

@@ -220,3 +220,18 @@ async def test_status_shows_a_walsenders_client_address_as_a_host_not_a_network(
     assert re.search(r"^ℹ️ unconfigured standby stray from 127\.0\.0\.1: streaming", text, re.M), (
         text
     )
+
+
+async def test_status_after_a_replica_restart_shows_it_up_not_a_stale_connection(
+    own_set: LocalReplicationSet,
+) -> None:
+    async with telegram_for(own_set) as tg:
+        first = plain(await reply_call(tg, ADMIN_ID, "/status"))
+        assert "main: 1/1 replicas streaming" in first
+        # The bot keeps its connection to pg2; the restart kills it behind the bot's back.
+        own_set.stop_node("pg2")
+        own_set.start_node("pg2")
+        own_set.wait_streaming("pg2")
+        second = plain(await reply_call(tg, ADMIN_ID, "/status"))
+    assert "❌ pg2 replica · down" not in second, second
+    assert "main: 1/1 replicas streaming" in second, second
