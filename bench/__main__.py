@@ -1,39 +1,72 @@
-"""python -m bench [all|smoke|NAME ...]: run benchmarks, write bench/results/*.md and *.json."""
+"""python -m bench [all|smoke|NAME ...]: run benchmarks, write bench/results/*.md and *.json.
+
+Names: command, rebuild, alerts, scale, footprint (``all``: every one, in that order).
+``smoke`` runs every benchmark tiny (seconds, for CI: it checks they run, not their numbers).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import time
 
-from bench import command_latency, footprint, rebuild
+from bench import alert_latency, command_latency, footprint, monitor_scale, rebuild
 from bench.common import Row, write_results
 
+NAMES = ["command", "rebuild", "alerts", "scale", "footprint"]
 
-async def _run(names: list[str], smoke: bool) -> list[Row]:
+
+async def _run(names: list[str], smoke: bool) -> tuple[list[Row], dict[str, float]]:
     rows: list[Row] = []
-    if "command" in names:
-        rows += await command_latency.run(runs=5 if smoke else 200)
-    if "rebuild" in names:
-        rows += await rebuild.run(scale=1 if smoke else 14, rounds=1 if smoke else 3)
-    if "footprint" in names:
-        rows += await footprint.run(idle_s=3 if smoke else 30)
-    return rows
+    seconds: dict[str, float] = {}
+    for name in names:
+        started = time.monotonic()
+        if name == "command":
+            rows += await command_latency.run(runs=5 if smoke else 200)
+        elif name == "rebuild":
+            rows += await rebuild.run(scale=1 if smoke else 14, rounds=1 if smoke else 3)
+        elif name == "alerts":
+            rows += await alert_latency.run(
+                trials=1 if smoke else 10, interval="1s" if smoke else "5s"
+            )
+        elif name == "scale":
+            if smoke:
+                rows += await monitor_scale.run(duration_s=3, clusters=100, interval="1s")
+            else:
+                rows += await monitor_scale.run(duration_s=180, clusters=100, interval="5s")
+        elif name == "footprint":
+            rows += await footprint.run(idle_s=3 if smoke else 30)
+        seconds[name] = round(time.monotonic() - started, 1)
+        print(f"bench: {name} done in {seconds[name]:.0f} s", file=sys.stderr, flush=True)
+    return rows, seconds
 
 
 def main() -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
-        "what", nargs="*", default=["all"], help="all, smoke, or benchmark names: command"
+        "what",
+        nargs="*",
+        default=["all"],
+        help=f"all, smoke, or benchmark names: {', '.join(NAMES)}",
     )
     args = parser.parse_args()
-    names = ["command", "rebuild", "footprint"]
+    unknown = [w for w in args.what if w not in {"all", "smoke", *NAMES}]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     smoke = "smoke" in args.what
-    if not smoke and "all" not in args.what:
-        names = [n for n in names if n in args.what]
-    rows = asyncio.run(_run(names, smoke))
-    path = write_results(rows, "smoke" if smoke else "latest")
+    names = NAMES if smoke or "all" in args.what else [n for n in NAMES if n in args.what]
+    started = time.monotonic()
+    rows, seconds = asyncio.run(_run(names, smoke))
+    total = round(time.monotonic() - started, 1)
+    took = f"Took {total:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + "."
+    path = write_results(
+        rows,
+        "smoke" if smoke else "latest",
+        {"seconds": seconds, "total_seconds": total},
+        footer=took,
+    )
     print(path.read_text())
     return 0
 

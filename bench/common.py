@@ -72,8 +72,11 @@ def machine() -> str:
     )
 
 
-def write_results(rows: list[Row], name: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write results/NAME.json and results/NAME.md; return the Markdown path."""
+def write_results(
+    rows: list[Row], name: str, extra: dict[str, Any] | None = None, footer: str = ""
+) -> Path:
+    """Write results/NAME.json and results/NAME.md (``footer``: a last line); return the
+    Markdown path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     payload = {"when": stamp, "machine": machine(), "rows": [asdict(r) for r in rows]}
@@ -91,6 +94,8 @@ def write_results(rows: list[Row], name: str, extra: dict[str, Any] | None = Non
         lines.append(
             f"| {r.benchmark} | {r.metric} | {r.value:.4g} {r.unit} | {r.goal} | {met} | {r.note} |"
         )
+    if footer:
+        lines += ["", footer]
     path = RESULTS_DIR / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +46,12 @@ def bench_config(
     api: FakeBotApi,
     extra: str = "",
     node_extra: dict[str, str] | None = None,
+    clusters: Sequence[str] = ("main",),
 ) -> AppConfig:
-    """A validated config for the benchmarks (one admin user)."""
+    """A validated config for the benchmarks (one admin user).
+
+    Every name in ``clusters`` becomes a cluster whose nodes are the servers of ``pgset``.
+    """
     text = (
         "[telegram]\n"
         f'token = "{api.token}"\nbase_url = "{api.base_url}"\n'
@@ -55,7 +59,7 @@ def bench_config(
         f'[audit]\npath = "{base / "audit.sqlite3"}"\n\n'
         f'[[users]]\nid = {ADMIN_ID}\nname = "bench"\nrole = "admin"\n\n'
         + extra
-        + node_tables(pgset, node_extra=node_extra)
+        + "".join(node_tables(pgset, name, node_extra) for name in clusters)
     )
     (base / "config.toml").write_text(text)
     return parse_config(tomllib.loads(text), {PASSWORD_ENV: pgset.bot_password})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,7 +50,8 @@ def _toml(value: str) -> str:
 
 async def run(scale: int = 14, rounds: int = 3, status_probes: bool = True) -> list[Row]:
     """A/B rounds on one bed; returns the rows of benchmark 1 (and 3's rebuild part)."""
-    sshd = LocalSshd(Path("/tmp") / f"rbb-sshd-{time.monotonic_ns()}")
+    sshd_dir = Path("/tmp") / f"rbb-sshd-{time.monotonic_ns()}"
+    sshd = LocalSshd(sshd_dir)
     endpoint = sshd.start()
 
     def prepare(pgset: LocalReplicationSet, base: Path) -> dict[str, str]:
@@ -114,6 +116,7 @@ async def run(scale: int = 14, rounds: int = 3, status_probes: bool = True) -> l
                         busy_status += busy
     finally:
         sshd.stop()
+        shutil.rmtree(sshd_dir, ignore_errors=True)  # keys, config and log of the test sshd
     ratio = median(bot_backup) / median(bare_backup)
     rows = [
         Row("rebuild", "primary size", size_mb, "MB", note=f"pgbench -s {scale}"),
