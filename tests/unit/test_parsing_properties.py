@@ -315,3 +315,85 @@ def test_split_message_join_restores_text_when_no_line_exceeds_the_limit(
 
     assert all(len(chunk) <= limit for chunk in chunks)
     assert "\n".join(chunks) == text
+
+
+# --- /rebuild, /alerts, /mute, /unmute -----------------------------------------------------
+
+NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+REBUILD_MODES = {"--dry-run", "--cancel", "--rollback", "--abandon", "--cleanup"}
+rebuild_words = st.one_of(
+    words,
+    st.sampled_from([*sorted(REBUILD_MODES), "--now", "--", "pg1", "pg3", "dr2"]),
+)
+rebuild_args = st.one_of(args_texts, st.lists(rebuild_words, min_size=1, max_size=4).map(" ".join))
+
+
+def rebuild_arguments_invalid(text: str) -> bool:
+    """True when /rebuild's arguments cannot even be parsed (checked before any lookup)."""
+    if len(text) > MAX_ARGS_TEXT:
+        return True
+    args = text.split()[1:]
+    modes = [a for a in args if a.startswith("--")]
+    names = [a for a in args if not a.startswith("--")]
+    if len(modes) > 1 or any(m not in REBUILD_MODES for m in modes):
+        return True
+    if not 1 <= len(names) <= 2 or not NODE_RE.fullmatch(names[0]):
+        return True
+    return len(names) == 2 and not CLUSTER_RE.fullmatch(names[1])
+
+
+def check_unqueried_command(command: str, args: str, mention: bool, invalid: bool) -> None:
+    """General properties, and: invalid arguments never reach PostgreSQL or a shell."""
+    bot = make_bot(CONFIG)
+    text = command_text(command, args, mention)
+    chat = asyncio.run(dispatch(bot, text))
+
+    assert len(bot.audit.records) == 1
+    row = bot.audit.records[-1]
+    assert_well_formed(chat)
+    assert "internal error" not in row.reason, row.reason
+    if invalid:
+        assert bot.pg.calls == [], f"invalid input reached the database: {bot.pg.calls}"
+        assert row.outcome is Outcome.REFUSED, row.reason
+        assert to_plain_text(chat.sent[0].html).startswith("❌")
+
+
+@PROPERTY
+@given(args=rebuild_args, mention=st.booleans())
+@example(args="pg2 --dry-run", mention=False)
+@example(args="pg1", mention=False)
+@example(args="pg2 main --cancel --rollback", mention=False)
+@example(args="<b> --cleanup", mention=True)
+def test_rebuild_arguments(args: str, mention: bool) -> None:
+    text = command_text("rebuild", args, mention)
+    check_unqueried_command("rebuild", args, mention, rebuild_arguments_invalid(text))
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="", mention=False)
+def test_alerts_arguments(args: str, mention: bool) -> None:
+    check_unqueried_command("alerts", args, mention, invalid=bool(args.split()))
+
+
+@PROPERTY
+@given(
+    args=st.one_of(
+        args_texts,
+        st.tuples(words, st.sampled_from(["2h", "30min", "1d", "0s", "-1h", "h", "5 parsecs"])).map(
+            " ".join
+        ),
+    ),
+    mention=st.booleans(),
+)
+@example(args="pg2 2h", mention=False)
+@example(args="main 1", mention=False)
+def test_mute_arguments(args: str, mention: bool) -> None:
+    check_unqueried_command("mute", args, mention, invalid=len(args.split()) != 2)
+
+
+@PROPERTY
+@given(args=args_texts, mention=st.booleans())
+@example(args="pg2", mention=False)
+def test_unmute_arguments(args: str, mention: bool) -> None:
+    check_unqueried_command("unmute", args, mention, invalid=len(args.split()) != 1)
