@@ -99,9 +99,9 @@ def describe_config(config: AppConfig) -> str:
     for cluster in config.clusters:
         lines.append(f"cluster {cluster.name}:")
         for node in cluster.nodes:
-            password = "password from env" if node.password else "password from passfile/none"
+            secret_source = "password from env" if node.password else "password from passfile/none"
             slot = f", slot {node.slot}" if node.slot else ""
-            lines.append(f"  {node.name} {node.role.value}: {node.dsn} ({password}{slot})")
+            lines.append(f"  {node.name} {node.role.value}: {node.dsn} ({secret_source}{slot})")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ the suite sent or logged, for the secret scan that runs last (tests/zz_final).""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -193,23 +194,34 @@ class TelegramHarness:
         return str(call.params["text"])
 
 
-@pytest.fixture
-async def telegram(runtime: Runtime, fake_api: FakeBotApi) -> AsyncIterator[TelegramHarness]:
-    """PTB Application started against the fake Bot API with the bot's real handlers."""
+@contextlib.asynccontextmanager
+async def ptb_serving(runtime: Runtime, api: FakeBotApi) -> AsyncIterator[TelegramHarness]:
+    """The real PTB application polling ``api`` and serving ``runtime``'s dispatcher."""
     from bot.app import command_menu
     from handlers.telegram import ALLOWED_UPDATES, build_application
 
-    app = build_application(runtime.dispatcher, fake_api.token, fake_api.base_url, command_menu())
+    app = build_application(runtime.dispatcher, api.token, api.base_url, command_menu())
     await app.initialize()
-    if app.post_init is not None:
-        await app.post_init(app)
-    await app.start()
-    assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES)
-    await fake_api.await_polling()
     try:
-        yield TelegramHarness(fake_api, runtime)
+        if app.post_init is not None:
+            await app.post_init(app)
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(
+            poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
+        )
+        await api.await_polling()
+        try:
+            yield TelegramHarness(api, runtime)
+        finally:
+            await app.updater.stop()
+            await app.stop()
     finally:
-        await app.updater.stop()
-        await app.stop()
         await app.shutdown()
+
+
+@pytest.fixture
+async def telegram(runtime: Runtime, fake_api: FakeBotApi) -> AsyncIterator[TelegramHarness]:
+    """PTB Application started against the fake Bot API with the bot's real handlers."""
+    async with ptb_serving(runtime, fake_api) as harness:
+        yield harness

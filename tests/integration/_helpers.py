@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.app import command_menu, open_runtime, redactor_for
+from bot.app import open_runtime, redactor_for
 from bot.logsetup import install_redaction
 from bot.models import AuditEntry
 from bot.sandbox import LocalReplicationSet, PgBinaries, server_os_user
-from tests.conftest import LEDGER, TelegramHarness, make_config, short_tmpdir
+from tests.conftest import LEDGER, TelegramHarness, make_config, ptb_serving, short_tmpdir
 from tests.fakebotapi import FakeBotApi, RecordedCall
 
 LSN_RE = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
@@ -58,8 +58,6 @@ def scratch_set(
 @contextlib.asynccontextmanager
 async def telegram_for(rset: LocalReplicationSet) -> AsyncIterator[TelegramHarness]:
     """Like the ``telegram`` fixture, over ``rset``; fake API and audit file go to the LEDGER."""
-    from handlers.telegram import ALLOWED_UPDATES, build_application
-
     base = short_tmpdir("rba")
     config = make_config(rset, base / "audit.sqlite3")
     LEDGER.audit_paths.append(config.audit.path)
@@ -70,24 +68,10 @@ async def telegram_for(rset: LocalReplicationSet) -> AsyncIterator[TelegramHarne
     LEDGER.secrets.add(api.token)
     LEDGER.fake_apis.append(api)
     api.start()
-    app = build_application(runtime.dispatcher, api.token, api.base_url, command_menu())
     try:
-        await app.initialize()
-        if app.post_init is not None:
-            await app.post_init(app)
-        await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(
-            poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
-        )
-        await api.await_polling()
-        try:
-            yield TelegramHarness(api, runtime)
-        finally:
-            await app.updater.stop()
-            await app.stop()
+        async with ptb_serving(runtime, api) as harness:
+            yield harness
     finally:
-        await app.shutdown()
         api.stop()
         await runtime.close()
 

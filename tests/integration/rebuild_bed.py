@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.app import Runtime, command_menu, open_runtime, redactor_for
+from bot.app import Runtime, open_runtime, redactor_for
 from bot.config import AppConfig, parse_config
 from bot.logsetup import install_redaction
 from bot.models import AuditEntry, RebuildProgress
@@ -45,6 +45,7 @@ from tests.conftest import (
     OPERATOR_ID,
     VIEWER_ID,
     TelegramHarness,
+    ptb_serving,
     short_tmpdir,
 )
 from tests.fakebotapi import FakeBotApi, RecordedCall
@@ -335,30 +336,14 @@ async def opened(config: AppConfig) -> AsyncIterator[Runtime]:
 @contextlib.asynccontextmanager
 async def chat_for(runtime: Runtime) -> AsyncIterator[TelegramHarness]:
     """The real PTB application polling a fake Bot API, serving ``runtime``'s dispatcher."""
-    from handlers.telegram import ALLOWED_UPDATES, build_application
-
     api = FakeBotApi()
     LEDGER.secrets.add(api.token)
     LEDGER.fake_apis.append(api)
     api.start()
-    app = build_application(runtime.dispatcher, api.token, api.base_url, command_menu())
     try:
-        await app.initialize()
-        if app.post_init is not None:
-            await app.post_init(app)
-        await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(
-            poll_interval=0.0, timeout=1, allowed_updates=ALLOWED_UPDATES
-        )
-        await api.await_polling()
-        try:
-            yield TelegramHarness(api, runtime)
-        finally:
-            await app.updater.stop()
-            await app.stop()
+        async with ptb_serving(runtime, api) as harness:
+            yield harness
     finally:
-        await app.shutdown()
         api.stop()
 
 
