@@ -357,7 +357,12 @@ class PreflightReport:
     @property
     def ok(self) -> bool:
         """True when no item failed."""
-        return all(item.level is not CheckLevel.FAIL for item in self.items)
+        return self.first_failure is None
+
+    @property
+    def first_failure(self) -> CheckItem | None:
+        """The first failed check, if any."""
+        return next((i for i in self.items if i.level is CheckLevel.FAIL), None)
 
 
 @dataclass(frozen=True)

@@ -81,9 +81,7 @@ async def rebuild(ctx: CommandContext) -> None:
         ctx.audit_note = f"cancel of job {job.id} requested"
         await ctx.chat.send(Reply(render.rebuild_cancel_requested(node)))
     elif mode == "rollback":
-        message_id = await ctx.chat.send(
-            Reply(f"⏳ rolling back the rebuild of {render.esc(node)}")
-        )
+        message_id = await ctx.chat.send(Reply(render.rebuild_rollback_started(node)))
         sink = _progress_sink(ctx, message_id)
         job = await service.rollback(node, cluster, ctx.user.id, sink)
         ctx.audit_note = f"rollback of job {job.id} started"
@@ -115,12 +113,11 @@ async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) 
     holder = await service.lock_holder(resolved_cluster.name, resolved_node.name)
     if holder is not None:
         progress = service.progress_of(resolved_cluster.name, resolved_node.name)
-        raise RebuildRefused(
-            render.to_plain_text(render.rebuild_refused_busy(holder, progress)).removeprefix("❌ ")
-        )
+        raise RebuildRefused(render.rebuild_busy_reason(holder, progress))
     report, plan = await service.preflight(node, cluster)
     if not report.ok:
-        failed = next(i for i in report.items if i.level.value == "fail")
+        failed = report.first_failure
+        assert failed is not None
         ctx.audit_note = f"preflight failed: {failed.name}: {failed.detail}"
         await ctx.chat.send(Reply(render.rebuild_preflight(report)))
         raise _PreflightRefused(ctx.audit_note)
@@ -173,7 +170,8 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
     ctx.audit_args = f"{node} {cluster}"
     report, plan = await service.preflight(node, cluster, tag=params.get("tag"))
     if not report.ok:
-        failed = next(i for i in report.items if i.level.value == "fail")
+        failed = report.first_failure
+        assert failed is not None
         ctx.audit_note = f"preflight failed at confirmation: {failed.detail}"
         await ctx.chat.send(Reply(render.rebuild_preflight(report)))
         raise _PreflightRefused(ctx.audit_note)

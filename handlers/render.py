@@ -492,15 +492,20 @@ def rebuild_started(job: RebuildJob) -> str:
     return f"⏳ rebuild of <b>{esc(job.cluster)}/{esc(job.node)}</b> started (job {job.id})"
 
 
-def rebuild_refused_busy(job: RebuildJob, progress: RebuildProgress | None) -> str:
-    """A second /rebuild while one runs (or is interrupted)."""
-    where = esc(job.step)
+def rebuild_busy_reason(job: RebuildJob, progress: RebuildProgress | None) -> str:
+    """Why a second /rebuild is refused (plain text: the dispatcher escapes refusals)."""
+    where = job.step
     if progress is not None and progress.backup is not None and progress.step == "basebackup":
         where = f"basebackup {progress.backup.percent} %"
     return (
-        f"{FAIL} rebuild of {esc(job.node)} refused: already in progress "
-        f"(job {job.id}, {esc(job.state.value)}, {where})"
+        f"rebuild of {job.node} refused: already in progress "
+        f"(job {job.id}, {job.state.value}, {where})"
     )
+
+
+def rebuild_rollback_started(node: str) -> str:
+    """First text of the progress message of --rollback."""
+    return f"⏳ rolling back the rebuild of {esc(node)}"
 
 
 def rebuild_interrupted(job: RebuildJob, inspection: str) -> str:
