@@ -116,3 +116,32 @@ async def test_audit_verify_accepts_a_real_log_and_names_the_first_edited_row(
     tampered = await asyncio.to_thread(run_replbot, "audit", "verify", "--db", str(copy))
     assert tampered.returncode == 2, tampered
     assert tampered.stdout.strip() == "audit log TAMPERED at row 2: row content was changed"
+
+
+def test_demo_rebuilds_its_replica_and_it_streams_again() -> None:
+    result = run_replbot(
+        "demo", "--exec", "/rebuild pg2", "--exec", "1", "--exec", "/status", timeout=180
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "✅ preflight of pg2 passed" in out, out
+    assert re.search(r"^✅ rebuilt demo/pg2 \(job 1, ", out, re.M), out
+    assert "pg2 streams again; old data kept in /tmp/rbdemo-" in out, out
+    assert "demo clusters stopped and removed" in out
+
+
+def test_demo_announces_and_resolves_an_alert_when_its_replica_stops_and_starts() -> None:
+    result = run_replbot(
+        "demo",
+        "--exec", "/demo stop-replica",
+        "--exec", "/demo wait 6",
+        "--exec", "/demo start-replica",
+        "--exec", "/demo wait 8",
+        timeout=180,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    firing = out.find("CRITICAL demo/pg2: replica pg2 is not streaming")
+    resolved = out.find("RESOLVED demo/pg2: replica pg2 is not streaming")
+    assert firing != -1, out
+    assert resolved > firing, out
