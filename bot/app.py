@@ -13,7 +13,7 @@ from bot.adapters.jobs_sqlite import SqliteJobStore
 from bot.adapters.metrics_http import MetricsServer
 from bot.adapters.monitor_pg import PsycopgMonitorProbe
 from bot.adapters.postgres import PsycopgPostgres
-from bot.adapters.shell import LocalConnector, RoutingConnector, SshConnector
+from bot.adapters.shell import LocalConnector, RoutingConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig
 from bot.ports import Clock, Notifier
@@ -144,9 +144,7 @@ async def open_runtime(
     known_commands = {*COMMANDS, *ACTIONS, "alert", "button"}
     postgres = PsycopgPostgres(config.query_timeout_s)
     # "local" nodes (the demo) run commands on this host, as the PostgreSQL OS user if root.
-    shells = RoutingConnector(
-        SshConnector(), LocalConnector("postgres" if os.geteuid() == 0 else None)
-    )
+    shells = RoutingConnector(LocalConnector("postgres" if os.geteuid() == 0 else None))
     services = Services(
         config=config,
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),

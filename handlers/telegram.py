@@ -193,6 +193,7 @@ def build_application(
         .base_url(base_url)
         .context_types(context_types)
         .rate_limiter(AIORateLimiter(max_retries=3))
+        .job_queue(None)  # unused: the monitor and rebuilds own their tasks
         .concurrent_updates(concurrent_updates)
         .post_init(post_init)
         .build()

@@ -1,9 +1,7 @@
-"""RemoteShell adapters: asyncssh for real hosts, a local executor for the demo.
+"""RemoteShell adapters: a local executor (the demo) and the per-node router.
 
-SSH host keys are always verified against the configured known_hosts file. Long commands
-(pg_basebackup) run under a PTY: when the channel closes — on cancel, or because the
-connection dropped — the hang-up reaches the whole process group, so pg_basebackup's
-WAL-streaming child cannot be left orphaned holding the slot. On cancel we also send TERM.
+The SSH implementation lives in :mod:`bot.adapters.ssh`. The local shell runs each command in
+its own session, so a cancel kills the whole process group, as the PTY hang-up does over SSH.
 """
 
 from __future__ import annotations
@@ -14,110 +12,10 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-import asyncssh
-
 from bot.config import NodeConfig
 from bot.errors import RemoteError
 from bot.models import CommandResult
-
-CONNECT_TIMEOUT_S = 15.0
-
-
-class SshShell:
-    """A RemoteShell over one asyncssh connection."""
-
-    def __init__(self, conn: asyncssh.SSHClientConnection, label: str) -> None:
-        self._conn = conn
-        self.label = label
-
-    async def run(self, command: str, timeout: float) -> CommandResult:
-        """Run ``command`` (no PTY); RemoteError on timeout or a lost connection."""
-        try:
-            result = await self._conn.run(command, check=False, timeout=timeout)
-        except asyncssh.TimeoutError as exc:
-            raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
-        except (asyncssh.Error, OSError) as exc:
-            raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
-        return CommandResult(
-            exit_status=result.exit_status if result.exit_status is not None else 255,
-            stdout=_text(result.stdout),
-            stderr=_text(result.stderr),
-        )
-
-    async def stream(
-        self, command: str, on_output: Callable[[str], Awaitable[None]], timeout: float | None
-    ) -> CommandResult:
-        """Run ``command`` under a PTY, feeding output chunks to ``on_output``."""
-        try:
-            process = await self._conn.create_process(
-                command, term_type="dumb", term_size=(200, 24), stderr=asyncssh.STDOUT
-            )
-        except (asyncssh.Error, OSError) as exc:
-            raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
-        collected: list[str] = []
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    chunk = await process.stdout.read(4096)
-                    if not chunk:
-                        break
-                    collected.append(chunk)
-                    await on_output(chunk)
-                await process.wait()
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                process.send_signal("TERM")
-            process.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait_closed(), 5)
-            if isinstance(exc, TimeoutError):
-                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
-            if isinstance(exc, asyncssh.Error | OSError):
-                raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
-            raise
-        status = process.exit_status
-        output = "".join(collected)
-        return CommandResult(status if status is not None else 255, output, output)
-
-    async def close(self) -> None:
-        """Close the SSH connection."""
-        self._conn.close()
-        with contextlib.suppress(Exception):
-            await self._conn.wait_closed()
-
-
-class SshConnector:
-    """Opens SshShells with the node's key and known_hosts (never without verification)."""
-
-    async def connect(self, node: NodeConfig) -> SshShell:
-        """Connect to ``node.ssh``; RemoteError with the reason if that fails."""
-        if node.ssh is None:
-            raise RemoteError(f"{node.name}: no ssh settings in the config")
-        ssh = node.ssh
-        label = f"{ssh.user}@{ssh.host}:{ssh.port}"
-        try:
-            conn = await asyncio.wait_for(
-                asyncssh.connect(
-                    ssh.host,
-                    port=ssh.port,
-                    username=ssh.user,
-                    client_keys=[str(ssh.key_file)],
-                    known_hosts=str(ssh.known_hosts),
-                    agent_path=None,
-                    config=None,
-                    connect_timeout=CONNECT_TIMEOUT_S,
-                    keepalive_interval=15,
-                    keepalive_count_max=4,
-                ),
-                CONNECT_TIMEOUT_S + 5,
-            )
-        except TimeoutError as exc:
-            raise RemoteError(f"{label}: SSH connect timed out") from exc
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise RemoteError(f"{label}: host key not verified against known_hosts") from exc
-        except (asyncssh.Error, OSError) as exc:
-            raise RemoteError(f"{label}: SSH connect failed: {exc}") from exc
-        return SshShell(conn, label)
+from bot.ports import RemoteShell, ShellConnector
 
 
 class LocalShell:
@@ -213,22 +111,22 @@ class LocalConnector:
 
 
 class RoutingConnector:
-    """Chooses SSH or local per node (``shell`` key in the config)."""
+    """Chooses SSH or local per node (``shell`` key in the config).
 
-    def __init__(self, ssh: SshConnector, local: LocalConnector) -> None:
-        self._ssh = ssh
+    asyncssh (and its cryptography stack) is imported on the first SSH connection only: a bot
+    that never rebuilds does not carry it in memory.
+    """
+
+    def __init__(self, local: LocalConnector) -> None:
         self._local = local
+        self._ssh: ShellConnector | None = None
 
-    async def connect(self, node: NodeConfig) -> SshShell | LocalShell:
+    async def connect(self, node: NodeConfig) -> RemoteShell:
         """Open the shell the node's config asks for."""
         if node.shell == "local":
             return await self._local.connect(node)
+        if self._ssh is None:
+            from bot.adapters.ssh import SshConnector
+
+            self._ssh = SshConnector()
         return await self._ssh.connect(node)
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)

@@ -1,0 +1,125 @@
+"""RemoteShell over SSH (asyncssh). Host keys are always verified against known_hosts.
+
+Long commands (pg_basebackup) run under a PTY: when the channel closes — on cancel, or because
+the connection dropped — the hang-up reaches the whole process group, so pg_basebackup's
+WAL-streaming child cannot be left orphaned holding the slot. On cancel we also send TERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import asyncssh
+
+from bot.config import NodeConfig
+from bot.errors import RemoteError
+from bot.models import CommandResult
+
+CONNECT_TIMEOUT_S = 15.0
+
+
+class SshShell:
+    """A RemoteShell over one asyncssh connection."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, label: str) -> None:
+        self._conn = conn
+        self.label = label
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        """Run ``command`` (no PTY); RemoteError on timeout or a lost connection."""
+        try:
+            result = await self._conn.run(command, check=False, timeout=timeout)
+        except asyncssh.TimeoutError as exc:
+            raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+        return CommandResult(
+            exit_status=result.exit_status if result.exit_status is not None else 255,
+            stdout=_text(result.stdout),
+            stderr=_text(result.stderr),
+        )
+
+    async def stream(
+        self, command: str, on_output: Callable[[str], Awaitable[None]], timeout: float | None
+    ) -> CommandResult:
+        """Run ``command`` under a PTY, feeding output chunks to ``on_output``."""
+        try:
+            process = await self._conn.create_process(
+                command, term_type="dumb", term_size=(200, 24), stderr=asyncssh.STDOUT
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+        collected: list[str] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    chunk = await process.stdout.read(4096)
+                    if not chunk:
+                        break
+                    collected.append(chunk)
+                    await on_output(chunk)
+                await process.wait()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                process.send_signal("TERM")
+            process.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(process.wait_closed(), 5)
+            if isinstance(exc, TimeoutError):
+                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+            if isinstance(exc, asyncssh.Error | OSError):
+                raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+            raise
+        status = process.exit_status
+        output = "".join(collected)
+        return CommandResult(status if status is not None else 255, output, output)
+
+    async def close(self) -> None:
+        """Close the SSH connection."""
+        self._conn.close()
+        with contextlib.suppress(Exception):
+            await self._conn.wait_closed()
+
+
+class SshConnector:
+    """Opens SshShells with the node's key and known_hosts (never without verification)."""
+
+    async def connect(self, node: NodeConfig) -> SshShell:
+        """Connect to ``node.ssh``; RemoteError with the reason if that fails."""
+        if node.ssh is None:
+            raise RemoteError(f"{node.name}: no ssh settings in the config")
+        ssh = node.ssh
+        label = f"{ssh.user}@{ssh.host}:{ssh.port}"
+        try:
+            conn = await asyncio.wait_for(
+                asyncssh.connect(
+                    ssh.host,
+                    port=ssh.port,
+                    username=ssh.user,
+                    client_keys=[str(ssh.key_file)],
+                    known_hosts=str(ssh.known_hosts),
+                    agent_path=None,
+                    config=None,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    keepalive_interval=15,
+                    keepalive_count_max=4,
+                ),
+                CONNECT_TIMEOUT_S + 5,
+            )
+        except TimeoutError as exc:
+            raise RemoteError(f"{label}: SSH connect timed out") from exc
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise RemoteError(f"{label}: host key not verified against known_hosts") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise RemoteError(f"{label}: SSH connect failed: {exc}") from exc
+        return SshShell(conn, label)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
