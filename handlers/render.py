@@ -234,8 +234,8 @@ def confirm_drop_slot(slot: SlotInfo, cluster: str, node: str, ttl_s: float) -> 
             if slot.retained_bytes is not None
             else "It is inactive and reserves no WAL yet."
         )
-        + f" A replica using it will need a rebuild.\n"
-        f"Only you can confirm; the button expires in {ttl_s:.0f} s."
+        + " A replica using it will need a rebuild.\n"
+        + _expiry(ttl_s)
     )
 
 
@@ -369,6 +369,19 @@ def to_plain_text(text: str) -> str:
 # --- /rebuild --------------------------------------------------------------------------------
 
 
+def _expiry(ttl_s: float, who: str = "Only you can confirm") -> str:
+    """The last line of every confirmation question."""
+    return f"{who}; the button expires in {ttl_s:.0f} s."
+
+
+def _recovery_hint(node: str) -> str:
+    """How to leave an interrupted or failed rollback: roll back, or release the lock."""
+    return (
+        f"Roll back with {code('/rebuild ' + node + ' --rollback')}; after fixing it by hand, "
+        f"release the lock with {code('/rebuild ' + node + ' --abandon')}."
+    )
+
+
 def rebuild_preflight(report: PreflightReport) -> str:
     """The preflight checks, failures first in the headline."""
     fails = [i for i in report.items if i.level is CheckLevel.FAIL]
@@ -413,7 +426,7 @@ def rebuild_confirm(plan: RebuildPlan, ttl_s: float, second_approver: bool) -> s
         f"{WARN} <b>Replace the data of {esc(plan.node)}</b> on {esc(plan.host)}?\n"
         f"{code(plan.data_dir)} will be moved to {code(plan.old_dir)} (kept, not deleted) and "
         f"rebuilt from the primary with pg_basebackup (slot {code(plan.slot)}).\n"
-        f"{who}; the button expires in {ttl_s:.0f} s."
+        + _expiry(ttl_s, who)
     )
 
 
@@ -474,11 +487,7 @@ def rebuild_progress(progress: RebuildProgress) -> str:
                 f"{code('/rebuild ' + progress.node + ' --cleanup')} once you are satisfied."
             )
         if progress.state in {RebuildState.INTERRUPTED, RebuildState.ROLLBACK_FAILED}:
-            lines.append(
-                f"Roll back with {code('/rebuild ' + progress.node + ' --rollback')}, or after "
-                f"fixing by hand release the lock with "
-                f"{code('/rebuild ' + progress.node + ' --abandon')}."
-            )
+            lines.append(_recovery_hint(progress.node))
     return "\n".join(lines)
 
 
@@ -514,9 +523,7 @@ def rebuild_interrupted(job: RebuildJob, inspection: str) -> str:
         f"{WARN} replbot restarted while rebuilding <b>{esc(job.cluster)}/{esc(job.node)}</b> "
         f"(job {job.id}). The node stays locked.\n"
         f"{esc(inspection)}\n"
-        f"Old data (if moved): {code(job.old_dir)}\n"
-        f"Roll back with {code('/rebuild ' + job.node + ' --rollback')}; after fixing it by "
-        f"hand, release the lock with {code('/rebuild ' + job.node + ' --abandon')}."
+        f"Old data (if moved): {code(job.old_dir)}\n" + _recovery_hint(job.node)
     )
 
 
@@ -534,8 +541,7 @@ def confirm_cleanup(job: RebuildJob, ttl_s: float) -> str:
     """The question before deleting the old data directory."""
     return (
         f"{WARN} <b>Delete</b> {code(job.old_dir)} on {esc(job.node)}? It is the data kept from "
-        f"before rebuild job {job.id}; this cannot be undone.\n"
-        f"Only you can confirm; the button expires in {ttl_s:.0f} s."
+        f"before rebuild job {job.id}; this cannot be undone.\n" + _expiry(ttl_s)
     )
 
 

@@ -663,6 +663,20 @@ class FakeBotApi:
             + ("\n".join(lines) or "  (none)")
         )
 
+    def _found_or_late(
+        self,
+        method: str,
+        predicate: Callable[[RecordedCall], bool],
+        after: int,
+        deadline: float,
+        timeout: float,
+    ) -> RecordedCall | None:
+        """The matching call, None to keep waiting, or AssertionError past the deadline."""
+        found = self._find(method, predicate, after)
+        if found is None and time.monotonic() >= deadline:
+            raise self._timeout_error(method, timeout, after)
+        return found
+
     def wait_for(
         self,
         method: str,
@@ -671,13 +685,9 @@ class FakeBotApi:
         after: int = 0,
     ) -> RecordedCall:
         deadline = time.monotonic() + timeout
-        while True:
-            found = self._find(method, predicate, after)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise self._timeout_error(method, timeout, after)
+        while (found := self._found_or_late(method, predicate, after, deadline, timeout)) is None:
             time.sleep(0.01)
+        return found
 
     async def await_for(
         self,
@@ -687,13 +697,9 @@ class FakeBotApi:
         after: int = 0,
     ) -> RecordedCall:
         deadline = time.monotonic() + timeout
-        while True:
-            found = self._find(method, predicate, after)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise self._timeout_error(method, timeout, after)
+        while (found := self._found_or_late(method, predicate, after, deadline, timeout)) is None:
             await asyncio.sleep(0.01)
+        return found
 
     def sent_texts(self, chat_id: int | str | None = None, *, plain: bool = False) -> list[str]:
         """Texts of successful sendMessage/editMessageText calls, in order.

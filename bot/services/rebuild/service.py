@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -705,7 +704,7 @@ class RebuildService:
                     args=f"{job.cluster}/{job.node}",
                     outcome=outcome,
                     reason=reason[:500],
-                    duration_ms=int((time.time() - job.started_at) * 1000),
+                    duration_ms=int((self._clock.time() - job.started_at) * 1000),
                 )
             )
         except Exception:
