@@ -11,14 +11,24 @@ resolved) and a /rebuild of pg2 over SSH, confirmed in the chat.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shlex
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from bot.models import RebuildState
-from bot.sandbox import PgBinaries
-from tests.conftest import ADMIN_ID, LEDGER, VIEWER_ID, short_tmpdir
+from bot.sandbox import (
+    ENV_EXTRA_BINDIRS,
+    LocalReplicationSet,
+    PgBinaries,
+    ensure_server_binaries,
+    extra_pg_binaries,
+    server_os_user,
+)
+from tests.conftest import ADMIN_ID, LEDGER, MATRIX_MAJORS, VIEWER_ID, short_tmpdir
 from tests.fakebotapi import FakeBotApi
 from tests.integration._helpers import plain, reply_call, wait_until
 from tests.integration.rebuild_bed import (
@@ -33,7 +43,6 @@ from tests.integration.rebuild_bed import (
     press,
     probe,
     rebuild_bed,
-    text_of,
 )
 from tests.integration.test_monitor import monitored, not_streaming, resolved_not_streaming
 
@@ -50,6 +59,49 @@ def bed(matrix_binaries: PgBinaries) -> Iterator[RebuildBed]:
     """One bed per major, shared by this module's tests (the rebuild runs last)."""
     with rebuild_bed(matrix_binaries) as started:
         yield started
+
+
+def test_the_replicas_start_command_carries_the_trees_lib_dir(
+    bed: RebuildBed, matrix_binaries: PgBinaries
+) -> None:
+    # Without LD_LIBRARY_PATH the walreceiver loads the system's older libpq and never
+    # connects: 'invalid connection option "sslcertmode"' (16+) in the replica's log.
+    libdir = bed.pgset.binaries.libdir
+    assert libdir is not None and (libdir / "libpqwalreceiver.so").is_file()
+    start = shlex.join(bed.pgset.pg_ctl_start_command(REPLICA))
+    assert start.startswith(f"env LD_LIBRARY_PATH={libdir} {bed.pgset.binaries.bindir}/pg_ctl ")
+    assert f'start_command = "{start}"' in bed.node_keys()
+    assert "sslcertmode" not in bed.replica.log_file.read_text()
+
+
+def test_a_tree_the_server_user_cannot_reach_is_copied_with_its_lib_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A checkout under a 0700 directory (e.g. /root): the tree is copied to /tmp, and the
+    copy's own lib directory goes into LD_LIBRARY_PATH."""
+    major = MATRIX_MAJORS[-1]
+    source = next((b for b in extra_pg_binaries() if b.major == major), None)
+    assert source is not None, f"PostgreSQL {major} binaries missing: run ./dev test"
+    private, cache_root, base = short_tmpdir("rbp"), short_tmpdir("rbc"), short_tmpdir()
+    try:
+        os.chmod(private, 0o700)
+        tree = private / str(major)
+        for sub in ("bin", "lib", "share"):
+            shutil.copytree(source.bindir.parent / sub, tree / sub, symlinks=True)
+        (tree / ".complete").touch()
+        monkeypatch.setenv(ENV_EXTRA_BINDIRS, str(tree / "bin"))
+        [found] = extra_pg_binaries()
+        assert (found.bindir, found.libdir, found.major) == (tree / "bin", tree / "lib", major)
+        usable = ensure_server_binaries(found, cache_root=cache_root)
+        if server_os_user() is not None:
+            assert usable.bindir.is_relative_to(cache_root)
+            assert usable.libdir == usable.bindir.parent / "lib"
+        with LocalReplicationSet(base / "pg", usable, replicas=1) as rset:
+            LEDGER.secrets.update({rset.bot_password, rset.repl_password})
+            assert rset.psql("pg2", "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    finally:
+        for d in (private, cache_root, base):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def status_lines_agree(text: str, major: int) -> None:
@@ -121,10 +173,10 @@ async def test_rebuild_over_ssh_streams_again_under_the_replicas_name(
     async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
         confirm, data = await ask_and_confirm(chat.api)
         mark = press(chat.api, ADMIN_ID, data, confirm)
-        outcome = await next_message(chat.api, ADMIN_ID, mark, "rebuil", timeout=120)
+        await next_message(chat.api, ADMIN_ID, mark, "⏳ rebuilding main/pg2")
         job = await runtime.services.rebuild.wait(CLUSTER, REPLICA)
-        assert job is not None and job.state is RebuildState.SUCCEEDED, (job, text_of(outcome))
-        assert text_of(outcome).startswith("✅ rebuilt main/pg2"), text_of(outcome)
+        assert job is not None and job.state is RebuildState.SUCCEEDED, job
+        await next_message(chat.api, ADMIN_ID, mark, "✅ rebuilt main/pg2")
         assert len(bed.moved_dirs("old")) == 1
 
         # The primary lists the new replica streaming on its slot, under its old name.
