@@ -27,7 +27,7 @@ from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
 from bot.services.replication import ReplicationService
-from handlers.alerts import AlertRenderer
+from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
 
@@ -78,6 +78,9 @@ class Runtime:
             retry_initial_s=settings.send_retry_initial_s,
             retry_max_s=settings.send_retry_max_s,
             on_wait=on_wait,
+            formatter=DeliveryRenderer(),
+            alert_chats=self.config.all_alert_chat_ids(),
+            fallback_chat=self.config.telegram.alert_fallback_chat_id,
         )
         self.alerts.on_enqueued = self.delivery.wake
         await self.delivery.start()
@@ -94,6 +97,7 @@ class Runtime:
         if self.delivery is not None:
             self.metrics.set("replbot_alert_messages_sent_total", self.delivery.sent)
             self.metrics.set("replbot_alert_send_failures_total", self.delivery.failures)
+            delivery_gauges(self.metrics, self.delivery)
         return self.metrics.exposition()
 
     async def stop_monitor(self) -> None:
@@ -168,6 +172,18 @@ async def open_runtime(
         monitor,
         metrics,
     )
+
+
+def delivery_gauges(metrics: Metrics, delivery: DeliveryService) -> None:
+    """Refusing chats, chat migrations and token refusals of ``delivery`` into ``metrics``."""
+    metrics.clear("replbot_alert_chat_refusing")
+    for chat in delivery.watched_chats():
+        metrics.set("replbot_alert_chat_refusing", int(chat in delivery.refusing), chat=str(chat))
+    for chat, count in delivery.refusals.items():
+        metrics.set("replbot_alert_chat_refusals_total", count, chat=str(chat))
+    metrics.set("replbot_alert_chat_migrations_total", delivery.migrations)
+    metrics.set("replbot_alert_token_rejected", int(delivery.token_rejected))
+    metrics.set("replbot_alert_token_rejections_total", delivery.token_rejections)
 
 
 def _alert_gauges(metrics: Metrics, alerts: AlertService) -> None:

@@ -181,6 +181,7 @@ class TelegramConfig:
     alert_chat_ids: tuple[int, ...] = ()
     allowed_chat_ids: tuple[int, ...] = ()
     confirm_timeout_s: float = 60.0
+    alert_fallback_chat_id: int | None = None  # where messages a chat refuses for good go
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,13 @@ class AppConfig:
     def cluster(self, name: str) -> ClusterConfig | None:
         """The cluster called ``name``, or None."""
         return next((c for c in self.clusters if c.name == name), None)
+
+    def all_alert_chat_ids(self) -> tuple[int, ...]:
+        """Every chat any cluster's alerts go to (telegram's and the clusters' own), once."""
+        chats = [*self.telegram.alert_chat_ids]
+        for cluster in self.clusters:
+            chats.extend(cluster.monitor.alert_chat_ids or ())
+        return tuple(dict.fromkeys(chats))
 
     def alert_route(self, cluster: str) -> tuple[tuple[int, ...], int | None]:
         """(chat ids, forum topic id) that the alerts of ``cluster`` go to."""
@@ -438,8 +446,20 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
     _only_keys(
         "telegram",
         table,
-        {"token", "base_url", "alert_chat_ids", "allowed_chat_ids", "confirm_timeout"},
+        {
+            "token",
+            "base_url",
+            "alert_chat_ids",
+            "allowed_chat_ids",
+            "confirm_timeout",
+            "alert_fallback_chat_id",
+        },
     )
+    fallback = table.get("alert_fallback_chat_id")
+    if fallback is not None and (
+        not isinstance(fallback, int) or isinstance(fallback, bool) or fallback == 0
+    ):
+        raise ConfigError("telegram.alert_fallback_chat_id", "must be a numeric chat id")
     token_text = environ.get(TOKEN_ENV) or _opt_str(table, "telegram", "token")
     token = Secret(token_text) if token_text else None
     base_url = _opt_str(table, "telegram", "base_url") or DEFAULT_BASE_URL
@@ -451,6 +471,7 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
         alert_chat_ids=_int_list(table, "telegram", "alert_chat_ids"),
         allowed_chat_ids=_int_list(table, "telegram", "allowed_chat_ids"),
         confirm_timeout_s=_number(table, "telegram", "confirm_timeout", default=60.0, minimum=5),
+        alert_fallback_chat_id=fallback,
     )
 
 

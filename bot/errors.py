@@ -23,7 +23,10 @@ as it is. Adapters translate library errors into these with ``raise ... from exc
     └── DeliveryError               an alert message could not be sent
         ├── RetryLater              flood control (429): retry after N seconds
         ├── DeliveryUnavailable     5xx, network error, timeout: retry with back-off
-        └── DeliveryRejected        refused for good (bad request, bot blocked)
+        ├── DeliveryRejected        this message refused for good (bad request)
+        │   └── ChatRefused         the chat refuses the bot (403 kicked, chat not found, 404)
+        ├── ChatMoved               the group became a supergroup: send to ``new_chat_id`` instead
+        └── TokenRejected           401: the bot's token is revoked, no chat can be reached
 """
 
 from __future__ import annotations
@@ -134,3 +137,25 @@ class DeliveryUnavailable(DeliveryError):
 
 class DeliveryRejected(DeliveryError):
     """The message was refused for good (bad request, bot blocked): retrying cannot help."""
+
+
+class ChatRefused(DeliveryRejected):
+    """The chat refuses the bot altogether (kicked, blocked, chat gone): every message fails."""
+
+    def __init__(self, chat_id: int, reason: str) -> None:
+        super().__init__(f"chat {chat_id} refuses the bot: {reason}")
+        self.chat_id = chat_id
+        self.reason = reason
+
+
+class ChatMoved(DeliveryError):
+    """The group was upgraded to a supergroup: the same chat now has ``new_chat_id``."""
+
+    def __init__(self, chat_id: int, new_chat_id: int) -> None:
+        super().__init__(f"chat {chat_id} became supergroup {new_chat_id}")
+        self.chat_id = chat_id
+        self.new_chat_id = new_chat_id
+
+
+class TokenRejected(DeliveryError):
+    """Telegram refuses the bot's token (401): no chat can be reached until it is replaced."""

@@ -269,6 +269,36 @@ class Outbox(Protocol):
         """Unsent messages over all chats."""
         ...
 
+    async def move_chat(self, old_chat_id: int, new_chat_id: int, at: float) -> int:
+        """The group became a supergroup: remember the new id (later enqueues for the old id
+        use it) and move the old id's unsent messages there; returns how many moved."""
+        ...
+
+    async def chat_moves(self) -> dict[int, int]:
+        """Old chat id -> the id it became."""
+        ...
+
+    async def refuse(
+        self,
+        item_id: int,
+        error: str,
+        chat_id: int,
+        at: float,
+        requeue: Sequence[tuple[int, int | None, OutgoingMessage]],
+        notices: Sequence[tuple[int, int | None, OutgoingMessage]],
+    ) -> bool:
+        """In one transaction: give the message up, queue ``requeue``, and — if ``chat_id`` was
+        not known to refuse the bot yet — record it and queue ``notices``. True if newly."""
+        ...
+
+    async def refusing_chats(self) -> dict[int, str]:
+        """Chats known to refuse the bot -> the reason Telegram gave."""
+        ...
+
+    async def clear_refusal(self, chat_id: int) -> bool:
+        """The chat took a message again; True if it had been refusing."""
+        ...
+
 
 class Notifier(Protocol):
     """Sends alert messages to a chat (Telegram, or the demo's console)."""
@@ -279,6 +309,18 @@ class Notifier(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+class DeliveryFormatter(Protocol):
+    """Words the delivery service's own messages (implemented next to the renderers)."""
+
+    def chat_refusing(self, chat_id: int, reason: str, fallback: int | None) -> OutgoingMessage:
+        """The notice to the other alert chats that ``chat_id`` refuses the bot."""
+        ...
+
+    def redirected(self, chat_id: int, message: OutgoingMessage) -> list[OutgoingMessage]:
+        """``message`` (refused by ``chat_id``) for the fallback chat, naming that chat."""
         ...
 
 

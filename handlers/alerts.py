@@ -67,6 +67,27 @@ class AlertRenderer:
         )
 
 
+class DeliveryRenderer:
+    """The DeliveryFormatter port: the delivery service's notices, worded in render.py."""
+
+    def __init__(self, limit: int = render.TELEGRAM_LIMIT) -> None:
+        self._limit = limit
+
+    def chat_refusing(self, chat_id: int, reason: str, fallback: int | None) -> OutgoingMessage:
+        """The notice that ``chat_id`` refuses the bot."""
+        return OutgoingMessage(render.alert_chat_refusing(chat_id, reason, fallback))
+
+    def redirected(self, chat_id: int, message: OutgoingMessage) -> list[OutgoingMessage]:
+        """``message`` behind a line naming the chat that refused it (split if too long)."""
+        parts = render.split_message(
+            f"{render.alert_redirected(chat_id)}\n{message.html}", self._limit
+        )
+        return [
+            OutgoingMessage(part, message.buttons if index == len(parts) - 1 else ())
+            for index, part in enumerate(parts)
+        ]
+
+
 def _service(ctx: CommandContext) -> AlertService:
     service = ctx.services.alerts
     if service is None:

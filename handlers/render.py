@@ -831,6 +831,24 @@ def alerts_unavailable() -> str:
     return f"{INFO} the alert monitor is not part of this bot"
 
 
+def alert_chat_refusing(chat_id: int, reason: str, fallback: int | None) -> str:
+    """Notice to the other alert chats (once per chat) that ``chat_id`` refuses the bot."""
+    where = (
+        f"its alerts go to chat {code(fallback)} instead"
+        if fallback is not None
+        else "its alerts are not delivered (no telegram.alert_fallback_chat_id)"
+    )
+    return (
+        f"{FAIL} <b>alert chat {code(chat_id)} refuses the bot</b>: {esc(reason)}\n"
+        f"   → {where}; add the bot to that chat again, or change alert_chat_ids"
+    )
+
+
+def alert_redirected(chat_id: int) -> str:
+    """First line of an alert message re-sent to the fallback chat."""
+    return f"↪️ meant for alert chat {code(chat_id)}, which refuses the bot:"
+
+
 def demo_replica_changed(node: str, stopped: bool, interval_s: float) -> str:
     """Reply of the demo's /demo stop-replica and start-replica."""
     if stopped:

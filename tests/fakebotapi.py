@@ -22,6 +22,11 @@ Deliberate deviations from the real Bot API (all in the direction of catching bu
 * with ``parse_mode="HTML"`` a bare ``&`` that does not start ``&lt; &gt; &amp; &quot;`` or a
   numeric reference is rejected (real Telegram keeps it literally);
 * Markdown / MarkdownV2 text is not validated, it is stored as given.
+
+A chat can be made to refuse every call that names it (:meth:`FakeBotApi.refuse_chat`, e.g.
+with :data:`BOT_KICKED`, :data:`CHAT_NOT_FOUND`, 404 or 401 ``Unauthorized``), or to answer as
+a group upgraded to a supergroup (:meth:`FakeBotApi.migrate_chat`: 400 with
+``parameters.migrate_to_chat_id``), as the real Bot API does.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
+    "BOT_KICKED",
+    "CHAT_NOT_FOUND",
+    "CHAT_UPGRADED",
     "MAX_MESSAGE_LENGTH",
     "NOT_MODIFIED",
     "FakeBotApi",
@@ -56,6 +64,9 @@ __all__ = [
 DEFAULT_TOKEN = "123456:TEST-fake-token-abcdef"
 BOT_USERNAME = "replbot_test_bot"
 MAX_MESSAGE_LENGTH = 4096
+CHAT_UPGRADED = "Bad Request: group chat was upgraded to a supergroup chat"
+BOT_KICKED = "Forbidden: bot was kicked from the group chat"
+CHAT_NOT_FOUND = "Bad Request: chat not found"
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -541,6 +552,7 @@ class FakeBotApi:
         self._callbacks: set[str] = set()
         self._commands: dict[tuple[str, str], list[Json]] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._chat_refusals: dict[str, _ApiError] = {}
         self._webhook_url = ""
         self._allowed_updates: list[str] = []
         self._poll_generation = 0
@@ -791,6 +803,22 @@ class FakeBotApi:
                 _Fault(status, times, retry_after, description, delay)
             )
 
+    def refuse_chat(
+        self, chat_id: int, status: int, description: str, parameters: Json | None = None
+    ) -> None:
+        """Answer every later call naming ``chat_id`` with this error, until accept_chat()."""
+        with self._lock:
+            self._chat_refusals[str(chat_id)] = _ApiError(status, description, parameters)
+
+    def migrate_chat(self, chat_id: int, new_chat_id: int) -> None:
+        """``chat_id`` became supergroup ``new_chat_id``: 400 with migrate_to_chat_id."""
+        self.refuse_chat(chat_id, 400, CHAT_UPGRADED, {"migrate_to_chat_id": new_chat_id})
+
+    def accept_chat(self, chat_id: int) -> None:
+        """Undo refuse_chat() / migrate_chat()."""
+        with self._lock:
+            self._chat_refusals.pop(str(chat_id), None)
+
     def _take_fault(self, method: str) -> _Fault | None:
         with self._lock:
             queue = self._faults.get(method.lower())
@@ -908,6 +936,10 @@ class FakeBotApi:
                 raise _ApiError(fault.status, fault.description, params_out)
             if handler is None:
                 raise _ApiError(404, "Not Found")
+            with self._lock:
+                refusal = self._chat_refusals.get(str(params.get("chat_id")))
+            if refusal is not None:
+                raise _ApiError(refusal.status, refusal.description, refusal.parameters)
             response = {"ok": True, "result": handler[1](self, params)}
         except _ApiError as err:
             status, response = err.status, err.body()

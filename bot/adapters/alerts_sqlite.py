@@ -4,6 +4,11 @@ One connection, WAL mode; every operation holds one asyncio lock, so a transacti
 with :meth:`SqliteAlertStore.transaction` never interleaves with another task's writes. The
 outbox lives in the same file as the alert state because a firing alert and the message that
 announces it must commit together. A partial unique index allows one firing alert per key.
+
+Delivery state lives here too: ``alert_chat_moves`` maps a group's old id to the supergroup
+it became (every later enqueue for the old id goes to the new one, so the configured id keeps
+working), and ``alert_chat_refusals`` lists the chats that refuse the bot (kicked, blocked,
+gone) so their notice is sent once, not once per message or restart.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -86,6 +91,16 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 );
 CREATE INDEX IF NOT EXISTS alert_outbox_pending ON alert_outbox (chat_id, id)
     WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS alert_chat_moves (
+    old_chat_id INTEGER PRIMARY KEY,
+    new_chat_id INTEGER NOT NULL,
+    moved_at    REAL    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_chat_refusals (
+    chat_id INTEGER PRIMARY KEY,
+    reason  TEXT    NOT NULL,
+    since   REAL    NOT NULL
+);
 """
 
 _ALERT_COLUMNS = (
@@ -121,6 +136,13 @@ class _Transaction:
         )
 
     async def enqueue(self, chat_id: int, thread_id: int | None, message: OutgoingMessage) -> int:
+        """Queue ``message``; a chat that became a supergroup is queued under its new id."""
+        cursor = await self._db.execute(
+            "SELECT new_chat_id FROM alert_chat_moves WHERE old_chat_id = ?", (chat_id,)
+        )
+        moved = await cursor.fetchone()
+        if moved is not None:
+            chat_id = int(moved[0])
         buttons = [[{"label": b.label, "data": b.data} for b in row] for row in message.buttons]
         cursor = await self._db.execute(
             "INSERT INTO alert_outbox (chat_id, thread_id, html, buttons, created_at) "
@@ -280,6 +302,73 @@ class SqliteAlertStore:
             "state = CASE WHEN ? THEN 'failed' ELSE state END WHERE id = ? AND state = 'pending'",
             (error[:500], int(final), item_id),
         )
+
+    async def move_chat(self, old_chat_id: int, new_chat_id: int, at: float) -> int:
+        """Record that ``old_chat_id`` is now ``new_chat_id`` and move its unsent messages
+        there (keeping their order); returns how many moved. Earlier moves to the old id
+        follow along, so a chain of upgrades resolves in one step."""
+        async with self.transaction():
+            db = self._conn
+            await db.execute(
+                "INSERT INTO alert_chat_moves (old_chat_id, new_chat_id, moved_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (old_chat_id) DO UPDATE SET "
+                "new_chat_id = excluded.new_chat_id, moved_at = excluded.moved_at",
+                (old_chat_id, new_chat_id, at),
+            )
+            await db.execute(
+                "UPDATE alert_chat_moves SET new_chat_id = ? WHERE new_chat_id = ?",
+                (new_chat_id, old_chat_id),
+            )
+            cursor = await db.execute(
+                "UPDATE alert_outbox SET chat_id = ? WHERE chat_id = ? AND state = 'pending'",
+                (new_chat_id, old_chat_id),
+            )
+            return cursor.rowcount
+
+    async def chat_moves(self) -> dict[int, int]:
+        """Old chat id -> the supergroup id it became."""
+        rows = await self._rows("SELECT old_chat_id, new_chat_id FROM alert_chat_moves")
+        return {int(old): int(new) for old, new in rows}
+
+    async def refuse(
+        self,
+        item_id: int,
+        error: str,
+        chat_id: int,
+        at: float,
+        requeue: Sequence[tuple[int, int | None, OutgoingMessage]],
+        notices: Sequence[tuple[int, int | None, OutgoingMessage]],
+    ) -> bool:
+        """Give message ``item_id`` up because ``chat_id`` refuses the bot, queue ``requeue``
+        (the fallback copy) and, only if the chat was not known to refuse yet, ``notices``
+        — all in one transaction. True when the chat is newly refusing."""
+        async with self.transaction() as tx:
+            db = self._conn
+            await db.execute(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?, "
+                "state = 'failed' WHERE id = ? AND state = 'pending'",
+                (error[:500], item_id),
+            )
+            cursor = await db.execute(
+                "INSERT INTO alert_chat_refusals (chat_id, reason, since) VALUES (?, ?, ?) "
+                "ON CONFLICT (chat_id) DO NOTHING",
+                (chat_id, error[:500], at),
+            )
+            newly = cursor.rowcount == 1
+            for target, thread, message in [*requeue, *(notices if newly else ())]:
+                await tx.enqueue(target, thread, message)
+            return newly
+
+    async def refusing_chats(self) -> dict[int, str]:
+        """Chats known to refuse the bot, with the reason Telegram gave."""
+        rows = await self._rows("SELECT chat_id, reason FROM alert_chat_refusals")
+        return {int(chat): str(reason) for chat, reason in rows}
+
+    async def clear_refusal(self, chat_id: int) -> bool:
+        """The chat accepted a message again; True if it was listed as refusing."""
+        return (
+            await self._write("DELETE FROM alert_chat_refusals WHERE chat_id = ?", (chat_id,))
+        ) > 0
 
     async def pending_count(self) -> int:
         rows = await self._rows("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")

@@ -5,7 +5,11 @@ when to retry, so PTB's errors are mapped to domain errors here —
 
 * ``RetryAfter`` (429)                       -> RetryLater(retry_after)
 * ``TimedOut``, ``NetworkError`` (5xx, I/O)  -> DeliveryUnavailable (retried with back-off)
-* ``BadRequest``, ``Forbidden``, …           -> DeliveryRejected (retrying cannot help)
+* ``ChatMigrated`` (400 migrate_to_chat_id)  -> ChatMoved(new_chat_id): the group is a supergroup
+* ``Forbidden`` (403 kicked, blocked), 404,
+  400 "chat not found" and kin               -> ChatRefused: the chat refuses the bot
+* ``InvalidToken`` 401 "Unauthorized"        -> TokenRejected: no chat can be reached
+* other ``BadRequest``, …                    -> DeliveryRejected (this message only, for good)
 
 Two rejections are worked around once: a forum topic that no longer exists (the message goes
 to the chat itself) and HTML Telegram cannot parse (sent as plain text instead).
@@ -24,6 +28,8 @@ from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
     ChatMigrated,
+    Forbidden,
+    InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
@@ -31,12 +37,32 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.errors import DeliveryRejected, DeliveryUnavailable, RetryLater
+from bot.errors import (
+    ChatMoved,
+    ChatRefused,
+    DeliveryRejected,
+    DeliveryUnavailable,
+    RetryLater,
+    TokenRejected,
+)
 from bot.models import OutgoingMessage
 
 log = logging.getLogger(__name__)
 _TAG = re.compile(r"<[^>]*>")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+# 400 descriptions that mean the chat (not this message) refuses the bot.
+_CHAT_REFUSALS = (
+    "chat not found",
+    "group chat was deactivated",
+    "bot was kicked",
+    "bot is not a member",
+    "need administrator rights",
+    "not enough rights to send",
+    "have no rights to send",
+    "chat_write_forbidden",
+    "chat_restricted",
+    "peer_id_invalid",
+)
 
 
 class TelegramNotifier:
@@ -67,9 +93,9 @@ class TelegramNotifier:
                 log.error("Telegram could not parse an alert's HTML; sending it as plain text")
                 plain = OutgoingMessage(html.unescape(_TAG.sub("", message.html)), message.buttons)
                 return await self._mapped(chat_id, thread_id, plain, None)
-            raise DeliveryRejected(f"Telegram refused the message: {exc.message}") from exc
+            raise _mapped_error(exc, chat_id) from exc
         except TelegramError as exc:
-            raise _mapped_error(exc) from exc
+            raise _mapped_error(exc, chat_id) from exc
 
     async def _mapped(
         self,
@@ -81,7 +107,7 @@ class TelegramNotifier:
         try:
             return await self._send(chat_id, thread_id, message, parse_mode)
         except TelegramError as exc:
-            raise _mapped_error(exc) from exc
+            raise _mapped_error(exc, chat_id) from exc
 
     async def _send(
         self,
@@ -113,7 +139,7 @@ class TelegramNotifier:
         await self._bot.shutdown()
 
 
-def _mapped_error(exc: TelegramError) -> Exception:
+def _mapped_error(exc: TelegramError, chat_id: int) -> Exception:
     if isinstance(exc, RetryAfter):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PTB deprecates the int form in favour of timedelta
@@ -123,10 +149,16 @@ def _mapped_error(exc: TelegramError) -> Exception:
     if isinstance(exc, TimedOut):
         return DeliveryUnavailable("Telegram did not answer in time")
     if isinstance(exc, ChatMigrated):
-        return DeliveryRejected(
-            f"the chat became supergroup {exc.new_chat_id}: update alert_chat_ids"
-        )
+        return ChatMoved(chat_id, int(exc.new_chat_id))
+    if isinstance(exc, Forbidden):
+        return ChatRefused(chat_id, exc.message)
+    if isinstance(exc, InvalidToken):  # PTB raises it for 401 and for 404
+        if "unauthorized" in exc.message.lower():
+            return TokenRejected(f"Telegram refuses the bot's token: {exc.message}")
+        return ChatRefused(chat_id, exc.message)
     if isinstance(exc, BadRequest):
+        if any(marker in exc.message.lower() for marker in _CHAT_REFUSALS):
+            return ChatRefused(chat_id, exc.message)
         return DeliveryRejected(f"Telegram refused the message: {exc.message}")
     if isinstance(exc, NetworkError):
         return DeliveryUnavailable(f"Telegram unavailable: {exc.message}")

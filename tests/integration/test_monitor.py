@@ -19,11 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from bot.adapters.alerts_sqlite import SqliteAlertStore
 from bot.adapters.telegram_notifier import TelegramNotifier
-from bot.app import Runtime, command_menu, open_runtime, redactor_for
+from bot.app import Runtime, command_menu, delivery_gauges, open_runtime, redactor_for
+from bot.clock import SystemClock
 from bot.logsetup import install_redaction
-from bot.models import AlertRule, Outcome
+from bot.models import AlertRule, Outcome, OutgoingMessage
 from bot.sandbox import LocalReplicationSet, PgBinaries
+from bot.services.monitor.delivery import DeliveryService
+from bot.services.monitor.metrics import Metrics
+from handlers.alerts import DeliveryRenderer
 from tests.conftest import (
     ADMIN_ID,
     GROUP_CHAT_ID,
@@ -33,8 +38,9 @@ from tests.conftest import (
     make_config,
     short_tmpdir,
 )
-from tests.fakebotapi import FakeBotApi, RecordedCall
+from tests.fakebotapi import BOT_KICKED, CHAT_NOT_FOUND, FakeBotApi, RecordedCall
 from tests.integration._helpers import scratch_set
+from tests.unit.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -388,3 +394,153 @@ async def test_ack_and_mute_stop_repeats_and_are_refused_for_a_viewer(
         await bot.settle()
         texts = bot.alert_texts(after=mark)
         assert not any("pg2 (replica) is down" in t for t in texts)  # muted: no resolved either
+
+
+# --- delivery when Telegram answers for the chat or the bot, not for one message ------------
+
+SUPERGROUP = -100123  # what the fake Bot API says GROUP_CHAT_ID became
+
+
+def to_chat(chat: int, predicate: Callable[[str], bool]) -> Callable[[RecordedCall], bool]:
+    return lambda c: c.ok and c.params.get("chat_id") == chat and predicate(str(c.result["text"]))
+
+
+async def test_alerts_follow_a_group_upgraded_to_a_supergroup_also_after_a_restart(
+    replication: LocalReplicationSet, api: FakeBotApi
+) -> None:
+    audit = audit_file()
+    api.migrate_chat(GROUP_CHAT_ID, SUPERGROUP)
+    async with monitored(replication, api, audit) as bot:
+        await bot.settle()
+        await asyncio.to_thread(replication.stop_node, "pg2")
+        firing = await api.await_for("sendMessage", to_chat(SUPERGROUP, not_streaming))
+        assert firing.params["message_thread_id"] == TOPIC
+        await bot.settle()
+        assert bot.runtime.delivery is not None
+        assert bot.runtime.delivery.migrations == 1
+    to_old = [c for c in api.calls_of("sendMessage") if c.params.get("chat_id") == GROUP_CHAT_ID]
+    assert [(c.status, c.response["parameters"]) for c in to_old] == [
+        (400, {"migrate_to_chat_id": SUPERGROUP})  # refused once, then followed
+    ]
+
+    mark = api.mark()  # a restart: the config still says GROUP_CHAT_ID
+    async with monitored(replication, api, audit) as bot:
+        await asyncio.to_thread(replication.start_node, "pg2")
+        await api.await_for(
+            "sendMessage", to_chat(SUPERGROUP, resolved_not_streaming), timeout=60, after=mark
+        )
+        await bot.settle()
+        later = [c for c in api.calls[mark:] if c.method == "sendMessage"]
+        assert later and all(c.params["chat_id"] == SUPERGROUP for c in later)
+        rows = await bot.runtime.alert_store.outbox_rows()
+        assert {(chat, state) for _, chat, state, _, _ in rows} == {(SUPERGROUP, "sent")}
+        exposition = await bot.runtime.render_metrics()
+        assert f'replbot_alert_chat_refusing{{chat="{SUPERGROUP}"}} 0' in exposition
+
+
+KICKED, OTHER, FALLBACK = -2001, -2002, -2003
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    api: FakeBotApi,
+    path: Path,
+    clock: FakeClock | None = None,
+    waits: list[tuple[int, float, str]] | None = None,
+) -> AsyncIterator[tuple[SqliteAlertStore, DeliveryService]]:
+    """The outbox and its delivery through TelegramNotifier (the real PTB Bot) to ``api``."""
+    store = SqliteAlertStore(path)
+    await store.open()
+    delivery = DeliveryService(
+        store,
+        TelegramNotifier(api.token, api.base_url, 2.0),
+        clock or SystemClock(),
+        retry_initial_s=1.0 if clock else 0.05,
+        retry_max_s=8.0 if clock else 0.2,
+        on_wait=None if waits is None else (lambda *w: waits.append(w)),
+        formatter=DeliveryRenderer(),
+        alert_chats=(KICKED, OTHER),
+        fallback_chat=FALLBACK,
+        sleep=clock.sleep if clock else None,
+    )
+    try:
+        yield store, delivery
+    finally:
+        await delivery.stop()
+        await store.close()
+
+
+async def enqueue(store: SqliteAlertStore, chat: int, *texts: str) -> None:
+    async with store.transaction() as tx:
+        for text in texts:
+            await tx.enqueue(chat, None, OutgoingMessage(f"<b>{text}</b>"))
+
+
+@pytest.mark.parametrize(
+    ("status", "description"),
+    [(403, BOT_KICKED), (400, CHAT_NOT_FOUND), (404, "Not Found")],
+    ids=["403-kicked", "400-chat-not-found", "404"],
+)
+async def test_a_chat_refusing_the_bot_is_reported_once_and_its_alerts_go_to_the_fallback(
+    api: FakeBotApi, status: int, description: str
+) -> None:
+    path = short_tmpdir("rbd") / "audit.sqlite3"
+    api.refuse_chat(KICKED, status, description)
+    async with delivering(api, path) as (store, delivery):
+        await enqueue(store, KICKED, "first alert", "second alert")
+        await delivery.start()
+        assert await delivery.idle(timeout=30)
+        metrics = Metrics()
+        delivery_gauges(metrics, delivery)
+        assert metrics.value("replbot_alert_chat_refusing", chat=str(KICKED)) == 1
+        assert metrics.value("replbot_alert_chat_refusing", chat=str(OTHER)) == 0
+        assert metrics.value("replbot_alert_chat_refusals_total", chat=str(KICKED)) == 2
+    notices = api.sent_texts(OTHER, plain=True)
+    assert len(notices) == 1  # once per refusing chat, not once per message
+    said = description.rsplit(": ", 1)[-1].lower()  # PTB drops "Bad Request: ", capitalises
+    assert f"alert chat {KICKED} refuses the bot: " in notices[0]
+    assert said in notices[0].lower()
+    assert str(FALLBACK) in notices[0]
+    fallback = api.sent_texts(FALLBACK, plain=True)
+    assert sum(f"alert chat {KICKED} refuses the bot: " in t for t in fallback) == 1
+    assert [t.split("\n")[-1] for t in fallback if "meant for alert chat" in t] == [
+        "first alert",
+        "second alert",
+    ]
+
+    mark = api.mark()  # a restart: the chat is still known to refuse, no second notice
+    async with delivering(api, path) as (store, delivery):
+        await enqueue(store, KICKED, "third alert")
+        await delivery.start()
+        assert await delivery.idle(timeout=30)
+        rows = await store.outbox_rows()
+    texts = [(c.params["chat_id"], str(c.result["text"])) for c in api.calls[mark:] if c.ok]
+    assert [chat for chat, _ in texts] == [FALLBACK]
+    assert texts[0][1].endswith("third alert")
+    assert [state for _, chat, state, _, _ in rows if chat == KICKED] == ["failed"] * 3
+
+
+async def test_a_revoked_token_is_retried_with_growing_pauses_and_the_alert_kept(
+    api: FakeBotApi,
+) -> None:
+    path = short_tmpdir("rbd") / "audit.sqlite3"
+    api.refuse_chat(OTHER, 401, "Unauthorized")
+    clock = FakeClock()
+    waits: list[tuple[int, float, str]] = []
+    async with delivering(api, path, clock, waits) as (store, delivery):
+        await enqueue(store, OTHER, "during the outage")
+        await delivery.start()
+        async with asyncio.timeout(30):
+            while sum(c.status == 401 for c in api.calls) < 5:
+                await asyncio.sleep(0.01)
+        assert delivery.token_rejected
+        assert [state for _, _, state, _, _ in await store.outbox_rows()] == ["pending"]
+        api.accept_chat(OTHER)  # the token is good again
+        assert await delivery.idle(timeout=30)
+        assert not delivery.token_rejected
+    refused = [c for c in api.calls if c.status == 401]
+    pauses = [seconds for _, seconds, why in waits if why == "unauthorized"]
+    assert len(pauses) == len(refused) == delivery.token_rejections  # a pause after every 401
+    assert pauses[:4] == [1, 2, 4, 8] and max(pauses) == 8  # doubled, capped
+    assert api.sent_texts(OTHER, plain=True) == ["during the outage"]
+    assert api.sent_texts(FALLBACK) == []  # no fallback helps when the token is the problem

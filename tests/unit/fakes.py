@@ -6,6 +6,7 @@ which node, and answers from plain data that a test can change (or make raise).
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -315,6 +316,12 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """An ``asyncio.sleep`` on this clock: time jumps ``seconds`` ahead, nothing waits."""
+        deadline = self.now + seconds
+        await asyncio.sleep(0)
+        self.now = max(self.now, deadline)
 
 
 class FakeAuditLog:

@@ -361,3 +361,19 @@ def test_check_config_cli_does_not_print_a_token_from_the_environment(
     assert code == 0
     assert "token set" in out
     assert ENV_TOKEN not in out + err
+
+
+@pytest.mark.parametrize("bad", ["-1001", True, 0, 1.5, [-1001]])
+def test_alert_fallback_chat_id_must_be_one_numeric_chat_id(bad: object) -> None:
+    data = valid_data()
+    data["telegram"]["alert_fallback_chat_id"] = bad
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, ENV)
+    assert caught.value.key == "telegram.alert_fallback_chat_id"
+
+
+def test_alert_fallback_chat_id_is_optional_and_parsed() -> None:
+    assert parse_config(valid_data(), ENV).telegram.alert_fallback_chat_id is None
+    data = valid_data()
+    data["telegram"]["alert_fallback_chat_id"] = -1005555
+    assert parse_config(data, ENV).telegram.alert_fallback_chat_id == -1005555

@@ -30,6 +30,20 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "replbot_alert_messages_pending": ("gauge", "Alert messages waiting in the outbox"),
     "replbot_alert_messages_sent_total": ("counter", "Alert messages delivered"),
     "replbot_alert_send_failures_total": ("counter", "Failed attempts to deliver alert messages"),
+    "replbot_alert_chat_refusing": (
+        "gauge",
+        "1 while the alert chat refuses the bot (kicked, blocked, chat not found), else 0",
+    ),
+    "replbot_alert_chat_refusals_total": ("counter", "Alert messages the chat refused for good"),
+    "replbot_alert_chat_migrations_total": (
+        "counter",
+        "Alert chats followed to the supergroup they became",
+    ),
+    "replbot_alert_token_rejected": (
+        "gauge",
+        "1 while Telegram refuses the bot's token (401): no alert can be delivered",
+    ),
+    "replbot_alert_token_rejections_total": ("counter", "Sends refused with 401 Unauthorized"),
     "replbot_monitor_rounds_total": ("counter", "Evaluated polls of a cluster"),
     "replbot_commands_total": ("counter", "Chat commands and button presses by outcome"),
 }
