@@ -460,7 +460,7 @@ REBUILD_KEYS = (
     'shell = "local"\ndata_dir = "/srv/pg2/data"\npg_bin_dir = "/usr/lib/postgresql/16/bin"\n'
     'start_command = "pg_ctl start -D /srv/pg2/data"\n'
     'stop_command = "pg_ctl stop -D /srv/pg2/data"\n'
-    'keep_files = []\n'
+    "keep_files = []\n"
     'replication = { host = "db1", port = 5432, user = "repl", passfile = "/srv/pgpass" }\n'
 )
 
