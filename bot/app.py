@@ -154,7 +154,7 @@ async def open_runtime(
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
         replication=ReplicationService(config, postgres),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
-        rebuild=RebuildService(config, postgres, shells, jobs, audit, clock),
+        rebuild=RebuildService(config, postgres, shells, jobs, audit, clock, redact),
         audit=CountingAuditLog(audit, metrics, known_commands),
         clock=clock,
         alerts=alerts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 
@@ -15,3 +16,7 @@ class SystemClock:
     def time(self) -> float:
         """Wall-clock seconds since the epoch."""
         return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        """asyncio.sleep."""
+        await asyncio.sleep(seconds)

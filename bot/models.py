@@ -342,6 +342,9 @@ class RebuildPlan:
     slot: str
     rollback_slot: str
     steps: tuple[PlanStep, ...]
+    # id of the node's newest job when the plan was made (0: none); a confirmation is refused
+    # when another job of the node ran since.
+    previous_job: int = 0
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,9 @@ class RebuildJob:
     started_at: float
     updated_at: float
     detail: str = ""
+    # "device:inode" of the data directory this job moved aside, recorded before the rename;
+    # a rollback moves a directory back only when it is that very directory.
+    moved_id: str = ""
 
 
 @dataclass(frozen=True)

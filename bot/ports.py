@@ -103,6 +103,10 @@ class Clock(Protocol):
         """Wall-clock seconds since the epoch."""
         ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a fake returns at once and moves its time forward)."""
+        ...
+
 
 class RemoteShell(Protocol):
     """Commands on a replica's host (SSH, or the local host in the demo).
@@ -160,8 +164,10 @@ class JobStore(Protocol):
         state: RebuildState | None = None,
         step: str | None = None,
         detail: str | None = None,
+        moved_id: str | None = None,
     ) -> RebuildJob:
-        """Record progress or a new state."""
+        """Record progress or a new state; ``moved_id`` is the identity ("device:inode") of the
+        data directory the job is about to move aside, recorded before the rename."""
         ...
 
     async def holding_lock(self, cluster: str, node: str) -> RebuildJob | None:

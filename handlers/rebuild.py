@@ -130,6 +130,7 @@ async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) 
             "cluster": plan.cluster,
             "requested_by": str(ctx.user.id),
             "tag": service.tag_of(plan),
+            "previous_job": str(plan.previous_job),
         },
         other_user=second,
     )
@@ -168,7 +169,10 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
     service = ctx.services.rebuild
     node, cluster = params["node"], params["cluster"]
     ctx.audit_args = f"{node} {cluster}"
-    report, plan = await service.preflight(node, cluster, tag=params.get("tag"))
+    previous = params.get("previous_job", "")
+    report, plan = await service.preflight(
+        node, cluster, tag=params.get("tag"), previous_job=int(previous) if previous else None
+    )
     if not report.ok:
         failed = report.first_failure
         assert failed is not None

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS rebuild_jobs (
     rollback_slot TEXT    NOT NULL,
     started_at    REAL    NOT NULL,
     updated_at    REAL    NOT NULL,
-    detail        TEXT    NOT NULL DEFAULT ''
+    detail        TEXT    NOT NULL DEFAULT '',
+    moved_id      TEXT    NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS rebuild_jobs_one_per_node
     ON rebuild_jobs (cluster, node) WHERE state IN ({_LOCKING});
@@ -42,7 +43,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS rebuild_jobs_one_per_node
 
 _COLUMNS = (
     "id, cluster, node, state, step, requested_by, confirmed_by, old_dir, failed_dir, "
-    "rollback_slot, started_at, updated_at, detail"
+    "rollback_slot, started_at, updated_at, detail, moved_id"
 )
 
 
@@ -56,6 +57,12 @@ class SqliteJobStore:
     async def open(self) -> None:
         """Create the table and the lock index if needed."""
         self._db = await open_database(self._path, _SCHEMA, "rebuild job store")
+        cursor = await self._db.execute("PRAGMA table_info(rebuild_jobs)")
+        if "moved_id" not in {row[1] for row in await cursor.fetchall()}:
+            # a job store written before moved_id existed
+            await self._db.execute(
+                "ALTER TABLE rebuild_jobs ADD COLUMN moved_id TEXT NOT NULL DEFAULT ''"
+            )
 
     async def close(self) -> None:
         """Close the connection."""
@@ -114,15 +121,18 @@ class SqliteJobStore:
         state: RebuildState | None = None,
         step: str | None = None,
         detail: str | None = None,
+        moved_id: str | None = None,
     ) -> RebuildJob:
-        """Record progress or a new state."""
+        """Record progress or a new state (committed before this returns)."""
         current = await self._get(job_id)
         await self._conn.execute(
-            "UPDATE rebuild_jobs SET state = ?, step = ?, detail = ?, updated_at = ? WHERE id = ?",
+            "UPDATE rebuild_jobs SET state = ?, step = ?, detail = ?, moved_id = ?, "
+            "updated_at = ? WHERE id = ?",
             (
                 (state or current.state).value,
                 step if step is not None else current.step,
                 detail if detail is not None else current.detail,
+                moved_id if moved_id is not None else current.moved_id,
                 time.time(),
                 job_id,
             ),
@@ -182,4 +192,5 @@ def _job(row: tuple[Any, ...]) -> RebuildJob:
         started_at=float(row[10]),
         updated_at=float(row[11]),
         detail=str(row[12]),
+        moved_id=str(row[13]),
     )

@@ -2,7 +2,10 @@
 
 Long commands (pg_basebackup) run under a PTY: when the channel closes — on cancel, or because
 the connection dropped — the hang-up reaches the whole process group, so pg_basebackup's
-WAL-streaming child cannot be left orphaned holding the slot. On cancel we also send TERM.
+WAL-streaming child cannot be left orphaned holding the slot. Short commands run without a PTY
+(stderr apart); any command cut short by a timeout or a cancel is signalled over the channel
+(TERM, then KILL: sshd sends it to the command's process group) before the call returns, so a
+stop that timed out cannot finish later behind a rollback's back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bot.errors import RemoteError
 from bot.models import CommandResult
 
 CONNECT_TIMEOUT_S = 15.0
+HANG_UP_WAIT_S = 3.0
 
 
 class SshShell:
@@ -28,13 +32,24 @@ class SshShell:
         self.label = label
 
     async def run(self, command: str, timeout: float) -> CommandResult:
-        """Run ``command`` (no PTY); RemoteError on timeout or a lost connection."""
+        """Run ``command`` (no PTY: stderr stays apart); RemoteError on timeout or a lost
+        connection. A command cut short by the timeout or a cancel is killed (TERM to its
+        process group over the channel, then KILL) before this returns."""
         try:
-            result = await self._conn.run(command, check=False, timeout=timeout)
-        except asyncssh.TimeoutError as exc:
-            raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+            process = await self._conn.create_process(command)
         except (asyncssh.Error, OSError) as exc:
             raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+        try:
+            process.stdin.write_eof()
+            async with asyncio.timeout(timeout):
+                result = await process.wait(check=False)
+        except BaseException as exc:
+            await _hang_up(process)
+            if isinstance(exc, TimeoutError):
+                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+            if isinstance(exc, asyncssh.Error | OSError):
+                raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+            raise
         return CommandResult(
             exit_status=result.exit_status if result.exit_status is not None else 255,
             stdout=_text(result.stdout),
@@ -62,11 +77,7 @@ class SshShell:
                     await on_output(chunk)
                 await process.wait()
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                process.send_signal("TERM")
-            process.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait_closed(), 5)
+            await _hang_up(process)
             if isinstance(exc, TimeoutError):
                 raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
             if isinstance(exc, asyncssh.Error | OSError):
@@ -115,6 +126,21 @@ class SshConnector:
         except (asyncssh.Error, OSError) as exc:
             raise RemoteError(f"{label}: SSH connect failed: {exc}") from exc
         return SshShell(conn, label)
+
+
+async def _hang_up(process: asyncssh.SSHClientProcess[str]) -> None:
+    """Kill a remote command we gave up on: OpenSSH delivers a channel signal with killpg to
+    the session's process group (children included, PTY or not); KILL if TERM is not enough,
+    then close the channel (a PTY's hang-up covers a connection that is already gone)."""
+    for sig in ("TERM", "KILL"):
+        with contextlib.suppress(Exception):
+            process.send_signal(sig)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(process.wait_closed()), HANG_UP_WAIT_S)
+            return
+    process.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(process.wait_closed(), HANG_UP_WAIT_S)
 
 
 def _text(value: object) -> str:

@@ -32,6 +32,7 @@ from bot.app import Runtime, open_runtime, redactor_for
 from bot.config import AppConfig, parse_config
 from bot.logsetup import install_redaction
 from bot.models import AuditEntry, RebuildProgress
+from bot.ports import Clock
 from bot.sandbox import (
     LocalNode,
     LocalReplicationSet,
@@ -322,11 +323,11 @@ def rebuild_bed(binaries: PgBinaries, **settings: Any) -> Iterator[RebuildBed]:
 
 
 @contextlib.asynccontextmanager
-async def opened(config: AppConfig) -> AsyncIterator[Runtime]:
+async def opened(config: AppConfig, clock: Clock | None = None) -> AsyncIterator[Runtime]:
     """The bot's runtime for ``config`` (redaction installed like the bot does)."""
     redactor = redactor_for(config)
     install_redaction(redactor)
-    runtime = await open_runtime(config, redactor)
+    runtime = await open_runtime(config, redactor, clock)
     try:
         yield runtime
     finally:

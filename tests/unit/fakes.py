@@ -7,17 +7,19 @@ which node, and answers from plain data that a test can change (or make raise).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.config import AppConfig, NodeConfig, parse_config
-from bot.errors import RemoteError, SlotActive, SlotAlreadyExists, SlotNotFound
+from bot.errors import RebuildRefused, RemoteError, SlotActive, SlotAlreadyExists, SlotNotFound
 from bot.models import (
     AuditEntry,
     AuditRecord,
     AuditVerification,
+    CommandResult,
     HbaRule,
     PrimaryStatus,
     RebuildJob,
@@ -29,6 +31,7 @@ from bot.models import (
 from bot.ports import RemoteShell
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
+from bot.services.rebuild.plan import DIRECTORY_EXISTS_EXIT, Commands
 from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
 from bot.services.replication import ReplicationService
@@ -289,6 +292,7 @@ class NoJobs:
         state: RebuildState | None = None,
         step: str | None = None,
         detail: str | None = None,
+        moved_id: str | None = None,
     ) -> RebuildJob:
         raise AssertionError("unit tests do not start rebuilds")
 
@@ -449,3 +453,222 @@ def make_bot(config: AppConfig | None = None, pg: FakePostgres | None = None) ->
         clock=clock,
     )
     return Bot(config, pg, audit, clock, Dispatcher(services, COMMANDS, ACTIONS))
+
+
+# --- rebuild: a replica host and a job store on plain data -----------------------------------
+
+REBUILD_KEYS = (
+    'shell = "local"\ndata_dir = "/srv/pg2/data"\npg_bin_dir = "/usr/lib/postgresql/16/bin"\n'
+    'start_command = "pg_ctl start -D /srv/pg2/data"\n'
+    'stop_command = "pg_ctl stop -D /srv/pg2/data"\n'
+    "keep_files = []\n"
+    'replication = { host = "db1", port = 5432, user = "repl", passfile = "/srv/pgpass" }\n'
+)
+
+
+def rebuild_config() -> AppConfig:
+    """:func:`make_config` with pg2 rebuildable (local shell, data in /srv/pg2/data)."""
+    text = config_toml().replace('slot = "pg2"\n', 'slot = "pg2"\n' + REBUILD_KEYS, 1)
+    return parse_config(tomllib.loads(text), {PASSWORD_ENV: PASSWORD})
+
+
+class FakeJobStore:
+    """The JobStore port in memory, with the per-node lock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.jobs: dict[int, RebuildJob] = {}
+        self._clock = clock
+
+    async def create(
+        self,
+        cluster: str,
+        node: str,
+        requested_by: int,
+        confirmed_by: int | None,
+        old_dir: str,
+        failed_dir: str,
+        rollback_slot: str,
+    ) -> RebuildJob:
+        if await self.holding_lock(cluster, node) is not None:
+            raise RebuildRefused(f"rebuild of {node} refused: already in progress")
+        now = self._clock.time()
+        job = RebuildJob(
+            id=len(self.jobs) + 1,
+            cluster=cluster,
+            node=node,
+            state=RebuildState.RUNNING,
+            step="starting",
+            requested_by=requested_by,
+            confirmed_by=confirmed_by,
+            old_dir=old_dir,
+            failed_dir=failed_dir,
+            rollback_slot=rollback_slot,
+            started_at=now,
+            updated_at=now,
+        )
+        self.jobs[job.id] = job
+        return job
+
+    async def update(
+        self,
+        job_id: int,
+        *,
+        state: RebuildState | None = None,
+        step: str | None = None,
+        detail: str | None = None,
+        moved_id: str | None = None,
+    ) -> RebuildJob:
+        job = self.jobs[job_id]
+        changes = {"state": state, "step": step, "detail": detail, "moved_id": moved_id}
+        job = dataclasses.replace(job, **{k: v for k, v in changes.items() if v is not None})
+        self.jobs[job_id] = job
+        return job
+
+    async def holding_lock(self, cluster: str, node: str) -> RebuildJob | None:
+        held = [
+            j
+            for j in self.jobs.values()
+            if (j.cluster, j.node) == (cluster, node) and j.state.holds_lock
+        ]
+        return held[-1] if held else None
+
+    async def latest(self, cluster: str, node: str) -> RebuildJob | None:
+        mine = [j for j in self.jobs.values() if (j.cluster, j.node) == (cluster, node)]
+        return mine[-1] if mine else None
+
+    async def in_state(self, state: RebuildState) -> list[RebuildJob]:
+        return [j for j in self.jobs.values() if j.state is state]
+
+
+Gate = Callable[[str], Awaitable[None]]
+
+
+async def _open_gate(_: str) -> None:
+    return None
+
+
+class FakeHost:
+    """A replica's host as data: directories (path -> "device:inode"), the server (the
+    identity of the directory it runs on), and the slot it holds on the primary.
+
+    Commands are recognised by comparing with what :class:`Commands` produces for the job, so
+    the fake follows the plan's own text; an unknown command is a test failure.
+    ``fail_start`` lists directory identities whose start fails; ``gate`` is awaited before
+    every command and every close (a test blocks it to land a cancel there).
+    """
+
+    OLD_ID = "8:100"
+
+    def __init__(self, pg: FakePostgres, node: NodeConfig, old_dir: str, failed_dir: str) -> None:
+        self.pg = pg
+        self.cmd = Commands.for_job(node, old_dir, failed_dir)
+        self.dirs: dict[str, str] = {str(self.cmd.data_dir): self.OLD_ID}
+        self.running_on: str | None = self.OLD_ID
+        self.fail_start: set[str] = set()
+        self.gate: Gate = _open_gate
+        self.commands: list[str] = []
+        self.moves: list[tuple[str, str]] = []
+        self._next_inode = 200
+
+    @property
+    def data(self) -> str:
+        return str(self.cmd.data_dir)
+
+    def _set_slot_active(self, active: bool) -> None:
+        rows = self.pg.slot_rows.get("pg1", [])
+        self.pg.slot_rows["pg1"] = [
+            dataclasses.replace(s, active=active, active_pid=201 if active else None)
+            if s.name == self.cmd.slot
+            else s
+            for s in rows
+        ]
+
+    async def connect(self, node: NodeConfig) -> FakeHostShell:
+        return FakeHostShell(self)
+
+    def answer(self, command: str) -> CommandResult:
+        cmd, data = self.cmd, self.data
+        ok = CommandResult(0, "", "")
+        if command == cmd.stop():
+            self.running_on = None
+            self._set_slot_active(False)
+            return ok
+        if command == cmd.server_status():
+            running = self.running_on is not None and self.dirs.get(data) == self.running_on
+            return CommandResult(0 if running else 3, "", "")
+        if command == cmd.start():
+            ident = self.dirs.get(data)
+            if ident is None or ident in self.fail_start:
+                return CommandResult(1, "", "pg_ctl: could not start server")
+            self.running_on = ident
+            self._set_slot_active(True)
+            return ok
+        if command == cmd.data_dir_id():
+            return (
+                CommandResult(0, self.dirs[data] + "\n", "")
+                if data in self.dirs
+                else (CommandResult(1, "", "stat: cannot stat"))
+            )
+        for move, source, target in (
+            (cmd.move_aside(), cmd.data_dir, cmd.old_dir),
+            (cmd.set_aside_new(), cmd.data_dir, cmd.failed_dir),
+            (cmd.put_back_old(), cmd.old_dir, cmd.data_dir),
+        ):
+            if command == move:
+                if str(target) in self.dirs:
+                    return CommandResult(DIRECTORY_EXISTS_EXIT, "", f"{target} already exists")
+                if str(source) not in self.dirs:
+                    return CommandResult(1, "", f"mv: cannot stat {source}")
+                self.dirs[str(target)] = self.dirs.pop(str(source))
+                self.moves.append((str(source), str(target)))
+                return ok
+        if command == cmd.directories():
+            lines = [
+                f"{label} {self.dirs[str(path)]}"
+                for label, path in (
+                    ("data", cmd.data_dir),
+                    ("old", cmd.old_dir),
+                    ("failed", cmd.failed_dir),
+                )
+                if str(path) in self.dirs
+            ]
+            return CommandResult(0, "".join(line + "\n" for line in lines), "")
+        if command in (cmd.kill_leftover_basebackup(), cmd.leftover_basebackup()):
+            return ok
+        if command == cmd.server_log_tail():
+            return CommandResult(0, "FATAL:  the new copy does not start\n", "")
+        raise AssertionError(f"FakeHost: unexpected command {command!r}")
+
+    def basebackup(self) -> CommandResult:
+        if self.data in self.dirs:
+            return CommandResult(1, "pg_basebackup: error: directory exists", "")
+        self.dirs[self.data] = f"8:{self._next_inode}"
+        self._next_inode += 1
+        return CommandResult(0, "100/100 kB (100%)\n", "")
+
+
+class FakeHostShell:
+    """One RemoteShell session on a :class:`FakeHost`."""
+
+    label = "fake-host"
+
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        await self.host.gate(command)
+        self.host.commands.append(command)
+        return self.host.answer(command)
+
+    async def stream(
+        self, command: str, on_output: Callable[[str], Awaitable[None]], timeout: float | None
+    ) -> CommandResult:
+        await self.host.gate(command)
+        self.host.commands.append(command)
+        assert command == self.host.cmd.basebackup(), command
+        result = self.host.basebackup()
+        await on_output(result.stdout)
+        return result
+
+    async def close(self) -> None:
+        await self.host.gate("close")

@@ -8,7 +8,9 @@ strings from the admin's config and run as written. The same functions produce t
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
+from datetime import UTC, datetime
 from pathlib import PurePath, PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig
@@ -18,6 +20,26 @@ from bot.services.replication import STANDBY_MINIMUMS
 
 ROLLBACK_SUFFIX = "_rb"
 PROGRESS_RE = re.compile(r"(\d+)/(\d+) kB \((\d+)%\)")
+# 20261201T120000_5f3a9c1e: when the plan was made, and a random token, so that two plans
+# made in the same second never name the same directories.
+TAG_RE = re.compile(r"[0-9]{8}T[0-9]{6}_[0-9a-f]{8}")
+DIRECTORY_EXISTS_EXIT = 3
+
+
+def new_tag(now: float) -> str:
+    """A fresh tag for the directory names of one plan (wall-clock second + random token)."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}_{secrets.token_hex(4)}"
+
+
+def parse_directories(output: str) -> dict[str, str]:
+    """``Commands.directories()`` output -> {label: "device:inode"} of those that exist."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        label, _, ident = line.strip().partition(" ")
+        if label in ("data", "old", "failed"):
+            found[label] = ident.strip()
+    return found
 
 
 def q(word: str | PurePath) -> str:
@@ -117,7 +139,11 @@ class Commands:
 
     def move_aside(self) -> str:
         """Rename the data directory (never delete); refuse if the target exists."""
-        return f"test ! -e {q(self.old_dir)} && mv -- {q(self.data_dir)} {q(self.old_dir)}"
+        return _guarded_move(self.data_dir, self.old_dir)
+
+    def data_dir_id(self) -> str:
+        """ "device:inode" of the data directory (a rename keeps it)."""
+        return f"stat -c %d:%i -- {q(self.data_dir)}"
 
     def basebackup(self) -> str:
         """pg_basebackup with the runbook's options and a fast checkpoint."""
@@ -159,9 +185,9 @@ class Commands:
         return f'pgrep -u "$(id -u)" -f {q(pattern)} || true'
 
     def directories(self) -> str:
-        """Which of the data, old and failed directories exist."""
+        """Which of the data, old and failed directories exist: "label device:inode" lines."""
         return "; ".join(
-            f"if [ -e {q(d)} ]; then echo {q(label)}; fi"
+            f'if [ -e {q(d)} ]; then echo {q(label)} "$(stat -c %d:%i -- {q(d)})"; fi'
             for label, d in (
                 ("data", self.data_dir),
                 ("old", self.old_dir),
@@ -169,12 +195,13 @@ class Commands:
             )
         )
 
-    def put_back(self) -> str:
-        """Rollback: move the partial copy aside as .failed and the old directory back."""
-        return (
-            f"if [ -e {q(self.data_dir)} ]; then mv -- {q(self.data_dir)} {q(self.failed_dir)}; fi"
-            f" && mv -- {q(self.old_dir)} {q(self.data_dir)}"
-        )
+    def set_aside_new(self) -> str:
+        """Rollback: move the new (partial) copy aside as .failed."""
+        return _guarded_move(self.data_dir, self.failed_dir)
+
+    def put_back_old(self) -> str:
+        """Rollback: move the old directory back into place."""
+        return _guarded_move(self.old_dir, self.data_dir)
 
     def remove_old(self) -> str:
         """Cleanup after a successful rebuild: the only deletion replbot ever runs."""
@@ -192,7 +219,7 @@ class Commands:
 
 
 def build_plan(
-    cluster: ClusterConfig, node: NodeConfig, tag: str, slot_missing: bool
+    cluster: ClusterConfig, node: NodeConfig, tag: str, slot_missing: bool, previous_job: int = 0
 ) -> RebuildPlan:
     """The ordered steps of a rebuild of ``node``, exactly as they will run."""
     cmd = Commands(node, tag)
@@ -273,6 +300,15 @@ def build_plan(
         slot=cmd.slot,
         rollback_slot=cmd.rollback_slot,
         steps=tuple(steps),
+        previous_job=previous_job,
+    )
+
+
+def _guarded_move(source: PurePosixPath, target: PurePosixPath) -> str:
+    """``mv`` that never lands in (or over) an existing ``target``: exit 3 if it exists."""
+    return (
+        f"if [ -e {q(target)} ]; then echo {q(f'{target} already exists')} >&2; "
+        f"exit {DIRECTORY_EXISTS_EXIT}; fi; mv -- {q(source)} {q(target)}"
     )
 
 

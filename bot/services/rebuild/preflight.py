@@ -8,7 +8,7 @@ from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
 from bot.models import CheckItem, CheckLevel, PreflightReport, SlotInfo
 from bot.ports import JobStore, Postgres, RemoteShell, ShellConnector
-from bot.services.rebuild.plan import Commands
+from bot.services.rebuild.plan import Commands, parse_directories
 from bot.services.replication import STANDBY_MINIMUMS
 
 OUTPUT_TAIL_LINES = 8
@@ -228,11 +228,13 @@ class Preflight:
         items.append(
             _ok(node.name, "ssh", f"{shell.label} as {who.stdout.strip()}; {cmd.data_dir} exists")
         )
-        ident, disk, conf = await asyncio.gather(
+        ident, disk, conf, dirs = await asyncio.gather(
             shell.run(cmd.identify_system(), timeout),
             shell.run(cmd.free_bytes(), timeout),
             shell.run(cmd.standby_settings(), timeout),
+            shell.run(cmd.directories(), timeout),
         )
+        items.append(self._names_item(node, cmd, dirs.stdout))
         if ident.exit_status == 0:
             items.append(
                 _ok(
@@ -256,6 +258,25 @@ class Preflight:
         items.append(self._disk_item(node, disk.stdout, size))
         items.extend(await self._settings_items(cluster, node, conf.stdout))
         return items
+
+    @staticmethod
+    def _names_item(node: NodeConfig, cmd: Commands, output: str) -> CheckItem:
+        """The plan's old and failed directory names must be free: the job renames into them,
+        and its rollback may only ever move what the job itself created."""
+        present = parse_directories(output)
+        taken = [
+            str(p)
+            for label, p in (("old", cmd.old_dir), ("failed", cmd.failed_dir))
+            if label in present
+        ]
+        if taken:
+            return _fail(
+                node.name,
+                "directory names",
+                f"{', '.join(taken)} already exist(s)",
+                "run /rebuild again for new names",
+            )
+        return _ok(node.name, "directory names", f"{cmd.old_dir.name} is free")
 
     def _disk_item(self, node: NodeConfig, df_line: str, size: int | None) -> CheckItem:
         fields = df_line.split()

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import (
@@ -32,6 +31,8 @@ from bot.errors import (
 from bot.models import (
     AuditRecord,
     BackupProgress,
+    CheckItem,
+    CheckLevel,
     NodeRole,
     Outcome,
     PlanStep,
@@ -43,8 +44,18 @@ from bot.models import (
     SlotInfo,
 )
 from bot.ports import AuditLog, Clock, JobStore, Postgres, RemoteShell, ShellConnector
-from bot.services.rebuild.plan import PROGRESS_RE, Commands, build_plan, require_rebuild_config
+from bot.services.rebuild.plan import (
+    DIRECTORY_EXISTS_EXIT,
+    PROGRESS_RE,
+    TAG_RE,
+    Commands,
+    build_plan,
+    new_tag,
+    parse_directories,
+    require_rebuild_config,
+)
 from bot.services.rebuild.preflight import Preflight, tail
+from bot.services.rebuild.rollback import HostState, RollbackAction, decide_rollback
 
 log = logging.getLogger(__name__)
 ProgressSink = Callable[[RebuildProgress], Awaitable[None]]
@@ -54,6 +65,18 @@ POLL_INTERVAL_S = 0.5
 
 async def _discard(_: RebuildProgress) -> None:
     return None
+
+
+def _unredacted(text: str) -> str:
+    return text
+
+
+class _Phase(enum.Enum):
+    """Where a run is; only a run still in STEPS can be cancelled."""
+
+    STEPS = "steps"
+    FINISHING = "finishing"  # every step done: the job ends SUCCEEDED
+    ROLLING_BACK = "rolling_back"  # a failure or cancel is being handled: it ends rolled back
 
 
 @dataclass
@@ -69,7 +92,7 @@ class _Run:
     progress: RebuildProgress
     task: asyncio.Task[None] | None = None
     cancelled_by: str | None = None
-    rolling_back: bool = False
+    phase: _Phase = _Phase.STEPS
     done: set[str] = field(default_factory=set)
     output: str = ""
 
@@ -85,8 +108,12 @@ class RebuildService:
         jobs: JobStore,
         audit: AuditLog,
         clock: Clock,
+        redact: Callable[[str], str] = _unredacted,
     ) -> None:
+        """``redact`` masks secrets in every output tail and detail before it leaves the
+        service (the chat shows them); the composition root passes the bot's Redactor."""
         self._config = config
+        self._redact = redact
         self._pg = postgres
         self._shells = shells
         self._jobs = jobs
@@ -123,18 +150,39 @@ class RebuildService:
         return cluster, node
 
     async def preflight(
-        self, node_name: str, cluster_name: str | None = None, tag: str | None = None
+        self,
+        node_name: str,
+        cluster_name: str | None = None,
+        tag: str | None = None,
+        previous_job: int | None = None,
     ) -> tuple[PreflightReport, RebuildPlan]:
         """Run every preflight check and build the plan (changes nothing).
 
-        ``tag`` names the moved-aside directories; pass the one shown at confirmation time so
-        the job uses exactly the directories the admin approved.
+        ``tag`` names the moved-aside directories (a timestamp and a random token: two plans
+        never share them); pass the one shown at confirmation time so the job uses exactly
+        the directories the admin approved. ``previous_job`` is the plan's own
+        ``previous_job`` from confirmation time: if another job of the node ran since, the
+        confirmation is stale and the report fails.
         """
         cluster, node = self.resolve(node_name, cluster_name)
-        if tag is None or not re.fullmatch(r"[0-9]{8}T[0-9]{6}", tag):
-            tag = datetime.fromtimestamp(self._clock.time(), UTC).strftime("%Y%m%dT%H%M%S")
+        if tag is None or not TAG_RE.fullmatch(tag):
+            tag = new_tag(self._clock.time())
+        latest = await self._jobs.latest(cluster.name, node.name)
+        latest_id = latest.id if latest is not None else 0
         report = await self._preflight.run(cluster, node, tag)
-        plan = build_plan(cluster, node, tag, report.slot_missing)
+        items = tuple(replace(i, detail=self._redact(i.detail)) for i in report.items)
+        if previous_job is not None and latest is not None and previous_job != latest_id:
+            stale = CheckItem(
+                node.name,
+                "confirmation",
+                CheckLevel.FAIL,
+                f"job {latest.id} ({latest.state.value}) of {node.name} ran after this plan "
+                "was made",
+                "run /rebuild again to see the node as it is now",
+            )
+            items = (stale, *items)
+        report = replace(report, items=items)
+        plan = build_plan(cluster, node, tag, report.slot_missing, latest_id)
         return report, plan
 
     def progress_of(self, cluster: str, node: str) -> RebuildProgress | None:
@@ -202,10 +250,12 @@ class RebuildService:
         run = self._runs.get((cluster.name, node.name))
         if run is None or run.task is None or run.task.done():
             raise RebuildRefused(f"no rebuild of {node.name} is running")
-        if run.rolling_back:
+        if run.phase is _Phase.ROLLING_BACK:
             raise RebuildRefused(
                 f"rebuild of {node.name} is rolling back; that cannot be cancelled"
             )
+        if run.phase is _Phase.FINISHING:
+            raise RebuildRefused(f"rebuild of {node.name} has finished its steps")
         if run.cancelled_by is not None:
             raise RebuildRefused(f"rebuild of {node.name} is already being cancelled")
         run.cancelled_by = by
@@ -237,30 +287,37 @@ class RebuildService:
     # --- execution ---------------------------------------------------------------------------
 
     async def _execute(self, run: _Run) -> None:
+        """Run the steps; then finish, or roll back whatever failed or was cancelled.
+
+        The phase changes synchronously, before the next ``await``: a cancel (which can only
+        land at an ``await``) either hits a step — and is rolled back — or finds the run
+        already finishing or rolling back and is refused. Only a shutdown interrupts the
+        ending, and then the job is left INTERRUPTED with its lock, ready for --rollback.
+        """
         cmd = Commands.for_job(run.node, run.plan.old_dir, run.plan.failed_dir)
         shell: RemoteShell | None = None
+        failure: tuple[str, str] | None = None
         try:
             shell = await self._shells.connect(run.node)
             for index, step in enumerate(run.plan.steps):
                 await self._enter(run, step, index)
                 await self._do(run, step, cmd, shell)
                 run.done.add(step.key)
+                if index == len(run.plan.steps) - 1:
+                    run.phase = _Phase.FINISHING
                 await self._record(run.job, f"rebuild.{step.key}", Outcome.OK, step.title)
-            await self._finish(
-                run,
-                RebuildState.SUCCEEDED,
-                f"{run.node.name} streams again; old data kept in {cmd.old_dir}",
-            )
+            run.phase = _Phase.FINISHING
         except asyncio.CancelledError:
             if self._shutting_down and run.cancelled_by is None:
+                await self._close(shell)
                 await self._interrupted(run)
+                self._runs.pop((run.cluster.name, run.node.name), None)
                 raise
-            await self._close(shell)
-            shell = None
-            reason = f"cancelled by {run.cancelled_by}"
-            await self._record(run.job, f"rebuild.{run.progress.step}", Outcome.FAILED, reason)
-            await self._roll_back(run, cmd, reason, "")
+            run.phase = _Phase.ROLLING_BACK
+            _uncancel()
+            failure = (f"cancelled by {run.cancelled_by}", "")
         except Exception as exc:
+            run.phase = _Phase.ROLLING_BACK
             if isinstance(exc, RebuildStepFailed):
                 reason, output = exc.user_message, exc.output
             elif isinstance(exc, ReplbotError):
@@ -268,12 +325,24 @@ class RebuildService:
             else:
                 log.exception("rebuild of %s: unexpected error", run.node.name)
                 reason, output = f"{run.progress.step}: internal error {type(exc).__name__}", ""
-            await self._record(run.job, f"rebuild.{run.progress.step}", Outcome.FAILED, reason)
+            failure = (reason, output)
+        try:
             await self._close(shell)
-            shell = None
-            await self._roll_back(run, cmd, reason, output)
+            if failure is None:
+                await self._finish(
+                    run,
+                    RebuildState.SUCCEEDED,
+                    f"{run.node.name} streams again; old data kept in {cmd.old_dir}",
+                )
+            else:
+                reason, output = failure
+                await self._record(run.job, f"rebuild.{run.progress.step}", Outcome.FAILED, reason)
+                await self._roll_back(run, cmd, reason, output)
+        except asyncio.CancelledError:
+            if run.job.state is RebuildState.RUNNING:
+                await self._interrupted(run)
+            raise
         finally:
-            await self._close(shell)
             self._runs.pop((run.cluster.name, run.node.name), None)
 
     async def _enter(self, run: _Run, step: PlanStep, index: int) -> None:
@@ -289,6 +358,10 @@ class RebuildService:
         )
 
     async def _emit(self, run: _Run, **changes: object) -> None:
+        for key in ("detail", "output"):
+            value = changes.get(key)
+            if isinstance(value, str):
+                changes[key] = self._redact(value)
         elapsed = self._clock.monotonic() - run.started
         run.progress = replace(run.progress, elapsed_s=elapsed, **changes)  # type: ignore[arg-type]
         try:
@@ -324,6 +397,15 @@ class RebuildService:
         elif key == "keep_wal":
             await self._keep_wal(run, cmd)
         elif key == "move_aside":
+            # Record which directory is moved before moving it: the rollback moves a directory
+            # back only if it is this one (same device and inode), crash or not in between.
+            ident = await shell.run(cmd.data_dir_id(), timeout)
+            moved_id = ident.stdout.strip()
+            if ident.exit_status != 0 or not moved_id:
+                raise RebuildStepFailed(
+                    key, f"could not stat {cmd.data_dir}", tail(ident.stderr or ident.stdout)
+                )
+            run.job = await self._jobs.update(run.job.id, moved_id=moved_id)
             result = await shell.run(cmd.move_aside(), timeout)
             if result.exit_status != 0:
                 raise RebuildStepFailed(
@@ -371,7 +453,7 @@ class RebuildService:
                     f"slot {slot} is still active for PID "
                     f"{info.active_pid}: another process uses it",
                 )
-            await asyncio.sleep(POLL_INTERVAL_S)
+            await self._clock.sleep(POLL_INTERVAL_S)
 
     async def _keep_wal(self, run: _Run, cmd: Commands) -> None:
         primary = run.cluster.primary
@@ -438,7 +520,7 @@ class RebuildService:
                     return
             except NodeUnavailable as exc:
                 seen = exc.reason
-            await asyncio.sleep(POLL_INTERVAL_S)
+            await self._clock.sleep(POLL_INTERVAL_S)
         log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
         raise RebuildStepFailed(
             "verify",
@@ -449,6 +531,7 @@ class RebuildService:
     # --- endings -----------------------------------------------------------------------------
 
     async def _finish(self, run: _Run, state: RebuildState, detail: str, output: str = "") -> None:
+        detail = self._redact(detail)
         run.job = await self._jobs.update(run.job.id, state=state, detail=detail)
         outcome = Outcome.OK if state is RebuildState.SUCCEEDED else Outcome.FAILED
         await self._record(run.job, "rebuild.finish", outcome, f"{state.value}: {detail}")
@@ -464,10 +547,10 @@ class RebuildService:
             await self._record(run.job, "rebuild.interrupted", Outcome.FAILED, detail)
 
     async def _roll_back(self, run: _Run, cmd: Commands, reason: str, output: str) -> None:
-        run.rolling_back = True
+        run.phase = _Phase.ROLLING_BACK
         await self._emit(run, step="rollback", detail=f"rolling back: {reason}")
         try:
-            note = await self._restore(run.cluster, run.node, cmd)
+            note = await self._restore(run.cluster, run.node, cmd, run.job.moved_id)
         except asyncio.CancelledError:
             # Only a shutdown cancels a rollback: keep the lock, the next start reports it.
             await self._interrupted(run)
@@ -484,8 +567,11 @@ class RebuildService:
             return
         await self._finish(run, RebuildState.ROLLED_BACK, f"{reason}; {note}", output)
 
-    async def _restore(self, cluster: ClusterConfig, node: NodeConfig, cmd: Commands) -> str:
-        """Idempotent rollback from whatever state the host is in. Deletes nothing."""
+    async def _restore(
+        self, cluster: ClusterConfig, node: NodeConfig, cmd: Commands, moved_id: str
+    ) -> str:
+        """Idempotent rollback from whatever state the host is in. Deletes nothing, and moves
+        only the directory this job moved aside (``moved_id``): see :mod:`.rollback`."""
         timeout = self._settings.command_timeout_s
         primary = cluster.primary
         shell = await self._shells.connect(node)
@@ -497,43 +583,80 @@ class RebuildService:
                 raise RebuildStepFailed(
                     "rollback", "pg_basebackup still running: PID " + ", ".join(leftover)
                 )
-            dirs = set((await shell.run(cmd.directories(), timeout)).stdout.split())
-            if "old" in dirs:
-                if (
-                    "data" in dirs
-                    and (await shell.run(cmd.server_status(), timeout)).exit_status == 0
-                ):
+            state = await self._observe(shell, primary, cmd)
+            decision = decide_rollback(state, moved_id)
+            if decision.refusal is not None:
+                raise RebuildStepFailed("rollback", decision.refusal, self._dirs_text(cmd, state))
+            for action in decision.actions:
+                if action is RollbackAction.STOP_NEW:
                     await shell.run(cmd.stop(), timeout)
                     if (await shell.run(cmd.server_status(), timeout)).exit_status == 0:
                         raise RebuildStepFailed("rollback", "the new server does not stop")
-                moved = await shell.run(cmd.put_back(), timeout)
-                if moved.exit_status != 0:
-                    raise RebuildStepFailed(
-                        "rollback", "could not put the old directory back", tail(moved.stderr)
+                elif action is RollbackAction.SET_ASIDE_NEW:
+                    await self._move(shell, cmd.set_aside_new(), "set the new copy aside")
+                elif action is RollbackAction.PUT_BACK_OLD:
+                    await self._move(shell, cmd.put_back_old(), "put the old directory back")
+                    notes.append(
+                        f"old data directory restored (partial copy kept as {cmd.failed_dir})"
+                        if RollbackAction.SET_ASIDE_NEW in decision.actions
+                        else "old data directory restored"
                     )
-                notes.append(
-                    f"old data directory restored (partial copy kept as {cmd.failed_dir})"
-                    if "data" in dirs
-                    else "old data directory restored"
-                )
-            elif "data" not in dirs:
-                raise RebuildStepFailed(
-                    "rollback", f"neither {cmd.data_dir} nor {cmd.old_dir} exists"
-                )
-            notes.append(await self._restore_slot(primary, cmd))
-            if (await shell.run(cmd.server_status(), timeout)).exit_status != 0:
-                started = await shell.run(cmd.start(), timeout)
-                if started.exit_status != 0:
-                    log_tail = await shell.run(cmd.server_log_tail(), timeout)
-                    raise RebuildStepFailed(
-                        "rollback",
-                        f"the old {node.name} did not start",
-                        tail(log_tail.stdout or started.stderr, 12),
-                    )
+                elif action is RollbackAction.RESTORE_SLOT:
+                    notes.append(await self._restore_slot(primary, cmd))
+                elif action is RollbackAction.START_OLD:
+                    await self._start_old(shell, node, cmd)
             notes.append(await self._streams_note(cluster, node, cmd.slot))
         finally:
             await shell.close()
         return "; ".join(n for n in notes if n)
+
+    async def _start_old(self, shell: RemoteShell, node: NodeConfig, cmd: Commands) -> None:
+        timeout = self._settings.command_timeout_s
+        if (await shell.run(cmd.server_status(), timeout)).exit_status == 0:
+            return
+        started = await shell.run(cmd.start(), timeout)
+        if started.exit_status != 0:
+            log_tail = await shell.run(cmd.server_log_tail(), timeout)
+            raise RebuildStepFailed(
+                "rollback",
+                f"the old {node.name} did not start",
+                tail(log_tail.stdout or started.stderr, 12),
+            )
+
+    async def _observe(self, shell: RemoteShell, primary: NodeConfig, cmd: Commands) -> HostState:
+        """The host state the rollback decision is made from."""
+        timeout = self._settings.command_timeout_s
+        dirs = parse_directories((await shell.run(cmd.directories(), timeout)).stdout)
+        running = (await shell.run(cmd.server_status(), timeout)).exit_status == 0
+        copy = await self._slot(primary, cmd.rollback_slot)
+        return HostState(
+            data_id=dirs.get("data"),
+            old_id=dirs.get("old"),
+            failed_id=dirs.get("failed"),
+            running=running,
+            slot_copy=copy is not None,
+        )
+
+    async def _move(self, shell: RemoteShell, command: str, what: str) -> None:
+        result = await shell.run(command, self._settings.command_timeout_s)
+        if result.exit_status != 0:
+            why = "the target exists" if result.exit_status == DIRECTORY_EXISTS_EXIT else ""
+            raise RebuildStepFailed(
+                "rollback", f"could not {what}" + (f": {why}" if why else ""), tail(result.stderr)
+            )
+
+    @staticmethod
+    def _dirs_text(cmd: Commands, state: HostState) -> str:
+        present = [
+            str(path)
+            for path, ident in (
+                (cmd.data_dir, state.data_id),
+                (cmd.old_dir, state.old_id),
+                (cmd.failed_dir, state.failed_id),
+            )
+            if ident is not None
+        ]
+        return "directories: " + (", ".join(present) or "none")
 
     async def _restore_slot(self, primary: NodeConfig, cmd: Commands) -> str:
         copy = await self._slot(primary, cmd.rollback_slot)
@@ -555,7 +678,7 @@ class RebuildService:
                 info = await self._slot(cluster.primary, slot)
                 if receiver.receiver_status == "streaming" and info is not None and info.active:
                     return f"the old {node.name} streams again"
-            await asyncio.sleep(POLL_INTERVAL_S)
+            await self._clock.sleep(POLL_INTERVAL_S)
         return f"the old {node.name} is running but NOT streaming yet: check /status"
 
     # --- after a restart ---------------------------------------------------------------------
@@ -578,6 +701,9 @@ class RebuildService:
 
     async def inspect(self, job: RebuildJob) -> str:
         """What the replica's host looks like now: leftover backup, directories, server."""
+        return self._redact(await self._inspect(job))
+
+    async def _inspect(self, job: RebuildJob) -> str:
         try:
             _, node = self.resolve(job.node, job.cluster)
             cmd = self._commands_for(node, job)
@@ -587,7 +713,7 @@ class RebuildService:
         timeout = self._settings.command_timeout_s
         try:
             pids = (await shell.run(cmd.leftover_basebackup(), timeout)).stdout.split()
-            dirs = (await shell.run(cmd.directories(), timeout)).stdout.split()
+            dirs = parse_directories((await shell.run(cmd.directories(), timeout)).stdout)
             running = (await shell.run(cmd.server_status(), timeout)).exit_status == 0
         except RemoteError as exc:
             return f"cannot inspect: {exc.user_message}"
@@ -617,6 +743,7 @@ class RebuildService:
             node=node,
             sink=sink,
             started=self._clock.monotonic(),
+            phase=_Phase.ROLLING_BACK,
             progress=RebuildProgress(
                 job.id,
                 cluster.name,
@@ -677,7 +804,7 @@ class RebuildService:
             await shell.close()
         if result.exit_status != 0:
             raise RebuildStepFailed(
-                "cleanup", f"could not remove {job.old_dir}", tail(result.stderr)
+                "cleanup", f"could not remove {job.old_dir}", self._redact(tail(result.stderr))
             )
         await self._jobs.update(job.id, detail=f"{job.detail}; old directory removed by {by}")
         await self._record(job, "rebuild.cleanup", Outcome.OK, f"removed {job.old_dir}")
@@ -715,3 +842,10 @@ class RebuildService:
         if shell is not None:
             with contextlib.suppress(Exception):
                 await shell.close()
+
+
+def _uncancel() -> None:
+    """Take back the cancel request we handled, so later timeouts of the task still work."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
