@@ -141,12 +141,15 @@ async def test_rebuild_replaces_the_replica_while_the_primary_takes_writes(
                 :2
             ] == [("rebuild", Outcome.OK), ("rebuild.confirm", Outcome.OK)]
             job_rows = [r for r in rows if r.user_name == f"rebuild#{job.id}"] if job else []
-            assert [r.command for r in job_rows] == [
-                "rebuild.begin",
-                *(f"rebuild.{key}" for key in STEPS),
-                "rebuild.finish",
+            assert [(r.command, r.outcome) for r in job_rows] == [
+                ("rebuild.begin", Outcome.OK),
+                *(
+                    (f"rebuild.{key}", outcome)
+                    for key in STEPS
+                    for outcome in (Outcome.INTENT, Outcome.OK)  # intent before each step
+                ),
+                ("rebuild.finish", Outcome.OK),
             ]
-            assert all(r.outcome is Outcome.OK for r in job_rows)
             assert job_rows[-1].reason.startswith("succeeded: pg2 streams again")
 
         assert job is not None and job.state is RebuildState.SUCCEEDED, job
