@@ -138,8 +138,12 @@ async def test_rebuild_replaces_the_replica_while_the_primary_takes_writes(
             # The audit log: the request, the confirmation, and every step of the job in order.
             rows = await audit_of(runtime)
             assert [(r.command, r.outcome) for r in rows if not r.user_name.startswith("rebuild#")][
-                :2
-            ] == [("rebuild", Outcome.OK), ("rebuild.confirm", Outcome.OK)]
+                :3
+            ] == [
+                ("rebuild", Outcome.OK),
+                ("rebuild.confirm", Outcome.INTENT),
+                ("rebuild.confirm", Outcome.OK),
+            ]
             job_rows = [r for r in rows if r.user_name == f"rebuild#{job.id}"] if job else []
             assert [(r.command, r.outcome) for r in job_rows] == [
                 ("rebuild.begin", Outcome.OK),
