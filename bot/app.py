@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.adapters.alerts_sqlite import SqliteAlertStore
-from bot.adapters.audit_sqlite import SqliteAuditLog
+from bot.adapters.audit_sqlite import SqliteAuditLog, resolve_audit_key
 from bot.adapters.jobs_sqlite import SqliteJobStore
 from bot.adapters.metrics_http import MetricsServer
 from bot.adapters.monitor_pg import PsycopgMonitorProbe
@@ -16,6 +16,7 @@ from bot.adapters.postgres import PsycopgPostgres
 from bot.adapters.shell import LocalConnector, RoutingConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig
+from bot.logsetup import install_redaction
 from bot.ports import Clock, Notifier
 from bot.redact import Redactor
 from bot.services.authz import Authorizer
@@ -41,6 +42,8 @@ def redactor_for(config: AppConfig) -> Redactor:
         for node in cluster.nodes:
             if node.password is not None:
                 redactor.add(node.password.reveal())
+    if config.audit.key is not None:
+        redactor.add(config.audit.key.reveal())
     return redactor
 
 
@@ -132,7 +135,12 @@ async def open_runtime(
     """
     redact = redactor or redactor_for(config)
     clock = clock or SystemClock()
-    audit = SqliteAuditLog(config.audit.path, redact=redact)
+    audit_key, _ = resolve_audit_key(config.audit, create=True)
+    redact.add(audit_key.reveal())  # a key made beside the database is known only now
+    install_redaction(redact)
+    audit = SqliteAuditLog(
+        config.audit.path, audit_key, redact=redact, anchor_every=config.audit.anchor_every
+    )
     await audit.open()
     jobs = SqliteJobStore(config.audit.path)
     await jobs.open()

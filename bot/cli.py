@@ -6,13 +6,23 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.config import AppConfig, load_config
+from bot.config import (
+    AUDIT_KEY_ENV,
+    AppConfig,
+    AuditConfig,
+    Secret,
+    audit_key_text,
+    load_config,
+    read_audit_key_file,
+)
 from bot.errors import ConfigError, ReplbotError
+from bot.models import AuditHead
 
 log = logging.getLogger("replbot")
 
@@ -76,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     where = verify.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", type=Path)
     where.add_argument("--db", type=Path, help="path of the audit SQLite file")
+    verify.add_argument(
+        "--key-file",
+        type=Path,
+        help="the audit key file (with --db; default: $REPLBOT_AUDIT_KEY, else DB.key)",
+    )
+    verify.add_argument(
+        "--expect-head",
+        type=_audit_head,
+        metavar="ROWS:HASH",
+        help="an anchor from the bot's log ('audit head: rows=N hash=H'); fails if the log "
+        "has fewer rows or row ROWS has another hash",
+    )
     verify.set_defaults(func=_cmd_audit_verify)
     return parser
 
@@ -93,7 +115,8 @@ def describe_config(config: AppConfig) -> str:
         "config ok",
         f"telegram: token {token}; base_url {config.telegram.base_url}; "
         f"alert chats {list(config.telegram.alert_chat_ids)}",
-        f"audit: {config.audit.path}",
+        f"audit: {config.audit.path}; key from {config.audit.key_source}; "
+        f"head logged every {config.audit.anchor_every} rows",
         "users: " + ", ".join(f"{u.name} ({u.id}, {u.role.label})" for u in config.users),
     ]
     for cluster in config.clusters:
@@ -112,20 +135,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.commands, replicas=args.replicas, keep=args.keep)
 
 
+def _audit_head(text: str) -> AuditHead:
+    rows, _, digest = text.partition(":")
+    digest = digest.strip().lower()
+    if not rows.strip().isdigit() or len(digest) != 64 or not _is_hex(digest):
+        raise argparse.ArgumentTypeError("must be ROWS:HASH, e.g. 100:3f5a… (64 hex digits)")
+    return AuditHead(int(rows), digest)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from bot.adapters.audit_sqlite import SqliteAuditLog
+    """Exit 0 intact, 2 tampered (or not matching --expect-head), 1 on usage errors."""
+    from bot.adapters.audit_sqlite import SqliteAuditLog, default_key_path
     from handlers.render import audit_verification
 
-    path = load_config(args.config).audit.path if args.config else args.db
-    if not Path(path).exists():
+    if args.config:
+        audit = load_config(args.config).audit
+    else:
+        env_key = os.environ.get(AUDIT_KEY_ENV)
+        if env_key:
+            key: Secret | None = audit_key_text(env_key, AUDIT_KEY_ENV)
+        elif args.key_file is not None:
+            key = read_audit_key_file(args.key_file, "--key-file")
+        else:
+            key = None
+        audit = AuditConfig(path=args.db, key=key, key_file=args.key_file)
+    path = Path(audit.path)
+    if not path.exists():
         print(f"error: no audit log at {path}", file=sys.stderr)
         return 1
+    key = audit.key
+    if key is None and default_key_path(path).exists():
+        key = read_audit_key_file(default_key_path(path), str(default_key_path(path)))
+    if key is None:
+        print(
+            f"note: no audit key ({AUDIT_KEY_ENV}, audit.key_file or {default_key_path(path)}); "
+            "only rows from before the key can be verified",
+            file=sys.stderr,
+        )
 
     async def verify() -> bool:
-        log_ = SqliteAuditLog(Path(path))
+        log_ = SqliteAuditLog(path, key)
         await log_.open()
         try:
-            result = await log_.verify()
+            result = await log_.verify(expect_head=args.expect_head)
         finally:
             await log_.close()
         print(audit_verification(result))

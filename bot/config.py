@@ -22,6 +22,8 @@ from bot.units import parse_bytes, parse_duration
 SLOT_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 TOKEN_ENV = "REPLBOT_TELEGRAM_TOKEN"  # noqa: S105 (a variable name)
+AUDIT_KEY_ENV = "REPLBOT_AUDIT_KEY"
+AUDIT_KEY_MIN_CHARS = 32
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 
 
@@ -186,9 +188,26 @@ class TelegramConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """Where the audit log lives."""
+    """Where the audit log lives, and the HMAC key of its hash chain.
+
+    ``key`` comes from ``REPLBOT_AUDIT_KEY`` or ``key_file``; when neither is set the bot uses
+    (and on first start creates) a key file beside the database, see
+    :func:`bot.adapters.audit_sqlite.resolve_audit_key`.
+    """
 
     path: Path
+    key: Secret | None = None
+    key_file: Path | None = None
+    anchor_every: int = 100  # log "audit head: rows=N hash=H" every this many rows
+
+    @property
+    def key_source(self) -> str:
+        """Where the key comes from, for check-config and logs (never the key itself)."""
+        if self.key is not None and self.key_file is None:
+            return f"env {AUDIT_KEY_ENV}"
+        if self.key_file is not None:
+            return f"key file {self.key_file}"
+        return "key file beside the database (created on first start)"
 
 
 @dataclass(frozen=True)
@@ -281,9 +300,7 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConf
         "", data, {"telegram", "audit", "users", "clusters", "bot", "rebuild", "monitor", "metrics"}
     )
     telegram = _parse_telegram(_table(data, "telegram", required=False), environ)
-    audit_table = _table(data, "audit")
-    _only_keys("audit", audit_table, {"path"})
-    audit = AuditConfig(path=Path(_str(audit_table, "audit", "path")))
+    audit = _parse_audit(_table(data, "audit"), environ)
     bot_table = _table(data, "bot", required=False)
     _only_keys("bot", bot_table, {"query_timeout"})
     query_timeout = _number(bot_table, "bot", "query_timeout", default=10.0, minimum=0.5)
@@ -301,6 +318,61 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConf
         monitor=monitor,
         metrics=_parse_metrics(_table(data, "metrics", required=False)),
     )
+
+
+# --- [audit] ----------------------------------------------------------------------------------
+
+
+def _parse_audit(table: Mapping[str, Any], environ: Mapping[str, str]) -> AuditConfig:
+    _only_keys("audit", table, {"path", "key_file", "anchor_every"})
+    key_file = _opt_abs_path(table, "audit", "key_file")
+    anchor_every = table.get("anchor_every", 100)
+    if not isinstance(anchor_every, int) or isinstance(anchor_every, bool) or anchor_every < 1:
+        raise ConfigError("audit.anchor_every", "must be a whole number of rows ≥ 1")
+    env_key = environ.get(AUDIT_KEY_ENV)
+    if env_key:
+        key: Secret | None = audit_key_text(env_key, AUDIT_KEY_ENV)
+        key_file = None  # the environment wins; say so in check-config
+    elif key_file is not None:
+        key = read_audit_key_file(key_file, "audit.key_file")
+    else:
+        key = None
+    return AuditConfig(
+        path=Path(_str(table, "audit", "path")),
+        key=key,
+        key_file=key_file,
+        anchor_every=anchor_every,
+    )
+
+
+def audit_key_text(text: str, key_name: str) -> Secret:
+    """Validate the text of an audit key (error names ``key_name``, never shows the key)."""
+    value = text.strip()
+    if len(value) < AUDIT_KEY_MIN_CHARS:
+        raise ConfigError(
+            key_name,
+            f"audit key too short ({len(value)} characters, at least {AUDIT_KEY_MIN_CHARS}; "
+            "e.g. openssl rand -hex 32)",
+        )
+    return Secret(value)
+
+
+def read_audit_key_file(path: Path, key_name: str) -> Secret:
+    """Read an audit key file; refuse one that group or others may read or write."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                key_name,
+                f"{path} is readable or writable by group/others (mode {mode & 0o777:04o}); "
+                f"chmod 600 {path}",
+            )
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(key_name, f"cannot read {path} ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(key_name, f"{path} is not UTF-8 text") from exc
+    return audit_key_text(text, key_name)
 
 
 # --- [monitor], [clusters.monitor], [metrics] ------------------------------------------------

@@ -45,6 +45,7 @@ class Outcome(enum.StrEnum):
     OK = "ok"
     REFUSED = "refused"
     FAILED = "failed"
+    INTENT = "intent"  # written before a state-changing action runs; its outcome row follows
 
 
 class CheckLevel(enum.StrEnum):
@@ -267,6 +268,17 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class AuditHead:
+    """The newest row of the audit chain: an anchor to keep outside the database."""
+
+    rows: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.rows}:{self.hash}"
+
+
+@dataclass(frozen=True)
 class AuditVerification:
     """The result of walking the audit hash chain."""
 
@@ -274,6 +286,8 @@ class AuditVerification:
     ok: bool
     first_bad_id: int | None = None
     problem: str | None = None
+    head: AuditHead | None = None  # the newest row (None for an empty log)
+    unkeyed_rows: int = 0  # rows 1..N written before the chain was keyed (older releases)
 
 
 @dataclass(frozen=True)

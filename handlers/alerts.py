@@ -19,6 +19,7 @@ from handlers.base import CommandContext, HandlerGroup, Reply
 group = HandlerGroup()
 BUTTON_PREFIX = "al"
 BUTTON_ROLE = Role.OPERATOR
+BUTTON_CHANGES_STATE = True  # acknowledge and mute change alert state: an intent row first
 MAX_ALERTS_PER_MESSAGE = 20  # each brings a row of buttons
 _HEADER_ROOM = 120
 _WITH_BUTTONS = {NoticeKind.FIRING, NoticeKind.REPEAT, NoticeKind.ESCALATED}
@@ -108,7 +109,11 @@ MUTE_USAGE = "/mute CLUSTER|NODE|CLUSTER/NODE DURATION (e.g. /mute pg2 2h)"
 
 
 @group.command(
-    "mute", Role.OPERATOR, "silence the alerts of a cluster or node for a while", MUTE_USAGE
+    "mute",
+    Role.OPERATOR,
+    "silence the alerts of a cluster or node for a while",
+    MUTE_USAGE,
+    changes_state=True,
 )
 async def mute(ctx: CommandContext) -> None:
     """Mute a cluster or a node: its alerts are recorded but not announced."""
@@ -127,7 +132,11 @@ async def mute(ctx: CommandContext) -> None:
 
 
 @group.command(
-    "unmute", Role.OPERATOR, "end the mutes of a cluster or node", "/unmute CLUSTER|NODE"
+    "unmute",
+    Role.OPERATOR,
+    "end the mutes of a cluster or node",
+    "/unmute CLUSTER|NODE",
+    changes_state=True,
 )
 async def unmute(ctx: CommandContext) -> None:
     """End the mutes of a cluster (with its nodes and alerts) or of a node."""

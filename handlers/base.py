@@ -80,6 +80,9 @@ class CommandContext:
 
 Handler = Callable[[CommandContext], Awaitable[None]]
 ActionHandler = Callable[[CommandContext, dict[str, str]], Awaitable[None]]
+# True, False, or a test of the arguments (``/rebuild pg2 --abandon`` changes state, a dry run
+# does not): the dispatcher audits an "intent" row before such a command runs.
+ChangesState = bool | Callable[[list[str]], bool]
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ class CommandSpec:
     summary: str
     usage: str
     run: Handler
+    changes_state: ChangesState = False
+
+    def changes_state_with(self, args: list[str]) -> bool:
+        """Whether running with ``args`` changes a server, a job or the alert state."""
+        flag = self.changes_state
+        return flag if isinstance(flag, bool) else flag(args)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class ActionSpec:
     name: str
     min_role: Role
     run: ActionHandler
+    changes_state: bool = False
 
 
 @dataclass
@@ -110,21 +120,28 @@ class HandlerGroup:
     actions: list[ActionSpec] = field(default_factory=list)
 
     def command(
-        self, name: str, min_role: Role, summary: str, usage: str
+        self,
+        name: str,
+        min_role: Role,
+        summary: str,
+        usage: str,
+        changes_state: ChangesState = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator: register ``fn`` as /name for users with at least ``min_role``."""
 
         def register(fn: Handler) -> Handler:
-            self.commands.append(CommandSpec(name, min_role, summary, usage, fn))
+            self.commands.append(CommandSpec(name, min_role, summary, usage, fn, changes_state))
             return fn
 
         return register
 
-    def action(self, name: str, min_role: Role) -> Callable[[ActionHandler], ActionHandler]:
+    def action(
+        self, name: str, min_role: Role, changes_state: bool = False
+    ) -> Callable[[ActionHandler], ActionHandler]:
         """Decorator: register ``fn`` as the confirmed action ``name``."""
 
         def register(fn: ActionHandler) -> ActionHandler:
-            self.actions.append(ActionSpec(name, min_role, fn))
+            self.actions.append(ActionSpec(name, min_role, fn, changes_state))
             return fn
 
         return register

@@ -50,6 +50,8 @@ class Dispatcher:
                 )
                 return
             self.services.authz.require(user, spec.min_role, f"/{name}")
+            if spec.changes_state_with(args):
+                await self._intent(user, request, name, args_text, started)
             ctx = CommandContext(
                 self.services, user, request, chat, args, commands=tuple(self.commands.values())
             )
@@ -81,6 +83,8 @@ class Dispatcher:
                 self.services.authz.require(
                     user, alerts.BUTTON_ROLE, "acknowledging or muting alerts"
                 )
+                if alerts.BUTTON_CHANGES_STATE:
+                    await self._intent(user, request, name, nonce, started)
                 ctx = CommandContext(
                     self.services, user, request, chat, [], commands=tuple(self.commands.values())
                 )
@@ -108,6 +112,8 @@ class Dispatcher:
             if action is None:
                 raise ReplbotError("this button is not valid")
             self.services.authz.require(user, action.min_role, pending.action)
+            if action.changes_state:
+                await self._intent(user, request, name, _params(pending.params), started)
             await chat.notify("confirmed")
             ctx = CommandContext(
                 self.services, user, request, chat, [], commands=tuple(self.commands.values())
@@ -177,6 +183,17 @@ class Dispatcher:
         except Exception:
             log.exception("could not deliver the error reply for /%s", name)
         await self._audit(user, request, name, args, outcome, reason, started)
+
+    async def _intent(
+        self, user: User, request: Request, command: str, args: str, started: float
+    ) -> None:
+        """Audit an "intent" row before a state-changing command or action runs.
+
+        Its outcome row follows as usual; if the process dies (or the task is cancelled)
+        in between, the intent row still shows what was started. A failed write raises, so
+        nothing runs unaudited.
+        """
+        await self._audit(user, request, command, args, Outcome.INTENT, "", started)
 
     async def _audit(
         self,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from bot.errors import RebuildRefused
+from bot.errors import RebuildRefused, ReplbotError
 from bot.models import RebuildProgress, RebuildState, Role
 from handlers import parsing, render
 from handlers.base import Button, Chat, CommandContext, HandlerGroup, Reply
@@ -59,8 +59,23 @@ def _outcome_line(progress: RebuildProgress) -> str:
     return "\n".join(first[:2])
 
 
+_STATE_CHANGING_MODES = frozenset({"cancel", "rollback", "abandon"})
+
+
+def _changes_state(args: list[str]) -> bool:
+    """--cancel, --rollback and --abandon act at once; a run or cleanup asks to confirm first."""
+    try:
+        return parsing.rebuild_args(args)[2] in _STATE_CHANGING_MODES
+    except ReplbotError:
+        return False  # refused by the handler before anything runs
+
+
 @group.command(
-    "rebuild", Role.OPERATOR, "rebuild a replica with pg_basebackup", parsing.REBUILD_USAGE
+    "rebuild",
+    Role.OPERATOR,
+    "rebuild a replica with pg_basebackup",
+    parsing.REBUILD_USAGE,
+    changes_state=_changes_state,
 )
 async def rebuild(ctx: CommandContext) -> None:
     """Dry-run (operator) or, for admins, run / cancel / roll back / abandon / clean up."""
@@ -163,7 +178,7 @@ def _progress_sink(ctx: CommandContext, message_id: int | None) -> ProgressMessa
     )
 
 
-@group.action("rebuild", Role.ADMIN)
+@group.action("rebuild", Role.ADMIN, changes_state=True)
 async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
     """The confirmation was pressed: re-run preflight, take the lock, start the job."""
     service = ctx.services.rebuild
@@ -191,7 +206,7 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
         )
 
 
-@group.action("rebuild_cleanup", Role.ADMIN)
+@group.action("rebuild_cleanup", Role.ADMIN, changes_state=True)
 async def cleanup_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
     """Delete the old data directory of the last successful rebuild."""
     node, cluster = params["node"], params["cluster"]

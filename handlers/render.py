@@ -280,7 +280,7 @@ def audit(entries: Sequence[AuditEntry]) -> str:
     """The newest audit rows, newest first."""
     if not entries:
         return f"{INFO} the audit log is empty"
-    icon = {Outcome.OK: OK, Outcome.REFUSED: WARN, Outcome.FAILED: FAIL}
+    icon = {Outcome.OK: OK, Outcome.REFUSED: WARN, Outcome.FAILED: FAIL, Outcome.INTENT: INFO}
     lines = [f"{INFO} last {len(entries)} audit entries, newest first"]
     for e in entries:
         args = " " + " ".join(e.args.split()) if e.args else ""
@@ -296,9 +296,20 @@ def audit(entries: Sequence[AuditEntry]) -> str:
 
 def audit_verification(result: AuditVerification) -> str:
     """Outcome of ``replbot audit verify`` (plain text is fine: no markup needed)."""
+    unkeyed = (
+        f"\nwarning: rows 1-{result.unkeyed_rows} carry no key (written before the audit key, "
+        "or rewritten by someone without it); only an anchor taken earlier vouches for them"
+        if result.unkeyed_rows
+        else ""
+    )
     if result.ok:
-        return f"audit log ok: {result.rows} rows, hash chain intact"
-    return f"audit log TAMPERED at row {result.first_bad_id}: {result.problem}"
+        head = (
+            f"\nhead {result.head} (keep it elsewhere; check with --expect-head {result.head})"
+            if result.head is not None
+            else ""
+        )
+        return f"audit log ok: {result.rows} rows, hash chain intact{unkeyed}{head}"
+    return f"audit log TAMPERED at row {result.first_bad_id}: {result.problem}{unkeyed}"
 
 
 def help_text(user: User, commands: Iterable[tuple[str, str, str]]) -> str:

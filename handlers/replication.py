@@ -40,6 +40,7 @@ async def check(ctx: CommandContext) -> None:
     Role.OPERATOR,
     "create a physical slot on the primary",
     "/createslot NAME [cluster]",
+    changes_state=True,
 )
 async def createslot(ctx: CommandContext) -> None:
     """Create a physical replication slot."""
@@ -73,7 +74,7 @@ async def dropslot(ctx: CommandContext) -> None:
     )
 
 
-@group.action("dropslot", Role.ADMIN)
+@group.action("dropslot", Role.ADMIN, changes_state=True)
 async def dropslot_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
     """Drop the slot once its requester pressed the button."""
     slot, cluster = params["slot"], params["cluster"]

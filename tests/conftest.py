@@ -166,6 +166,7 @@ async def runtime(pgset: LocalReplicationSet) -> AsyncIterator[Runtime]:
     redactor = redactor_for(config)
     install_redaction(redactor)
     opened = await open_runtime(config, redactor)
+    LEDGER.secrets.update(redactor.secrets)  # the audit key open_runtime made is one of them
     try:
         yield opened
     finally:

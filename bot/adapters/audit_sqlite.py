@@ -1,15 +1,31 @@
-"""SQLite audit log (aiosqlite, WAL mode): append-only rows chained by SHA-256.
+"""SQLite audit log (aiosqlite, WAL mode): append-only rows chained by HMAC-SHA256.
 
-Each row stores the hash of the previous row and its own hash over its content, so an
-edited, inserted or deleted row breaks the chain and ``verify()`` names the first bad id.
-Triggers refuse UPDATE and DELETE; the chain catches edits made around them.
+Each row stores the hash of the previous row and its own HMAC over its content, keyed with a
+secret that never lives in the database (``REPLBOT_AUDIT_KEY``, ``audit.key_file``, or a key
+file created beside the database). An edited, inserted or deleted row breaks the chain and
+``verify()`` names the first bad id; someone who can write the file but does not know the key
+cannot re-hash the rows after an edit. Triggers refuse UPDATE and DELETE; the chain catches
+edits made around them.
+
+Deleting the newest rows leaves a shorter chain that is still valid, so the head (row count
+and newest hash) is logged as ``audit head: rows=N hash=H`` on the ``replbot.audit`` logger at
+open, every ``anchor_every`` rows and at close; ``verify(expect_head=...)`` compares the chain
+with such an anchor kept outside the database.
+
+Rows written by releases before the key (plain SHA-256) are accepted only as a prefix of the
+chain: ``verify`` counts them (``unkeyed_rows``) and says so; an unkeyed row after a keyed one
+is reported as tampering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
+import logging
+import os
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +34,13 @@ from typing import Any
 import aiosqlite
 
 from bot.adapters.sqlite import open_database
+from bot.config import AUDIT_KEY_ENV, AuditConfig, Secret, read_audit_key_file
 from bot.errors import AuditError
-from bot.models import AuditEntry, AuditRecord, AuditVerification, Outcome
+from bot.models import AuditEntry, AuditHead, AuditRecord, AuditVerification, Outcome
 
 GENESIS = "0" * 64
+log = logging.getLogger("replbot.audit")
+CHANGED = "row content was changed (or the key is not the one that wrote it)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -45,30 +64,110 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
 
 
+def _payload(prev_hash: str, fields: tuple[Any, ...]) -> bytes:
+    text = json.dumps([prev_hash, *fields], separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
 def row_hash(prev_hash: str, fields: tuple[Any, ...]) -> str:
-    """SHA-256 over the previous hash and the row's content in canonical JSON."""
-    payload = json.dumps([prev_hash, *fields], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """Unkeyed SHA-256 over the previous hash and the row's content (releases before the key)."""
+    return hashlib.sha256(_payload(prev_hash, fields)).hexdigest()
+
+
+def keyed_row_hash(key: bytes, prev_hash: str, fields: tuple[Any, ...]) -> str:
+    """HMAC-SHA256 with the audit key over the previous hash and the row's content."""
+    return hmac.new(key, _payload(prev_hash, fields), hashlib.sha256).hexdigest()
+
+
+def default_key_path(db_path: Path) -> Path:
+    """The key file used when neither REPLBOT_AUDIT_KEY nor audit.key_file is configured."""
+    return db_path.with_name(db_path.name + ".key")
+
+
+def resolve_audit_key(config: AuditConfig, create: bool) -> tuple[Secret, str]:
+    """The audit key and a description of where it came from (never the key itself).
+
+    Configured keys (environment, ``audit.key_file``) win. Otherwise the key file beside the
+    database is used; with ``create`` a random one is made (mode 0600) on first start, so the
+    demo and fresh installs run without setup. A key beside the database still stops someone
+    who only has the database (a copy, a backup, SQL access), but not someone who can read the
+    directory: a warning says so.
+    """
+    if config.key is not None:
+        return config.key, config.key_source
+    path = default_key_path(config.path)
+    where = f"key file {path} beside the database"
+    if not path.exists():
+        if not create:
+            raise AuditError(
+                f"no audit key: set {AUDIT_KEY_ENV} or audit.key_file (or keep {path})"
+            )
+        _create_key_file(path)
+        log.warning(
+            "audit key created in %s; a key beside the database protects less than one kept "
+            "elsewhere (set %s or audit.key_file)",
+            path,
+            AUDIT_KEY_ENV,
+        )
+    return read_audit_key_file(path, str(path)), where
+
+
+def _create_key_file(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process made it first; read theirs
+    except OSError as exc:
+        raise AuditError(f"cannot create the audit key file {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(secrets.token_hex(32) + "\n")
 
 
 class SqliteAuditLog:
-    """The AuditLog port on one SQLite file; call :meth:`open` before use."""
+    """The AuditLog port on one SQLite file; call :meth:`open` before use.
 
-    def __init__(self, path: Path, redact: Callable[[str], str] = lambda s: s) -> None:
+    ``key`` signs new rows; without one the log can only be verified (rows from before the
+    key), not written.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        key: Secret | None,
+        redact: Callable[[str], str] = lambda s: s,
+        anchor_every: int = 100,
+    ) -> None:
         self._path = path
+        self._key = key.reveal().encode("utf-8") if key is not None else None
         self._redact = redact
+        self._anchor_every = max(1, anchor_every)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        """Create the file and schema if needed; switch to WAL mode."""
+        """Create the file and schema if needed; switch to WAL mode; log the head."""
         self._db = await open_database(self._path, _SCHEMA, "audit log")
+        await self.log_head()
 
     async def close(self) -> None:
-        """Close the database connection."""
+        """Log the head (the anchor to keep), then close the database connection."""
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            try:
+                await self.log_head()
+            finally:
+                await self._db.close()
+                self._db = None
+
+    async def head(self) -> AuditHead:
+        """Row count and hash of the newest row (``0`` and the genesis hash when empty)."""
+        cursor = await self.db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        last = await cursor.fetchone()
+        return AuditHead(int(last[0]), str(last[1])) if last else AuditHead(0, GENESIS)
+
+    async def log_head(self) -> None:
+        """Write the anchor line ``audit head: rows=N hash=H`` (INFO, logger replbot.audit)."""
+        _log_anchor(await self.head())
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -80,6 +179,9 @@ class SqliteAuditLog:
     async def append(self, record: AuditRecord) -> None:
         """Write one row, chained to the previous one, inside one IMMEDIATE transaction."""
         db = self.db
+        key = self._key
+        if key is None:
+            raise AuditError("the audit log was opened without its key; it cannot be written")
         async with self._lock:
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -99,16 +201,19 @@ class SqliteAuditLog:
                     self._redact(record.reason),
                     int(record.duration_ms),
                 )
+                new_hash = keyed_row_hash(key, prev_hash, fields)
                 await db.execute(
                     "INSERT INTO audit (id, at, user_id, user_name, chat_id, command, args, "
                     "outcome, reason, duration_ms, prev_hash, hash) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*fields, prev_hash, row_hash(prev_hash, fields)),
+                    (*fields, prev_hash, new_hash),
                 )
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
+        if next_id % self._anchor_every == 0:
+            _log_anchor(AuditHead(next_id, new_hash))
 
     async def recent(self, limit: int) -> list[AuditEntry]:
         """The newest ``limit`` rows, newest first."""
@@ -119,28 +224,80 @@ class SqliteAuditLog:
         )
         return [_entry(tuple(row)) for row in await cursor.fetchall()]
 
-    async def verify(self) -> AuditVerification:
-        """Walk the whole chain; report the first row whose hash or link does not match."""
+    async def verify(self, expect_head: AuditHead | None = None) -> AuditVerification:
+        """Walk the whole chain; report the first row whose hash or link does not match.
+
+        Every row must carry the HMAC of the audit key, except a prefix of unkeyed rows from
+        releases before the key. With ``expect_head`` (an anchor logged earlier) the log must
+        still hold that many rows and that row's hash: deleting the newest rows is caught.
+        """
         cursor = await self.db.execute(
             "SELECT id, at, user_id, user_name, chat_id, command, args, outcome, reason, "
             "duration_ms, prev_hash, hash FROM audit ORDER BY id"
         )
         prev_hash = GENESIS
-        expected_id = 1
-        count = 0
+        count = unkeyed = 0
+        keyed_seen = False
+        anchored_hash: str | None = None
         async for row in cursor:
             count += 1
-            fields = tuple(row[:10])
-            row_id = int(row[0])
-            if row_id != expected_id:
-                return AuditVerification(count, False, row_id, f"row {expected_id} is missing")
-            if row[10] != prev_hash:
-                return AuditVerification(count, False, row_id, "link to previous row broken")
-            if row_hash(prev_hash, fields) != row[11]:
-                return AuditVerification(count, False, row_id, "row content was changed")
-            prev_hash = str(row[11])
-            expected_id += 1
-        return AuditVerification(rows=count, ok=True)
+            row_id, stored = int(row[0]), str(row[11])
+            problem, keyed = self._check_row(tuple(row), count, prev_hash, keyed_seen)
+            if problem is not None:
+                return AuditVerification(count, False, row_id, problem, unkeyed_rows=unkeyed)
+            keyed_seen = keyed_seen or keyed
+            unkeyed += 0 if keyed else 1
+            if expect_head is not None and row_id == expect_head.rows:
+                anchored_hash = stored
+            prev_hash = stored
+        head = AuditHead(count, prev_hash) if count else None
+        if expect_head is not None and expect_head.rows > 0:
+            if count < expect_head.rows:
+                return AuditVerification(
+                    count,
+                    False,
+                    count + 1,
+                    f"the log ends at row {count}, the anchor names row {expect_head.rows}: "
+                    "the newest rows were deleted",
+                    head,
+                    unkeyed,
+                )
+            if anchored_hash != expect_head.hash:
+                return AuditVerification(
+                    count,
+                    False,
+                    expect_head.rows,
+                    "row hash differs from the anchor",
+                    head,
+                    unkeyed,
+                )
+        return AuditVerification(rows=count, ok=True, head=head, unkeyed_rows=unkeyed)
+
+    def _check_row(
+        self, row: tuple[Any, ...], expected_id: int, prev_hash: str, keyed_seen: bool
+    ) -> tuple[str | None, bool]:
+        """(why ``row`` breaks the chain or None, whether it carries the key's HMAC)."""
+        fields, stored = row[:10], str(row[11])
+        if int(row[0]) != expected_id:
+            return f"row {expected_id} is missing", False
+        if row[10] != prev_hash:
+            return "link to previous row broken", False
+        if self._key is not None and hmac.compare_digest(
+            keyed_row_hash(self._key, prev_hash, fields), stored
+        ):
+            return None, True
+        if row_hash(prev_hash, fields) == stored:
+            return ("row is not signed with the audit key" if keyed_seen else None), False
+        if self._key is None:
+            return (
+                f"row is signed or was changed; verify it with the audit key ({AUDIT_KEY_ENV})",
+                False,
+            )
+        return CHANGED, False
+
+
+def _log_anchor(head: AuditHead) -> None:
+    log.info("audit head: rows=%d hash=%s", head.rows, head.hash)
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:

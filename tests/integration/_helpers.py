@@ -64,6 +64,7 @@ async def telegram_for(rset: LocalReplicationSet) -> AsyncIterator[TelegramHarne
     redactor = redactor_for(config)
     install_redaction(redactor)
     runtime = await open_runtime(config, redactor)
+    LEDGER.secrets.update(redactor.secrets)  # the audit key open_runtime made is one of them
     api = FakeBotApi()
     LEDGER.secrets.add(api.token)
     LEDGER.fake_apis.append(api)

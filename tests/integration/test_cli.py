@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.adapters.audit_sqlite import default_key_path
 from bot.models import Outcome
 from tests.conftest import ADMIN_ID, LEDGER, VIEWER_ID, TelegramHarness, short_tmpdir
 from tests.integration._helpers import audit_rows, pids_with_cmdline, plain, reply_call
@@ -26,9 +28,16 @@ def replbot_argv() -> list[str]:
     return [script] if script else [sys.executable, "-m", "bot"]
 
 
-def run_replbot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_replbot(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [*replbot_argv(), *args], capture_output=True, text=True, timeout=timeout, cwd="/"
+        [*replbot_argv(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+        env={**os.environ, **env} if env else None,
     )
     LEDGER.texts.extend([result.stdout, result.stderr])
     return result
@@ -103,9 +112,10 @@ async def test_audit_verify_accepts_a_real_log_and_names_the_first_edited_row(
         source.close()
         target.close()
 
-    intact = await asyncio.to_thread(run_replbot, "audit", "verify", "--db", str(copy))
+    key = ["--key-file", str(default_key_path(telegram.runtime.config.audit.path))]
+    intact = await asyncio.to_thread(run_replbot, "audit", "verify", "--db", str(copy), *key)
     assert intact.returncode == 0, intact
-    assert intact.stdout.strip() == "audit log ok: 3 rows, hash chain intact"
+    assert intact.stdout.startswith("audit log ok: 3 rows, hash chain intact\nhead 3:")
 
     db = sqlite3.connect(copy, isolation_level=None)
     try:
@@ -113,9 +123,62 @@ async def test_audit_verify_accepts_a_real_log_and_names_the_first_edited_row(
         db.execute("UPDATE audit SET args = 'x' WHERE id = 2")
     finally:
         db.close()
-    tampered = await asyncio.to_thread(run_replbot, "audit", "verify", "--db", str(copy))
+    tampered = await asyncio.to_thread(run_replbot, "audit", "verify", "--db", str(copy), *key)
     assert tampered.returncode == 2, tampered
-    assert tampered.stdout.strip() == "audit log TAMPERED at row 2: row content was changed"
+    assert tampered.stdout.strip() == (
+        "audit log TAMPERED at row 2: row content was changed "
+        "(or the key is not the one that wrote it)"
+    )
+
+
+async def test_audit_verify_expect_head_catches_a_deleted_tail_of_a_real_log(
+    telegram: TelegramHarness,
+) -> None:
+    """The anchor is taken from the bot's own log line; the key comes from the environment."""
+    for command in ("/whoami", "/help", "/whoami"):
+        plain(await reply_call(telegram, ADMIN_ID, command))
+    await audit_rows(telegram, 3)
+    base = short_tmpdir("rbh")
+    copy = base / "audit.sqlite3"
+    LEDGER.audit_paths.append(copy)
+    async with telegram.runtime.audit.db.execute("SELECT count(*) FROM audit") as cursor:
+        assert (await cursor.fetchone()) == (3,)
+    await telegram.runtime.audit.log_head()
+    anchor = re.findall(r"audit head: rows=(\d+) hash=([0-9a-f]{64})", "\n".join(LEDGER.log_lines))
+    rows, digest = anchor[-1]
+    assert rows == "3"
+    source = sqlite3.connect(telegram.runtime.config.audit.path)
+    target = sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    key_file = default_key_path(telegram.runtime.config.audit.path)
+    env = {"REPLBOT_AUDIT_KEY": key_file.read_text().strip()}
+    verify = ("audit", "verify", "--db", str(copy), "--expect-head", f"{rows}:{digest}")
+
+    intact = await asyncio.to_thread(run_replbot, *verify, env=env)
+    assert intact.returncode == 0, intact
+    assert f"head 3:{digest} " in intact.stdout
+
+    db = sqlite3.connect(copy, isolation_level=None)
+    try:
+        db.execute("DROP TRIGGER audit_no_delete")
+        db.execute("DELETE FROM audit WHERE id = 3")
+    finally:
+        db.close()
+    plain_verify = await asyncio.to_thread(
+        run_replbot, "audit", "verify", "--db", str(copy), env=env
+    )
+    assert plain_verify.returncode == 0, plain_verify  # the shorter chain alone looks fine ...
+    deleted = await asyncio.to_thread(run_replbot, *verify, env=env)
+    assert deleted.returncode == 2, deleted  # ... the anchor does not
+    assert deleted.stdout.strip() == (
+        "audit log TAMPERED at row 3: the log ends at row 2, the anchor names row 3: "
+        "the newest rows were deleted"
+    )
+    assert env["REPLBOT_AUDIT_KEY"] not in deleted.stdout + deleted.stderr
 
 
 def test_demo_rebuilds_its_replica_and_it_streams_again() -> None:

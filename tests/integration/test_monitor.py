@@ -384,7 +384,9 @@ async def test_ack_and_mute_stop_repeats_and_are_refused_for_a_viewer(
         assert sorted(presses) == sorted(
             [
                 ("alert.ack", VIEWER_ID, Outcome.REFUSED),
+                ("alert.ack", OPERATOR_ID, Outcome.INTENT),
                 ("alert.ack", OPERATOR_ID, Outcome.OK),
+                ("alert.mute", ADMIN_ID, Outcome.INTENT),
                 ("alert.mute", ADMIN_ID, Outcome.OK),
             ]
         )

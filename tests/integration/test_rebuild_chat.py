@@ -143,7 +143,10 @@ async def test_refusals_confirmation_rules_and_cancel_in_the_chat(bed: RebuildBe
             (SECOND_ADMIN_ID, "rebuild", refused_busy_reason(rows)),
         ]
         assert any(r.command == "rebuild" and r.reason == "cancel of job 1 requested" for r in rows)
-        assert [r.command for r in rows if r.command == "rebuild.confirm"] == ["rebuild.confirm"]
+        assert [r.outcome for r in rows if r.command == "rebuild.confirm"] == [
+            Outcome.INTENT,
+            Outcome.OK,
+        ]
 
     # The end state: the old replica is back and streams, the partial copy is kept.
     assert bed.replica.data_dir.stat().st_ino == inode and bed.marker() == marker

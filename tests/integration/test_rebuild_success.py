@@ -138,15 +138,22 @@ async def test_rebuild_replaces_the_replica_while_the_primary_takes_writes(
             # The audit log: the request, the confirmation, and every step of the job in order.
             rows = await audit_of(runtime)
             assert [(r.command, r.outcome) for r in rows if not r.user_name.startswith("rebuild#")][
-                :2
-            ] == [("rebuild", Outcome.OK), ("rebuild.confirm", Outcome.OK)]
-            job_rows = [r for r in rows if r.user_name == f"rebuild#{job.id}"] if job else []
-            assert [r.command for r in job_rows] == [
-                "rebuild.begin",
-                *(f"rebuild.{key}" for key in STEPS),
-                "rebuild.finish",
+                :3
+            ] == [
+                ("rebuild", Outcome.OK),
+                ("rebuild.confirm", Outcome.INTENT),
+                ("rebuild.confirm", Outcome.OK),
             ]
-            assert all(r.outcome is Outcome.OK for r in job_rows)
+            job_rows = [r for r in rows if r.user_name == f"rebuild#{job.id}"] if job else []
+            assert [(r.command, r.outcome) for r in job_rows] == [
+                ("rebuild.begin", Outcome.OK),
+                *(
+                    (f"rebuild.{key}", outcome)
+                    for key in STEPS
+                    for outcome in (Outcome.INTENT, Outcome.OK)  # intent before each step
+                ),
+                ("rebuild.finish", Outcome.OK),
+            ]
             assert job_rows[-1].reason.startswith("succeeded: pg2 streams again")
 
         assert job is not None and job.state is RebuildState.SUCCEEDED, job

@@ -101,13 +101,15 @@ async def test_createslot_by_an_operator_creates_it_and_a_second_time_says_alrea
     assert "already exists" in second
     assert slot_names(slot_set) == ["pg2", "spare_slot"]
 
-    rows = await audit_rows(tg, 2)
+    rows = await audit_rows(tg, 4)
     assert outcomes(rows) == [
+        (OPERATOR_ID, "createslot", Outcome.INTENT),
         (OPERATOR_ID, "createslot", Outcome.OK),
+        (OPERATOR_ID, "createslot", Outcome.INTENT),
         (OPERATOR_ID, "createslot", Outcome.REFUSED),
     ]
-    assert rows[0].args == "spare_slot"
-    assert "already exists" in rows[1].reason
+    assert rows[1].args == "spare_slot"
+    assert "already exists" in rows[3].reason
 
 
 async def test_createslot_with_an_invalid_name_is_refused_before_any_sql(
@@ -116,11 +118,14 @@ async def test_createslot_with_an_invalid_name_is_refused_before_any_sql(
     connections = bot_connections(slot_set)
     text = plain(await reply_call(tg, OPERATOR_ID, "/createslot Bad-Name"))
     assert text.startswith("❌ invalid slot name")
-    rows = await audit_rows(tg, 1)
+    rows = await audit_rows(tg, 2)
     assert bot_connections(slot_set) == connections, "the bot connected to the primary"
     assert slot_names(slot_set) == ["pg2"]
-    assert outcomes(rows) == [(OPERATOR_ID, "createslot", Outcome.REFUSED)]
-    assert rows[0].args == "Bad-Name"
+    assert outcomes(rows) == [
+        (OPERATOR_ID, "createslot", Outcome.INTENT),  # written before the handler parses
+        (OPERATOR_ID, "createslot", Outcome.REFUSED),
+    ]
+    assert rows[1].args == "Bad-Name"
 
     # the connection count does move when the bot does run SQL
     plain(await reply_call(tg, OPERATOR_ID, "/createslot good_name"))
@@ -187,7 +192,7 @@ async def test_dropslot_asks_the_requester_to_confirm_and_only_the_requester_can
     assert slot_names(slot_set) == ["pg2"]
     stored = tg.api.message(GROUP_CHAT_ID, message_id)
     assert stored is not None and "reply_markup" not in stored
-    await audit_rows(tg, 3)
+    await audit_rows(tg, 4)
 
     # pressing it again is refused
     mark = tg.api.mark()
@@ -197,16 +202,17 @@ async def test_dropslot_asks_the_requester_to_confirm_and_only_the_requester_can
     )
     assert plain(again).startswith("❌ this button was already used")
 
-    rows = await audit_rows(tg, 4)
+    rows = await audit_rows(tg, 5)
     assert outcomes(rows) == [
         (ADMIN_ID, "dropslot", Outcome.OK),
         (OPERATOR_ID, "button", Outcome.REFUSED),
+        (ADMIN_ID, "dropslot.confirm", Outcome.INTENT),
         (ADMIN_ID, "dropslot.confirm", Outcome.OK),
         (ADMIN_ID, "button", Outcome.REFUSED),
     ]
     assert rows[0].reason == "confirmation requested"
-    assert rows[2].reason == "dropped on main/pg1"
-    assert "already used" in rows[3].reason
+    assert rows[3].reason == "dropped on main/pg1"
+    assert "already used" in rows[4].reason
     assert all(r.chat_id == GROUP_CHAT_ID for r in rows)
 
 

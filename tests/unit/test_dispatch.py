@@ -158,7 +158,8 @@ async def test_operator_can_createslot() -> None:
     assert only_reply(chat) == "✅ slot newslot created on main/pg1"
     assert bot.pg.calls == [("create_physical_slot", "pg1")]
     assert "newslot" in slot_names(bot)
-    [row] = bot.audit.records
+    [intent, row] = bot.audit.records
+    assert intent.outcome is Outcome.INTENT
     assert (row.outcome, row.reason, row.args) == (
         Outcome.OK,
         "created on main/pg1",
@@ -259,7 +260,7 @@ async def test_node_unavailable_gives_failed_reply_and_failed_audit_row() -> Non
     chat = await bot.command("/createslot newslot main", user_id=OPERATOR_ID)
 
     assert only_reply(chat) == "❌ failed: pg1 unavailable: connection refused <port 5432>"
-    [row] = bot.audit.records
+    [_intent, row] = bot.audit.records
     assert (row.outcome, row.reason) == (
         Outcome.FAILED,
         "pg1 unavailable: connection refused <port 5432>",
@@ -388,6 +389,7 @@ async def test_forged_button_data_is_refused() -> None:
 
 
 async def test_every_refused_press_leaves_exactly_one_audit_row() -> None:
+    """(The accepted press leaves an intent row before its outcome row.)"""
     bot = make_bot()
     question = await ask_drop(bot)
     drop = data_of(question, "Drop")
@@ -401,10 +403,17 @@ async def test_every_refused_press_leaves_exactly_one_audit_row() -> None:
     for data, user_id in presses:
         before = len(bot.audit.records)
         await bot.press(data, user_id=user_id)
-        assert len(bot.audit.records) == before + 1
+        added = bot.audit.records[before:]
+        assert len([r for r in added if r.outcome is not Outcome.INTENT]) == 1
 
     outcomes = [r.outcome for r in bot.audit.records[1:]]
-    assert outcomes == [Outcome.REFUSED, Outcome.REFUSED, Outcome.OK, Outcome.REFUSED]
+    assert outcomes == [
+        Outcome.REFUSED,
+        Outcome.REFUSED,
+        Outcome.INTENT,
+        Outcome.OK,
+        Outcome.REFUSED,
+    ]
 
 
 async def test_active_slot_is_not_offered_for_drop() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from bot.models import AuditEntry, AuditRecord, AuditVerification
+from bot.models import AuditEntry, AuditRecord, AuditVerification, Outcome
 from bot.ports import AuditLog
 
 Labels = tuple[tuple[str, str], ...]
@@ -126,10 +126,11 @@ class CountingAuditLog:
         self._known = frozenset(known)
 
     async def append(self, record: AuditRecord) -> None:
-        """Count, then write."""
-        head = record.command.split(".", 1)[0]
-        name = record.command if head in self._known else "other"
-        self._metrics.inc("replbot_commands_total", command=name, outcome=record.outcome.value)
+        """Count, then write (an intent row is not a request of its own: not counted)."""
+        if record.outcome is not Outcome.INTENT:
+            head = record.command.split(".", 1)[0]
+            name = record.command if head in self._known else "other"
+            self._metrics.inc("replbot_commands_total", command=name, outcome=record.outcome.value)
         await self._inner.append(record)
 
     async def recent(self, limit: int) -> list[AuditEntry]:

@@ -301,6 +301,7 @@ class RebuildService:
             shell = await self._shells.connect(run.node)
             for index, step in enumerate(run.plan.steps):
                 await self._enter(run, step, index)
+                await self._record(run.job, f"rebuild.{step.key}", Outcome.INTENT, step.title)
                 await self._do(run, step, cmd, shell)
                 run.done.add(step.key)
                 if index == len(run.plan.steps) - 1:
@@ -799,6 +800,7 @@ class RebuildService:
         cmd = self._commands_for(node, job)
         shell = await self._shells.connect(node)
         try:
+            await self._record(job, "rebuild.cleanup", Outcome.INTENT, f"removing {job.old_dir}")
             result = await shell.run(cmd.remove_old(), self._settings.command_timeout_s)
         finally:
             await shell.close()
