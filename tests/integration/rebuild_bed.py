@@ -308,10 +308,13 @@ class RebuildBed:
         )
 
     def basebackup_walsenders(self) -> list[int]:
-        """PIDs of walsenders serving a pg_basebackup on the primary."""
+        """PIDs of walsenders serving a pg_basebackup on the primary: the one sending files
+        (state ``backup``) and its WAL stream, which never reports a replay position (a
+        standby does). The backup runs under the replica's application_name, so the name
+        tells nothing."""
         out = self.psql(
             PRIMARY,
-            "SELECT pid FROM pg_stat_replication WHERE application_name = 'pg_basebackup'",
+            "SELECT pid FROM pg_stat_replication WHERE state = 'backup' OR replay_lsn IS NULL",
         )
         return [int(p) for p in out.split()]
 
