@@ -21,6 +21,7 @@ from bot.units import parse_bytes, parse_duration
 
 SLOT_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+APPLICATION_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 TOKEN_ENV = "REPLBOT_TELEGRAM_TOKEN"  # noqa: S105 (a variable name)
 AUDIT_KEY_ENV = "REPLBOT_AUDIT_KEY"
 AUDIT_KEY_MIN_CHARS = 32
@@ -110,6 +111,7 @@ class NodeConfig:
     keep_files: tuple[str, ...] = ("postgresql.conf", "pg_hba.conf", "pg_ident.conf")
     max_rate: str | None = None  # pg_basebackup --max-rate, e.g. "50M"
     log_file: Path | None = None  # server log on the replica host, tailed when a start fails
+    application_name: str | None = None  # the name a rebuilt replica streams under
 
     @property
     def effective_conf_dir(self) -> Path | None:
@@ -653,6 +655,7 @@ _NODE_KEYS = {
     "keep_files",
     "max_rate",
     "log_file",
+    "application_name",
 }
 
 
@@ -696,6 +699,12 @@ def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -
     max_rate = _opt_str(item, key, "max_rate")
     if max_rate is not None and not re.match(r"^[0-9]+[kM]?$", max_rate):
         raise ConfigError(f"{key}.max_rate", f"{max_rate!r} is not a rate like 32k or 50M")
+    application_name = _opt_str(item, key, "application_name")
+    if application_name is not None and not APPLICATION_NAME_RE.match(application_name):
+        raise ConfigError(
+            f"{key}.application_name",
+            f"{application_name!r} is not a valid application_name (letters, digits, _ . -; ≤63)",
+        )
     return NodeConfig(
         name=name,
         role=role,
@@ -713,6 +722,7 @@ def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -
         keep_files=keep_files,
         max_rate=max_rate,
         log_file=_opt_abs_path(item, key, "log_file"),
+        application_name=application_name,
     )
 
 

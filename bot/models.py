@@ -7,6 +7,7 @@ snapshot taken by a service can be rendered, logged or audited without surprises
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -86,8 +87,33 @@ class WalSender:
 
     @property
     def is_basebackup(self) -> bool:
-        """True for the walsenders of a running pg_basebackup (not a lagging replica)."""
-        return self.state == "backup" or self.application_name == "pg_basebackup"
+        """True for the walsender sending a base backup (state ``backup``).
+
+        Never judged by application_name alone: a replica made by ``pg_basebackup -R`` with
+        that name streams under it (state ``streaming``) and is a replica. The WAL stream of
+        a running ``pg_basebackup --wal-method=stream`` is found by :func:`basebackup_pids`.
+        """
+        return self.state == "backup"
+
+
+def basebackup_pids(senders: Sequence[WalSender]) -> frozenset[int]:
+    """PIDs of the walsenders that belong to a running pg_basebackup.
+
+    The one in state ``backup`` sends the files; with ``--wal-method=stream`` a second
+    connection of the same client (same application_name and address) streams WAL, often
+    through the slot of the replica being rebuilt. That stream never reports a replay
+    position (a real standby does), which tells it from a standby of the same name.
+    """
+    backups = [s for s in senders if s.is_basebackup]
+    clients = {(s.application_name, s.client_addr) for s in backups}
+    streams = [
+        s
+        for s in senders
+        if not s.is_basebackup
+        and s.replay_lsn is None
+        and (s.application_name, s.client_addr) in clients
+    ]
+    return frozenset(s.pid for s in (*backups, *streams))
 
 
 @dataclass(frozen=True)
@@ -359,6 +385,8 @@ class RebuildPlan:
     # id of the node's newest job when the plan was made (0: none); a confirmation is refused
     # when another job of the node ran since.
     previous_job: int = 0
+    application_name: str = ""
+    sync_state: str = ""  # the replica's sync_state before the rebuild ("" when unknown)
 
 
 @dataclass(frozen=True)
@@ -370,6 +398,8 @@ class PreflightReport:
     items: tuple[CheckItem, ...]
     slot_missing: bool = False
     primary_size_bytes: int | None = None
+    application_name: str = ""  # the name the replica streamed under ("" when not seen)
+    sync_state: str = ""  # its sync_state then
 
     @property
     def ok(self) -> bool:

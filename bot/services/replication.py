@@ -25,6 +25,7 @@ from bot.models import (
     SlotInfo,
     WalReceiverStatus,
     WalSender,
+    basebackup_pids,
 )
 from bot.ports import Postgres
 
@@ -101,8 +102,9 @@ class ReplicationService:
         primary_result, *replica_results = await asyncio.gather(primary_task, *replica_tasks)
         primary = primary_result if isinstance(primary_result, PrimaryStatus) else None
         senders = list(primary.walsenders) if primary else []
-        backups = tuple(s for s in senders if s.is_basebackup)
-        candidates = [s for s in senders if not s.is_basebackup]
+        backup_pids = basebackup_pids(senders)
+        backups = tuple(s for s in senders if s.pid in backup_pids)
+        candidates = [s for s in senders if s.pid not in backup_pids]
         views: list[ReplicaView] = []
         for replica, result in zip(cluster.replicas, replica_results, strict=True):
             sender = match_sender(replica, candidates)

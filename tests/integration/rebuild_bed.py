@@ -85,6 +85,8 @@ class RebuildBed:
         max_rate: str | None = None,
         passfile: Path | None = None,
         start_command: str | None = None,
+        data_dir: Path | None = None,
+        application_name: str | None = None,
     ) -> str:
         """The rebuild keys of pg2: like bot.demo.rebuild_keys, but over the bed's sshd."""
         ep = self.sshd.endpoint
@@ -94,7 +96,7 @@ class RebuildBed:
         text = (
             f'slot = "{node.slot}"\n'
             'shell = "ssh"\n'
-            f"data_dir = {toml_string(str(node.data_dir))}\n"
+            f"data_dir = {toml_string(str(data_dir or node.data_dir))}\n"
             f"conf_dir = {toml_string(str(node.conf_dir))}\n"
             f"pg_bin_dir = {toml_string(str(self.pgset.binaries.bindir))}\n"
             f"start_command = {toml_string(start)}\n"
@@ -111,6 +113,8 @@ class RebuildBed:
         )
         if max_rate is not None:
             text += f'max_rate = "{max_rate}"\n'
+        if application_name is not None:
+            text += f"application_name = {toml_string(application_name)}\n"
         return text
 
     def config_text(
@@ -122,9 +126,12 @@ class RebuildBed:
         alert_chat_ids: tuple[int, ...] = (),
         progress_interval: float = 0.5,
         verify_timeout: float = 60,
+        extra: str = "",
         **node: Any,
     ) -> str:
-        """The whole TOML config: four users (two admins), cluster main, pg2 rebuildable."""
+        """The whole TOML config: four users (two admins), cluster main, pg2 rebuildable.
+
+        ``extra`` is TOML placed before the users (e.g. a ``[monitor]`` table)."""
         telegram = f"confirm_timeout = {confirm_timeout}\n"
         if api is not None:
             telegram += f'token = "{api.token}"\nbase_url = "{api.base_url}"\n'
@@ -145,6 +152,7 @@ class RebuildBed:
             f"[rebuild]\nprogress_interval = {progress_interval}\n"
             f"verify_timeout = {verify_timeout}\ncommand_timeout = 60\n\n"
             f"[audit]\npath = {toml_string(str(audit_path))}\n\n"
+            f"{extra}\n"
             f"{users}"
             '[[clusters]]\nname = "main"\n\n'
             f'[[clusters.nodes]]\nname = "{primary.name}"\nrole = "primary"\n'
@@ -182,6 +190,17 @@ class RebuildBed:
             PRIMARY, f"SELECT active FROM pg_replication_slots WHERE slot_name = '{name}'"
         )
         return out == "t"
+
+    def slot_holder(self, slot: str = REPLICA) -> str:
+        """``application_name|state|sync_state`` of the primary's walsender holding ``slot``
+        ('' when no walsender holds it)."""
+        return self.psql(
+            PRIMARY,
+            "SELECT r.application_name, r.state, r.sync_state"
+            "  FROM pg_stat_replication r"
+            "  JOIN pg_replication_slots s ON s.active_pid = r.pid"
+            f" WHERE s.slot_name = '{slot}'",
+        )
 
     def receiver_status(self) -> str:
         """pg_stat_wal_receiver.status of pg2 ('' if none, 'down' if it does not answer)."""
@@ -290,10 +309,13 @@ class RebuildBed:
         )
 
     def basebackup_walsenders(self) -> list[int]:
-        """PIDs of walsenders serving a pg_basebackup on the primary."""
+        """PIDs of walsenders serving a pg_basebackup on the primary: the one sending files
+        (state ``backup``) and its WAL stream, which never reports a replay position (a
+        standby does). The backup runs under the replica's application_name, so the name
+        tells nothing."""
         out = self.psql(
             PRIMARY,
-            "SELECT pid FROM pg_stat_replication WHERE application_name = 'pg_basebackup'",
+            "SELECT pid FROM pg_stat_replication WHERE state = 'backup' OR replay_lsn IS NULL",
         )
         return [int(p) for p in out.split()]
 

@@ -9,16 +9,25 @@ store (no job, no lock).
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from bot.app import Runtime
 from bot.models import AuditEntry, CheckLevel, Outcome, RebuildState
-from bot.sandbox import PgBinaries
+from bot.sandbox import PgBinaries, server_os_user
 from handlers import render
 from tests.conftest import ADMIN_ID, TelegramHarness
-from tests.integration._helpers import server_owned_dir, start_as_server, stop_started
+from tests.integration._helpers import (
+    server_owned_dir,
+    start_as_server,
+    stop_started,
+    wait_until,
+)
 from tests.integration.rebuild_bed import (
     CLUSTER,
     PRIMARY,
@@ -186,3 +195,111 @@ async def test_a_replica_that_was_promoted_is_refused_and_not_wiped(bed: Rebuild
         text = await refused_rebuild(chat)
         assert "pg2 answers and is NOT in recovery: it is a primary; refusing to wipe it" in text
         await before.assert_untouched(runtime)
+
+
+# --- the data directory must be the configured replica's, in a layout a rebuild handles ------
+
+
+def run_as_server(argv: list[str]) -> str:
+    """Run ``argv`` as the server OS user and return its stdout (raises on failure)."""
+    user = server_os_user()
+    full = ["runuser", "-u", user, "--", *argv] if user is not None else argv
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    done = subprocess.run(full, capture_output=True, text=True, env=env, cwd="/", check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def tree_of(path: Path) -> list[tuple[str, int]]:
+    """Every entry below ``path`` with its inode (to prove nothing was moved or replaced)."""
+    return sorted((str(p.relative_to(path)), p.lstat().st_ino) for p in path.rglob("*"))
+
+
+async def test_data_dir_of_another_stopped_cluster_is_refused_and_left_alone(
+    bed: RebuildBed,
+) -> None:
+    other = server_owned_dir(bed.base, "other") / "data"
+    run_as_server([str(bed.pgset.binaries.exe("initdb")), "-D", str(other), "-A", "trust"])
+    before_other = tree_of(other)
+    await probe(bed.pgset.stop_node, REPLICA)
+    before = Untouched(bed)
+    primary_id = await probe(bed.psql, PRIMARY, "SELECT system_identifier FROM pg_control_system()")
+    async with opened(bed.config(data_dir=other)) as runtime, chat_for(runtime) as chat:
+        text = await refused_rebuild(chat)
+        assert f"{other} belongs to another cluster: system identifier " in text, text
+        assert f"the primary's is {primary_id}" in text, text
+        await before.assert_untouched(runtime)
+    assert tree_of(other) == before_other
+    assert not list(other.parent.glob("data.replbot-*"))
+
+
+async def test_a_replica_with_tablespaces_is_refused(bed: RebuildBed) -> None:
+    await probe(
+        bed.psql,
+        PRIMARY,
+        "SET allow_in_place_tablespaces = on; CREATE TABLESPACE spare LOCATION ''",
+    )
+    tblspc = bed.replica.data_dir / "pg_tblspc"
+    await wait_until(lambda: any(tblspc.iterdir()), "the tablespace to reach pg2", 30)
+    before = Untouched(bed)
+    async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
+        text = await refused_rebuild(chat)
+        assert f"{tblspc} is not empty (1 entry): a rebuild does not handle tablespaces" in text
+        await before.assert_untouched(runtime)
+
+
+async def test_a_symlinked_pg_wal_is_refused_and_kept(bed: RebuildBed) -> None:
+    await probe(bed.pgset.stop_node, REPLICA)
+    wal = bed.replica.data_dir / "pg_wal"
+    elsewhere = server_owned_dir(bed.base, "wal") / "pg_wal"
+    shutil.move(wal, elsewhere)
+    wal.symlink_to(elsewhere)
+    os.lchown(wal, elsewhere.stat().st_uid, elsewhere.stat().st_gid)
+    await probe(bed.pgset.start_node, REPLICA)
+    await probe(bed.wait_streaming)
+    before = Untouched(bed)
+    async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
+        text = await refused_rebuild(chat)
+        assert f"{wal} is a symlink (to {elsewhere}): a rebuild does not handle" in text, text
+        await before.assert_untouched(runtime)
+    assert wal.is_symlink() and os.readlink(wal) == str(elsewhere)
+
+
+async def test_a_symlinked_data_dir_is_refused_and_kept(bed: RebuildBed) -> None:
+    link = bed.base / "pg2-link"
+    link.symlink_to(bed.replica.data_dir)
+    before = Untouched(bed)
+    async with opened(bed.config(data_dir=link)) as runtime, chat_for(runtime) as chat:
+        text = await refused_rebuild(chat)
+        assert f"{link} is a symlink (to {bed.replica.data_dir})" in text, text
+        await before.assert_untouched(runtime)
+    assert link.is_symlink()
+
+
+async def test_a_replica_running_from_another_directory_is_refused(bed: RebuildBed) -> None:
+    # A copy of pg2's own data directory: same system identifier, but pg2 does not run from it.
+    await probe(bed.pgset.stop_node, REPLICA)
+    copy = bed.replica.data_dir.parent / "data-copy"
+    await probe(lambda: run_as_server(["cp", "-a", str(bed.replica.data_dir), str(copy)]))
+    await probe(bed.pgset.start_node, REPLICA)
+    await probe(bed.wait_streaming)
+    before = Untouched(bed)
+    before_copy = tree_of(copy)
+    async with opened(bed.config(data_dir=copy)) as runtime, chat_for(runtime) as chat:
+        text = await refused_rebuild(chat)
+        assert f"pg2 runs from {bed.replica.data_dir}, not from data_dir {copy}" in text, text
+        await before.assert_untouched(runtime)
+    assert tree_of(copy) == before_copy
+
+
+async def test_a_data_dir_that_is_a_mount_point_is_refused(bed: RebuildBed) -> None:
+    data = bed.replica.data_dir
+    subprocess.run(["mount", "--bind", str(data), str(data)], check=True)
+    try:
+        before = Untouched(bed)
+        async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
+            text = await refused_rebuild(chat)
+            assert f"{data} is a mount point: it cannot be moved aside" in text, text
+            await before.assert_untouched(runtime)
+    finally:
+        subprocess.run(["umount", str(data)], check=True)

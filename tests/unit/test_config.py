@@ -183,6 +183,10 @@ def _missing_known_hosts(d: dict[str, Any]) -> None:
     del node(d, "pg2")["ssh"]["known_hosts"]
 
 
+def _bad_application_name(d: dict[str, Any]) -> None:
+    node(d, "pg2")["application_name"] = "pg2; DROP"
+
+
 INVALID_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("unknown top-level key", _add_top_level, "colour"),
     ("unknown node key", _add_node_key, "clusters.main.nodes.pg2.colour"),
@@ -199,6 +203,11 @@ INVALID_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("password_env not set", _unset_password_env, "clusters.main.nodes.pg1.password_env"),
     ("relative ssh.key_file", _relative_key_file, "clusters.main.nodes.pg2.ssh.key_file"),
     ("missing ssh.known_hosts", _missing_known_hosts, "clusters.main.nodes.pg2.ssh.known_hosts"),
+    (
+        "invalid application_name",
+        _bad_application_name,
+        "clusters.main.nodes.pg2.application_name",
+    ),
 ]
 
 

@@ -337,15 +337,26 @@ def test_basebackup_walsenders_never_count_as_lagging_replicas() -> None:
 
 
 def test_a_basebackup_holding_the_replicas_slot_makes_not_streaming_a_warning() -> None:
-    rebuild_stream = sender("pg_basebackup", "pg2", lag_bytes=500 * MB, pid=301)
+    # pg_basebackup -R --slot=pg2 run as application_name pg2: the file sender and its WAL
+    # stream (which holds the slot and never reports a replay position)
+    files = sender("pg2", None, state="backup", lag_bytes=None, replay=None, pid=300)
+    rebuild_stream = sender("pg2", "pg2", lag_bytes=500 * MB, replay=None, pid=301)
     snapshots = healthy()
-    snapshots["pg1"] = primary(senders=(sender("pg3", None, pid=102), rebuild_stream))
+    snapshots["pg1"] = primary(senders=(sender("pg3", None, pid=102), files, rebuild_stream))
     snapshots["pg2"] = down("pg2")
     condition = only(run(snapshots), AlertRule.NOT_STREAMING)
     assert condition.severity is Severity.WARNING
     assert condition.figures["basebackup"] is True
     assert not any(c.rule is AlertRule.BYTE_LAG for c in run(snapshots).conditions)
     assert "rebuild is probably running" in rendered(condition)
+
+
+def test_a_replica_streaming_as_pg_basebackup_is_a_replica() -> None:
+    """The name an old rebuild left behind is not a backup: state and pairing decide."""
+    left_behind = sender("pg_basebackup", "pg2", pid=101)
+    snapshots = healthy()
+    snapshots["pg1"] = primary(senders=(left_behind, sender("pg3", None, pid=102)))
+    assert run(snapshots).conditions == ()
 
 
 def test_idle_primary_is_never_a_time_lag() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from datetime import UTC, datetime
 
@@ -250,7 +251,7 @@ def test_human_seconds(value: float | None, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("application_name", "state"),
-    [("pg_basebackup", "backup"), ("pg_basebackup", "streaming"), ("pg2", "backup")],
+    [("pg_basebackup", "backup"), ("pg2", "backup")],
 )
 async def test_basebackup_walsender_is_a_backup_not_the_replica_it_rebuilds(
     application_name: str, state: str
@@ -276,6 +277,42 @@ async def test_basebackup_walsender_is_a_backup_not_the_replica_it_rebuilds(
     assert "reason: connection refused <stopped>" in shown
     assert "base backup running: pid 555" in shown
     assert "pg3 replica · streaming · slot pg3" in shown
+
+
+async def test_a_replica_streaming_as_pg_basebackup_is_shown_streaming() -> None:
+    # A replica an old rebuild left with application_name=pg_basebackup in primary_conninfo.
+    left_behind = walsender(201, "pg_basebackup", "pg2")
+    pg = FakePostgres.healthy()
+    pg.walsenders["pg1"] = [left_behind, walsender(202, "pg3", "pg3")]
+    service = ReplicationService(make_config(), pg)
+
+    [status] = await service.status("main")
+
+    pg2 = next(r for r in status.replicas if r.node == "pg2")
+    assert pg2.state == "streaming" and pg2.sender == left_behind
+    assert status.backups == ()
+    shown = plain(render.status([status]))
+    assert "2/2 replicas streaming" in shown
+    assert "base backup" not in shown
+
+
+async def test_the_wal_stream_of_a_rebuild_is_part_of_the_backup() -> None:
+    # pg_basebackup -R --slot=pg2 as application_name pg2: files + WAL stream on pg2's slot.
+    files = walsender(555, "pg2", None, state="backup", replay_lag_bytes=None)
+    stream = dataclasses.replace(
+        walsender(556, "pg2", "pg2", replay_lag_bytes=None), replay_lsn=None
+    )
+    pg = FakePostgres.healthy()
+    pg.walsenders["pg1"] = [files, stream, walsender(202, "pg3", "pg3")]
+    pg.fail("replica_status", "pg2", NodeUnavailable("pg2", "connection refused"))
+    service = ReplicationService(make_config(), pg)
+
+    [status] = await service.status("main")
+
+    pg2 = next(r for r in status.replicas if r.node == "pg2")
+    assert pg2.state == "down" and pg2.sender is None
+    assert status.backups == (files, stream)
+    assert "1/2 replicas streaming" in plain(render.status([status]))
 
 
 async def test_status_matches_replicas_by_slot_then_application_name() -> None:

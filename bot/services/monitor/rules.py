@@ -24,8 +24,9 @@ role_change         pg_is_in_recovery() flipped (event)                    immed
 timeline_change     timeline changed (event)                               immediate
 =================== ===================================================== ====================
 
-``pg_basebackup`` walsenders never count as replicas: they are not lagging, and a backup that
-holds a replica's slot (a rebuild) turns its "not streaming" into a warning.
+``pg_basebackup`` walsenders (:func:`bot.models.basebackup_pids`) never count as replicas: they
+are not lagging, and a backup that holds a replica's slot (a rebuild) turns its "not streaming"
+into a warning.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from bot.models import (
     Severity,
     SlotInfo,
     WalSender,
+    basebackup_pids,
 )
 from bot.services.replication import match_sender
 
@@ -95,7 +97,9 @@ def evaluate(
     primary = snapshots.get(cluster.primary.name)
     primary_ok = _is_primary(primary)
     matched = replica_senders(cluster, primary)
-    backups = [s for s in (primary.walsenders if primary else ()) if s.is_basebackup]
+    senders = primary.walsenders if primary else ()
+    backup_pids = basebackup_pids(senders)
+    backups = [s for s in senders if s.pid in backup_pids]
     for replica in cluster.replicas:
         _replica_rules(
             replica,
@@ -249,7 +253,8 @@ def replica_senders(cluster: ClusterConfig, primary: NodeSnapshot | None) -> dic
     """Configured replica name -> its walsender on the primary (pg_basebackup never counts)."""
     if primary is None or not _is_primary(primary):
         return {}
-    candidates = [s for s in primary.walsenders if not s.is_basebackup]
+    backup_pids = basebackup_pids(primary.walsenders)
+    candidates = [s for s in primary.walsenders if s.pid not in backup_pids]
     matched: dict[str, WalSender] = {}
     for replica in cluster.replicas:
         sender = match_sender(replica, candidates)

@@ -16,6 +16,7 @@ from pathlib import PurePath, PurePosixPath
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RebuildRefused
 from bot.models import PlanStep, RebuildPlan, StepKind
+from bot.services.rebuild.verify import verify_text
 from bot.services.replication import STANDBY_MINIMUMS
 
 ROLLBACK_SUFFIX = "_rb"
@@ -77,10 +78,11 @@ def rollback_slot_name(slot: str) -> str:
 class Commands:
     """The shell command lines for one replica (absolute binaries: no PATH over SSH)."""
 
-    def __init__(self, node: NodeConfig, tag: str) -> None:
+    def __init__(self, node: NodeConfig, tag: str, application_name: str = "") -> None:
         require_rebuild_config(node)
         assert node.data_dir and node.pg_bin_dir and node.replication and node.slot
         self.node = node
+        self.application_name = application_name or node.application_name or node.name
         self.data_dir = PurePosixPath(node.data_dir)
         self.bin = PurePosixPath(node.pg_bin_dir)
         self.old_dir = PurePosixPath(f"{self.data_dir}.replbot-old-{tag}")
@@ -90,9 +92,12 @@ class Commands:
         self.replication = node.replication
 
     @classmethod
-    def for_job(cls, node: NodeConfig, old_dir: str, failed_dir: str) -> Commands:
-        """Commands for a job whose directory names were fixed when it started."""
-        commands = cls(node, "job")
+    def for_job(
+        cls, node: NodeConfig, old_dir: str, failed_dir: str, application_name: str = ""
+    ) -> Commands:
+        """Commands for a job whose directory names (and name on the primary) were fixed
+        when it started."""
+        commands = cls(node, "job", application_name)
         commands.old_dir = PurePosixPath(old_dir)
         commands.failed_dir = PurePosixPath(failed_dir)
         return commands
@@ -100,8 +105,28 @@ class Commands:
     # --- preflight (read-only) ---------------------------------------------------------------
 
     def whoami_and_data_dir(self) -> str:
-        """Prove SSH works and the data directory exists."""
-        return f"id -un && test -d {q(self.data_dir)}"
+        """Prove SSH works and the data directory exists; then describe what it is.
+
+        One round trip: after the user name, ``key=value`` lines (see :func:`parse_layout`):
+        whether the data directory or its ``pg_wal`` is a symlink (and to what), whether it
+        is a mount point, how many entries ``pg_tblspc`` has, and the system identifier
+        ``pg_controldata`` reads from it.
+        """
+        data = q(self.data_dir)
+        wal = q(self.data_dir / "pg_wal")
+        parent = q(self.data_dir / "..")
+        controldata = q(self.bin / "pg_controldata")
+        probes = [
+            f'echo "symlink=$(if [ -L {data} ]; then readlink -- {data}; fi)"',
+            f'echo "wal_symlink=$(if [ -L {wal} ]; then readlink -- {wal}; fi)"',
+            'echo "mount=$(if command -v mountpoint >/dev/null 2>&1; '
+            f"then mountpoint -q {data} && echo yes; "
+            f'elif [ "$(stat -c %d {data})" != "$(stat -c %d {parent})" ]; then echo yes; fi)"',
+            f'echo "tablespaces=$(ls -A {q(self.data_dir / "pg_tblspc")} 2>/dev/null | wc -l)"',
+            f'echo "system_identifier=$(LC_ALL=C {controldata} {data} 2>&1'
+            " | sed -n 's/^Database system identifier: *//p')\"",
+        ]
+        return f"id -un && test -d {data} && {{ " + "; ".join(probes) + "; }"
 
     def identify_system(self) -> str:
         """A replication connection from the replica host to the primary (pg_hba, passfile)."""
@@ -146,8 +171,12 @@ class Commands:
         return f"stat -c %d:%i -- {q(self.data_dir)}"
 
     def basebackup(self) -> str:
-        """pg_basebackup with the runbook's options and a fast checkpoint."""
-        conninfo = self.replication.conninfo(application_name="pg_basebackup")
+        """pg_basebackup with the runbook's options and a fast checkpoint.
+
+        ``-R`` copies the connection's options into ``primary_conninfo``: the application_name
+        given here is the one the new replica streams under (synchronous_standby_names).
+        """
+        conninfo = self.replication.conninfo(application_name=self.application_name)
         words = [
             str(self.bin / "pg_basebackup"),
             f"--pgdata={self.data_dir}",
@@ -219,10 +248,21 @@ class Commands:
 
 
 def build_plan(
-    cluster: ClusterConfig, node: NodeConfig, tag: str, slot_missing: bool, previous_job: int = 0
+    cluster: ClusterConfig,
+    node: NodeConfig,
+    tag: str,
+    slot_missing: bool,
+    previous_job: int = 0,
+    seen_application_name: str = "",
+    sync_state: str = "",
 ) -> RebuildPlan:
-    """The ordered steps of a rebuild of ``node``, exactly as they will run."""
-    cmd = Commands(node, tag)
+    """The ordered steps of a rebuild of ``node``, exactly as they will run.
+
+    The new replica streams under the configured ``application_name``, else the one it was
+    seen streaming under (``seen_application_name``), else its node name; verify requires
+    that name on the primary and, for a synchronous standby, the same ``sync_state``.
+    """
+    cmd = Commands(node, tag, node.application_name or seen_application_name)
     host = node.ssh.host if node.ssh else "localhost"
     steps: list[PlanStep] = []
     if slot_missing:
@@ -281,7 +321,7 @@ def build_plan(
             "verify",
             "verify it streams",
             StepKind.CHECK,
-            f"replica: pg_stat_wal_receiver.status = 'streaming'; primary: slot {cmd.slot} active",
+            verify_text(cmd.slot, cmd.application_name, sync_state),
         ),
         PlanStep(
             "release_wal",
@@ -301,6 +341,8 @@ def build_plan(
         rollback_slot=cmd.rollback_slot,
         steps=tuple(steps),
         previous_job=previous_job,
+        application_name=cmd.application_name,
+        sync_state=sync_state,
     )
 
 

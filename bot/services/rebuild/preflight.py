@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
-from bot.models import CheckItem, CheckLevel, PreflightReport, SlotInfo
+from bot.models import CheckItem, CheckLevel, PreflightReport, SlotInfo, basebackup_pids
 from bot.ports import JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.rebuild.plan import Commands, parse_directories
 from bot.services.replication import STANDBY_MINIMUMS
@@ -122,10 +124,13 @@ class Preflight:
             )
         slot_missing = False
         size: int | None = None
+        seen_name = sync_state = ""
         try:
             if primary_ok:
                 slot_missing, slot_item = await self._slot_item(cluster, node)
                 add(slot_item)
+                seen_name, sync_state, name_item = await self._application_name_item(cluster, node)
+                add(name_item)
                 add(await self._walsender_item(primary))
                 size = await self._pg.total_database_size(primary)
             if shell is not None:
@@ -139,6 +144,8 @@ class Preflight:
             items=tuple(items),
             slot_missing=slot_missing,
             primary_size_bytes=size,
+            application_name=seen_name,
+            sync_state=sync_state,
         )
 
     async def _slot_item(self, cluster: ClusterConfig, node: NodeConfig) -> tuple[bool, CheckItem]:
@@ -188,6 +195,36 @@ class Preflight:
             "find the process using the slot and stop it",
         )
 
+    async def _application_name_item(
+        self, cluster: ClusterConfig, node: NodeConfig
+    ) -> tuple[str, str, CheckItem]:
+        """The name (and sync_state) the replica streams under now, and the name it will have.
+
+        "Now" is the primary's walsender whose pid is the slot's active_pid; a base backup's
+        walsender, or the name ``pg_basebackup`` an earlier rebuild left behind, does not count.
+        """
+        primary = cluster.primary
+        slot = next((s for s in await self._pg.slots(primary) if s.name == node.slot), None)
+        senders = (await self._pg.primary_status(primary)).walsenders
+        active_pid = slot.active_pid if slot is not None and slot.active else None
+        backups = basebackup_pids(senders)
+        holder = next((s for s in senders if s.pid == active_pid and s.pid not in backups), None)
+        seen = sync_state = ""
+        if holder is not None and holder.application_name not in {"", "pg_basebackup"}:
+            seen, sync_state = holder.application_name, holder.sync_state or ""
+        planned = node.application_name or seen or node.name
+        if holder is None:
+            now = "does not stream now"
+        else:
+            now = f"streams as {holder.application_name or '?'}"
+            if holder.sync_state:
+                now += f" (sync_state {holder.sync_state})"
+        source = "from the config" if node.application_name else "kept"
+        if not node.application_name and not seen:
+            source = "its node name"
+        detail = f"{node.name} {now}; the new copy streams as {planned} ({source})"
+        return seen, sync_state, _ok(node.name, "application_name", detail)
+
     async def _walsender_item(self, primary: NodeConfig) -> CheckItem:
         settings = await self._pg.settings(primary, ["max_wal_senders"])
         used, _ = await self._pg.usage_counts(primary)
@@ -225,9 +262,12 @@ class Preflight:
                 )
             )
             return items
+        user, _, rest = who.stdout.strip().partition("\n")
+        layout = parse_layout(rest)
         items.append(
-            _ok(node.name, "ssh", f"{shell.label} as {who.stdout.strip()}; {cmd.data_dir} exists")
+            _ok(node.name, "ssh", f"{shell.label} as {user.strip()}; {cmd.data_dir} exists")
         )
+        items.extend(_layout_items(node, cmd, layout))
         ident, disk, conf, dirs = await asyncio.gather(
             shell.run(cmd.identify_system(), timeout),
             shell.run(cmd.free_bytes(), timeout),
@@ -236,6 +276,8 @@ class Preflight:
         )
         items.append(self._names_item(node, cmd, dirs.stdout))
         if ident.exit_status == 0:
+            primary_id = ident.stdout.strip().partition("|")[0]
+            items.append(_identity_item(cluster, node, cmd, layout, primary_id))
             items.append(
                 _ok(
                     node.name,
@@ -257,6 +299,9 @@ class Preflight:
             )
         items.append(self._disk_item(node, disk.stdout, size))
         items.extend(await self._settings_items(cluster, node, conf.stdout))
+        running = await self._data_directory_item(node, cmd)
+        if running is not None:
+            items.append(running)
         return items
 
     @staticmethod
@@ -277,6 +322,29 @@ class Preflight:
                 "run /rebuild again for new names",
             )
         return _ok(node.name, "directory names", f"{cmd.old_dir.name} is free")
+
+    async def _data_directory_item(self, node: NodeConfig, cmd: Commands) -> CheckItem | None:
+        """When the replica answers: it must run from the configured data_dir."""
+        try:
+            shown = (await self._pg.settings(node, ["data_directory"])).get("data_directory")
+        except NodeUnavailable:
+            return None
+        if shown is None:
+            return CheckItem(
+                node.name,
+                "data_directory",
+                CheckLevel.WARN,
+                "SHOW data_directory is not visible to the bot's role",
+                "grant pg_monitor (or pg_read_all_settings) to it",
+            )
+        if PurePosixPath(shown) != cmd.data_dir:
+            return _fail(
+                node.name,
+                "data_directory",
+                f"{node.name} runs from {shown}, not from data_dir {cmd.data_dir}",
+                "set data_dir to the directory the server runs from",
+            )
+        return _ok(node.name, "data_directory", f"{node.name} runs from {cmd.data_dir}")
 
     def _disk_item(self, node: NodeConfig, df_line: str, size: int | None) -> CheckItem:
         fields = df_line.split()
@@ -339,6 +407,118 @@ class Preflight:
             else:
                 items.append(_ok(node.name, name, f"{name} = {mine} (primary {theirs})"))
         return items
+
+
+@dataclass(frozen=True)
+class DataDirLayout:
+    """What the layout probe of :meth:`Commands.whoami_and_data_dir` found."""
+
+    symlink_to: str = ""  # the data directory is a symlink to this
+    wal_symlink_to: str = ""  # its pg_wal is a symlink to this
+    mount_point: bool = False
+    tablespaces: int = 0  # entries in pg_tblspc
+    system_identifier: str = ""  # from pg_controldata ("" when unreadable)
+
+
+def parse_layout(text: str) -> DataDirLayout:
+    """The ``key=value`` lines of the layout probe (unknown or malformed lines are ignored)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    count = values.get("tablespaces", "0")
+    sysid = values.get("system_identifier", "")
+    return DataDirLayout(
+        symlink_to=values.get("symlink", ""),
+        wal_symlink_to=values.get("wal_symlink", ""),
+        mount_point=values.get("mount") == "yes",
+        tablespaces=int(count) if count.isdigit() else 0,
+        system_identifier=sysid if sysid.isdigit() else "",
+    )
+
+
+def _layout_items(node: NodeConfig, cmd: Commands, layout: DataDirLayout) -> list[CheckItem]:
+    """Refuse the layouts a rebuild does not handle; it never replaces a link or a mount."""
+    data = cmd.data_dir
+    items: list[CheckItem] = []
+    if layout.symlink_to:
+        items.append(
+            _fail(
+                node.name,
+                "data_dir",
+                f"{data} is a symlink (to {layout.symlink_to}): "
+                "a rebuild would replace the link with a directory",
+                f"set data_dir to the real directory ({layout.symlink_to})",
+            )
+        )
+    if layout.mount_point:
+        items.append(
+            _fail(
+                node.name,
+                "data_dir",
+                f"{data} is a mount point: it cannot be moved aside",
+                "rebuild this replica by hand, or use a data_dir below the mount point",
+            )
+        )
+    if layout.wal_symlink_to:
+        items.append(
+            _fail(
+                node.name,
+                "pg_wal",
+                f"{data / 'pg_wal'} is a symlink (to {layout.wal_symlink_to}): "
+                "a rebuild does not handle a separate WAL directory",
+                "rebuild this replica by hand (pg_basebackup --waldir)",
+            )
+        )
+    if layout.tablespaces:
+        entries = "1 entry" if layout.tablespaces == 1 else f"{layout.tablespaces} entries"
+        items.append(
+            _fail(
+                node.name,
+                "tablespaces",
+                f"{data / 'pg_tblspc'} is not empty ({entries}): "
+                "a rebuild does not handle tablespaces",
+                "rebuild this replica by hand (pg_basebackup --tablespace-mapping)",
+            )
+        )
+    if not items:
+        items.append(
+            _ok(node.name, "layout", f"{data}: a directory, pg_wal inside, no tablespaces")
+        )
+    return items
+
+
+def _identity_item(
+    cluster: ClusterConfig,
+    node: NodeConfig,
+    cmd: Commands,
+    layout: DataDirLayout,
+    primary_id: str,
+) -> CheckItem:
+    """data_dir must hold a copy of the primary's cluster (same system identifier)."""
+    mine = layout.system_identifier
+    if not mine:
+        return _fail(
+            node.name,
+            "identity",
+            f"{cmd.data_dir} holds no readable pg_control (pg_controldata): "
+            f"nothing proves it is {node.name}'s data directory",
+            "check data_dir in the config",
+        )
+    if mine != primary_id:
+        return _fail(
+            node.name,
+            "identity",
+            f"{cmd.data_dir} belongs to another cluster: system identifier {mine}, "
+            f"the primary's is {primary_id}",
+            f"check data_dir in the config: it must be {node.name}'s data directory",
+        )
+    return _ok(
+        node.name,
+        "identity",
+        f"{cmd.data_dir} is a copy of {cluster.primary.name}'s cluster (system identifier {mine})",
+    )
 
 
 def _ok(node: str, name: str, detail: str) -> CheckItem:

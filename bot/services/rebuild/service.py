@@ -42,6 +42,7 @@ from bot.models import (
     RebuildProgress,
     RebuildState,
     SlotInfo,
+    WalReceiverStatus,
 )
 from bot.ports import AuditLog, Clock, JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.rebuild.plan import (
@@ -56,6 +57,7 @@ from bot.services.rebuild.plan import (
 )
 from bot.services.rebuild.preflight import Preflight, tail
 from bot.services.rebuild.rollback import HostState, RollbackAction, decide_rollback
+from bot.services.rebuild.verify import judge_streaming
 
 log = logging.getLogger(__name__)
 ProgressSink = Callable[[RebuildProgress], Awaitable[None]]
@@ -182,7 +184,15 @@ class RebuildService:
             )
             items = (stale, *items)
         report = replace(report, items=items)
-        plan = build_plan(cluster, node, tag, report.slot_missing, latest_id)
+        plan = build_plan(
+            cluster,
+            node,
+            tag,
+            report.slot_missing,
+            latest_id,
+            report.application_name,
+            report.sync_state,
+        )
         return report, plan
 
     def progress_of(self, cluster: str, node: str) -> RebuildProgress | None:
@@ -294,7 +304,9 @@ class RebuildService:
         already finishing or rolling back and is refused. Only a shutdown interrupts the
         ending, and then the job is left INTERRUPTED with its lock, ready for --rollback.
         """
-        cmd = Commands.for_job(run.node, run.plan.old_dir, run.plan.failed_dir)
+        cmd = Commands.for_job(
+            run.node, run.plan.old_dir, run.plan.failed_dir, run.plan.application_name
+        )
         shell: RemoteShell | None = None
         failure: tuple[str, str] | None = None
         try:
@@ -502,25 +514,27 @@ class RebuildService:
             )
 
     async def _verify(self, run: _Run, cmd: Commands, shell: RemoteShell) -> None:
+        """Poll both sides until :func:`judge_streaming` says the replica streams as planned."""
         deadline = self._clock.monotonic() + self._settings.verify_timeout_s
+        primary = run.cluster.primary
         seen = "no answer yet"
         while self._clock.monotonic() < deadline:
+            down = ""
             try:
-                receiver = await self._pg.replica_status(run.node)
-                slot = await self._slot(run.cluster.primary, cmd.slot)
-                seen = (
-                    f"receiver {receiver.receiver_status or 'not running'}, slot "
-                    f"{'active' if slot and slot.active else 'inactive'}"
-                )
-                if (
-                    receiver.in_recovery
-                    and receiver.receiver_status == "streaming"
-                    and slot is not None
-                    and slot.active
-                ):
-                    return
+                receiver: WalReceiverStatus | None = await self._pg.replica_status(run.node)
             except NodeUnavailable as exc:
-                seen = exc.reason
+                receiver, down = None, f" ({exc.reason})"
+            try:
+                slot = await self._slot(primary, cmd.slot)
+                senders = (await self._pg.primary_status(primary)).walsenders
+                verdict = judge_streaming(
+                    receiver, slot, senders, cmd.application_name, run.plan.sync_state
+                )
+                if verdict.ok:
+                    return
+                seen = verdict.seen.replace("does not answer", "does not answer" + down, 1)
+            except NodeUnavailable as exc:
+                seen = f"primary: {exc.reason}"
             await self._clock.sleep(POLL_INTERVAL_S)
         log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
         raise RebuildStepFailed(
