@@ -181,6 +181,7 @@ class TelegramConfig:
     alert_chat_ids: tuple[int, ...] = ()
     allowed_chat_ids: tuple[int, ...] = ()
     confirm_timeout_s: float = 60.0
+    offline_grace_s: float = 30.0  # commands older than the bot's start minus this are not run
 
 
 @dataclass(frozen=True)
@@ -438,7 +439,14 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
     _only_keys(
         "telegram",
         table,
-        {"token", "base_url", "alert_chat_ids", "allowed_chat_ids", "confirm_timeout"},
+        {
+            "token",
+            "base_url",
+            "alert_chat_ids",
+            "allowed_chat_ids",
+            "confirm_timeout",
+            "offline_grace",
+        },
     )
     token_text = environ.get(TOKEN_ENV) or _opt_str(table, "telegram", "token")
     token = Secret(token_text) if token_text else None
@@ -451,6 +459,7 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
         alert_chat_ids=_int_list(table, "telegram", "alert_chat_ids"),
         allowed_chat_ids=_int_list(table, "telegram", "allowed_chat_ids"),
         confirm_timeout_s=_number(table, "telegram", "confirm_timeout", default=60.0, minimum=5),
+        offline_grace_s=_number(table, "telegram", "offline_grace", default=30.0, minimum=0),
     )
 
 
