@@ -186,6 +186,7 @@ class TelegramConfig:
     allowed_chat_ids: tuple[int, ...] = ()
     confirm_timeout_s: float = 60.0
     alert_fallback_chat_id: int | None = None  # where messages a chat refuses for good go
+    offline_grace_s: float = 30.0  # commands older than the bot's start minus this are not run
 
 
 @dataclass(frozen=True)
@@ -527,6 +528,7 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
             "allowed_chat_ids",
             "confirm_timeout",
             "alert_fallback_chat_id",
+            "offline_grace",
         },
     )
     fallback = table.get("alert_fallback_chat_id")
@@ -546,6 +548,7 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
         allowed_chat_ids=_int_list(table, "telegram", "allowed_chat_ids"),
         confirm_timeout_s=_number(table, "telegram", "confirm_timeout", default=60.0, minimum=5),
         alert_fallback_chat_id=fallback,
+        offline_grace_s=_number(table, "telegram", "offline_grace", default=30.0, minimum=0),
     )
 
 

@@ -41,6 +41,10 @@ class Request:
     text: str = ""
     button_data: str | None = None
     message_id: int | None = None  # the message a pressed button belongs to
+    # Filled by the Telegram transport only (the console leaves the defaults):
+    sent_at: float | None = None  # when the message was sent (epoch seconds)
+    forwarded: bool = False  # the message was forwarded from someone else
+    bot_username: str | None = None  # this bot's own username (from getMe)
 
     @property
     def is_private(self) -> bool:

@@ -11,13 +11,15 @@ import secrets
 from collections.abc import Mapping
 
 from bot.errors import NodeUnavailable, ReplbotError
-from bot.models import AuditRecord, Outcome, User
+from bot.models import AuditRecord, Outcome, PendingConfirmation, User
 from bot.services.registry import Services
 from handlers import alerts, parsing, render
 from handlers.base import ActionSpec, Chat, CommandContext, CommandSpec, Reply, Request
 
 log = logging.getLogger(__name__)
 MAX_AUDIT_ARGS = 500
+UNKNOWN_USER_WINDOW_S = 60.0  # at most one refusal reply and audit row per unknown user per window
+_UNKNOWN_USERS_KEPT = 10_000
 
 
 class Dispatcher:
@@ -32,6 +34,9 @@ class Dispatcher:
         self.services = services
         self.commands = dict(commands)
         self.actions = dict(actions)
+        self.started_at = services.clock.time()  # commands sent well before this are not run
+        # unknown user id -> (monotonic time of the last audited refusal, refusals since)
+        self._unknown_users: dict[int, tuple[float, int]] = {}
 
     async def handle_command(self, request: Request, chat: Chat) -> None:
         """Run one text command end to end; never raises."""
@@ -40,6 +45,8 @@ class Dispatcher:
         name, args_text = _command_words(request.text)
         try:
             if not await self._admitted(user, request, chat, name, args_text, started):
+                return
+            if not await self._runnable(user, request, chat, name, args_text, started):
                 return
             name, args = parsing.split_command(request.text)
             spec = self.commands.get(name)
@@ -94,8 +101,18 @@ class Dispatcher:
                 )
                 return
             confirmations = self.services.confirmations
+
+            def authorize(pending: PendingConfirmation) -> None:
+                """Before a nonce is consumed: the action exists and the presser may run it."""
+                nonlocal name
+                name = f"{pending.action}.{'cancel' if kind == 'cx' else 'confirm'}"
+                action = self.actions.get(pending.action)
+                if action is None:
+                    raise ReplbotError("this button is not valid")
+                self.services.authz.require(user, action.min_role, pending.action)
+
             if kind == "cx":
-                pending = confirmations.cancel(nonce, user.id)
+                pending = confirmations.cancel(nonce, user.id, authorize)
                 name = f"{pending.action}.cancel"
                 await chat.notify("cancelled")
                 if request.message_id is not None:
@@ -106,12 +123,8 @@ class Dispatcher:
                 return
             if kind != "cf":
                 raise ReplbotError("this button is not valid")
-            pending = confirmations.take(nonce, user.id)
-            name = f"{pending.action}.confirm"
-            action = self.actions.get(pending.action)
-            if action is None:
-                raise ReplbotError("this button is not valid")
-            self.services.authz.require(user, action.min_role, pending.action)
+            pending = confirmations.take(nonce, user.id, authorize)
+            action = self.actions[pending.action]
             if action.changes_state:
                 await self._intent(user, request, name, _params(pending.params), started)
             await chat.notify("confirmed")
@@ -134,16 +147,73 @@ class Dispatcher:
     async def _admitted(
         self, user: User, request: Request, chat: Chat, name: str, args: str, started: float
     ) -> bool:
-        """Deny-by-default gate: unknown users and foreign chats run nothing."""
+        """Deny-by-default gate: unknown users and foreign chats run nothing.
+
+        Unknown users get at most one reply and one audit row per UNKNOWN_USER_WINDOW_S; the
+        next row counts the refusals suppressed in between.
+        """
         if user.role is None:
+            suppressed = self._unknown_user_refusals(user.id)
+            if suppressed is None:
+                return False
             if request.is_private:
                 await chat.send(Reply(render.refusal("you are not allowed to use this bot")))
-            await self._audit(user, request, name, args, Outcome.REFUSED, "unknown user", started)
+            reason = "unknown user"
+            if suppressed:
+                reason += f" ({suppressed} more refused since the last row)"
+            await self._audit(user, request, name, args, Outcome.REFUSED, reason, started)
             return False
         if not self.services.authz.chat_allowed(request.chat_id):
             await chat.send(Reply(render.refusal("this chat is not allowed to use the bot")))
             await self._audit(
                 user, request, name, args, Outcome.REFUSED, "chat not allowed", started
+            )
+            return False
+        return True
+
+    def _unknown_user_refusals(self, user_id: int) -> int | None:
+        """None to stay silent; else how many refusals of ``user_id`` went unreported."""
+        now = self.services.clock.monotonic()
+        last = self._unknown_users.get(user_id)
+        if last is not None and now - last[0] < UNKNOWN_USER_WINDOW_S:
+            self._unknown_users[user_id] = (last[0], last[1] + 1)
+            return None
+        if len(self._unknown_users) >= _UNKNOWN_USERS_KEPT:
+            self._unknown_users = {
+                uid: seen
+                for uid, seen in self._unknown_users.items()
+                if now - seen[0] < UNKNOWN_USER_WINDOW_S
+            }
+        self._unknown_users[user_id] = (now, 0)
+        return last[1] if last is not None else 0
+
+    async def _runnable(
+        self, user: User, request: Request, chat: Chat, name: str, args: str, started: float
+    ) -> bool:
+        """Commands not meant for this bot, sent while it was offline, or forwarded run nothing.
+
+        A command addressed to another bot (``/cmd@other_bot``) gets no reply: in a group it
+        belongs to that bot. The transport fills the fields checked here; the console does not.
+        """
+        mention = parsing.addressed_bot(request.text)
+        if (
+            mention is not None
+            and request.bot_username is not None
+            and mention.lower() != request.bot_username.lower()
+        ):
+            reason = f"addressed to @{mention}"
+            await self._audit(user, request, name, args, Outcome.REFUSED, reason, started)
+            return False
+        grace = self.services.config.telegram.offline_grace_s
+        if request.sent_at is not None and request.sent_at < self.started_at - grace:
+            await chat.send(Reply(render.not_run_offline()))
+            reason = "sent while the bot was offline"
+            await self._audit(user, request, name, args, Outcome.REFUSED, reason, started)
+            return False
+        if request.forwarded:
+            await chat.send(Reply(render.not_run_forwarded()))
+            await self._audit(
+                user, request, name, args, Outcome.REFUSED, "forwarded message", started
             )
             return False
         return True

@@ -11,7 +11,7 @@ from bot.errors import InvalidInput
 from bot.services.replication import validate_slot_name
 
 MAX_ARGS_TEXT = 1000
-_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?$")
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -26,6 +26,13 @@ def split_command(text: str) -> tuple[str, list[str]]:
     if match is None:
         raise InvalidInput("not a command; commands start with / — see /help")
     return match.group(1).lower(), words[1:]
+
+
+def addressed_bot(text: str) -> str | None:
+    """'/status@other_bot main' -> 'other_bot'; None without a (well-formed) @mention."""
+    words = text.split(maxsplit=1)
+    match = _COMMAND.match(words[0]) if words else None
+    return match.group(2) if match is not None else None
 
 
 def optional_cluster(args: list[str]) -> str | None:

@@ -59,11 +59,11 @@ def _outcome_line(progress: RebuildProgress) -> str:
     return "\n".join(first[:2])
 
 
-_STATE_CHANGING_MODES = frozenset({"cancel", "rollback", "abandon"})
+_STATE_CHANGING_MODES = frozenset({"cancel"})
 
 
 def _changes_state(args: list[str]) -> bool:
-    """--cancel, --rollback and --abandon act at once; a run or cleanup asks to confirm first."""
+    """--cancel acts at once; a run, rollback, abandon or cleanup asks to confirm first."""
     try:
         return parsing.rebuild_args(args)[2] in _STATE_CHANGING_MODES
     except ReplbotError:
@@ -95,31 +95,65 @@ async def rebuild(ctx: CommandContext) -> None:
         job = await service.cancel(node, cluster, by=ctx.user.name)
         ctx.audit_note = f"cancel of job {job.id} requested"
         await ctx.chat.send(Reply(render.rebuild_cancel_requested(node)))
-    elif mode == "rollback":
-        message_id = await ctx.chat.send(Reply(render.rebuild_rollback_started(node)))
-        sink = _progress_sink(ctx, message_id)
-        job = await service.rollback(node, cluster, ctx.user.id, sink)
-        ctx.audit_note = f"rollback of job {job.id} started"
-    elif mode == "abandon":
-        job = await service.abandon(node, cluster, ctx.user.id)
-        ctx.audit_note = f"job {job.id} abandoned"
-        await ctx.chat.send(Reply(render.rebuild_abandoned(job)))
+    elif mode in ("rollback", "abandon"):
+        await _request_lock_action(ctx, node, cluster, mode)
     elif mode == "cleanup":
         job = await service.cleanup_target(node, cluster)
+        second = ctx.services.config.rebuild.require_second_approver
         pending = ctx.services.confirmations.issue(
-            ctx.user.id, "rebuild_cleanup", {"node": node, "cluster": job.cluster}
+            ctx.user.id,
+            "rebuild_cleanup",
+            {"node": node, "cluster": job.cluster, "old_dir": job.old_dir},
+            other_user=second,
         )
         ctx.audit_note = "cleanup confirmation requested"
         ttl = ctx.services.config.telegram.confirm_timeout_s
         await ctx.chat.send(
             Reply(
-                render.confirm_cleanup(job, ttl),
+                render.confirm_cleanup(job, ttl, second),
                 buttons=(
                     Button("Delete old data", f"cf:{pending.nonce}"),
                     Button("Cancel", f"cx:{pending.nonce}"),
                 ),
             )
         )
+
+
+async def _request_lock_action(
+    ctx: CommandContext, node: str, cluster: str | None, mode: str
+) -> None:
+    """--rollback / --abandon: show the job holding the lock and ask for a confirmation."""
+    service = ctx.services.rebuild
+    resolved_cluster, resolved_node = service.resolve(node, cluster)
+    job = await service.lock_holder(resolved_cluster.name, resolved_node.name)
+    if job is None or job.state is RebuildState.RUNNING:
+        verb = "roll back" if mode == "rollback" else "abandon"
+        raise RebuildRefused(f"no interrupted rebuild of {resolved_node.name} to {verb}")
+    second = ctx.services.config.rebuild.require_second_approver
+    params = {"node": job.node, "cluster": job.cluster, "job": str(job.id)}
+    pending = ctx.services.confirmations.issue(
+        ctx.user.id, f"rebuild_{mode}", params, other_user=second
+    )
+    ctx.audit_note = f"{mode} of job {job.id}: confirmation requested"
+    ttl = ctx.services.config.telegram.confirm_timeout_s
+    if mode == "rollback":
+        question, label = render.confirm_rollback(job, ttl, second), f"Roll back {job.node}"
+    else:
+        question, label = render.confirm_abandon(job, ttl, second), f"Release {job.node}"
+    await ctx.chat.send(
+        Reply(
+            question,
+            buttons=(Button(label, f"cf:{pending.nonce}"), Button("Cancel", f"cx:{pending.nonce}")),
+        )
+    )
+
+
+async def _check_lock_holder(ctx: CommandContext, params: dict[str, str]) -> None:
+    """At press time: the job shown must still be the one holding the node's lock."""
+    node, cluster = params["node"], params["cluster"]
+    holder = await ctx.services.rebuild.lock_holder(cluster, node)
+    if holder is None or str(holder.id) != params["job"]:
+        raise RebuildRefused(render.rebuild_job_changed(node, params["job"]))
 
 
 async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -> None:
@@ -206,12 +240,46 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
         )
 
 
+@group.action("rebuild_rollback", Role.ADMIN, changes_state=True)
+async def rollback_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
+    """Roll back the interrupted job the question showed (the service re-checks its state)."""
+    node, cluster = params["node"], params["cluster"]
+    ctx.audit_args = f"{node} {cluster} job {params['job']}"
+    await _check_lock_holder(ctx, params)
+    message_id = ctx.request.message_id
+    if message_id is not None:
+        await ctx.chat.edit(message_id, Reply(render.rebuild_rollback_started(node)))
+    else:
+        message_id = await ctx.chat.send(Reply(render.rebuild_rollback_started(node)))
+    job = await ctx.services.rebuild.rollback(
+        node, cluster, ctx.user.id, _progress_sink(ctx, message_id)
+    )
+    ctx.audit_note = f"rollback of job {job.id} started"
+
+
+@group.action("rebuild_abandon", Role.ADMIN, changes_state=True)
+async def abandon_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
+    """Release the lock of the interrupted job the question showed."""
+    node, cluster = params["node"], params["cluster"]
+    ctx.audit_args = f"{node} {cluster} job {params['job']}"
+    await _check_lock_holder(ctx, params)
+    job = await ctx.services.rebuild.abandon(node, cluster, ctx.user.id)
+    ctx.audit_note = f"job {job.id} abandoned"
+    text = render.rebuild_abandoned(job)
+    if ctx.request.message_id is not None:
+        await ctx.chat.edit(ctx.request.message_id, Reply(text))
+    else:
+        await ctx.chat.send(Reply(text))
+
+
 @group.action("rebuild_cleanup", Role.ADMIN, changes_state=True)
 async def cleanup_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
     """Delete the old data directory of the last successful rebuild."""
     node, cluster = params["node"], params["cluster"]
     ctx.audit_args = f"{node} {cluster}"
-    path = await ctx.services.rebuild.cleanup(node, cluster, ctx.user.id)
+    path = await ctx.services.rebuild.cleanup(
+        node, cluster, ctx.user.id, old_dir=params.get("old_dir")
+    )
     ctx.audit_note = f"removed {path}"
     text = render.cleanup_done(node, path)
     if ctx.request.message_id is not None:

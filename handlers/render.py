@@ -1,7 +1,7 @@
 """Pure functions: domain snapshots -> Telegram-HTML text. The only place replies are worded.
 
-Every dynamic value goes through :func:`esc`. No tag spans two lines, so a reply can be split
-at line boundaries without breaking markup (see :func:`split_message`).
+Every dynamic value goes through :func:`esc`. A reply is split at line boundaries, and tags
+open at a split are closed and reopened (see :func:`split_message`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ from bot.models import (
 )
 
 TELEGRAM_LIMIT = 4096
+MAX_SLOT_LINES = 50  # per cluster in /slots
+MAX_AUDIT_LINES = 100  # rows shown by /audit
+AUDIT_FIELD_CHARS = 100  # each free-text field of an audit row, on one line
 OK, WARN, FAIL, INFO = "✅", "⚠️", "❌", "ℹ️"
 _LEVEL_ICON = {CheckLevel.OK: OK, CheckLevel.WARN: WARN, CheckLevel.FAIL: FAIL}
 
@@ -89,6 +92,24 @@ def failure(message: str) -> str:
 def internal_error(reference: str) -> str:
     """An unexpected error; the reference id finds the traceback in the log."""
     return f"{FAIL} internal error (ref {esc(reference)}); the details are in the bot's log"
+
+
+def not_run_offline() -> str:
+    """Reply to a command that waited in Telegram's queue while the bot was not running."""
+    return f"{FAIL} not run: sent while the bot was offline"
+
+
+def not_run_forwarded() -> str:
+    """Reply to a forwarded command: only what a user types themselves is run."""
+    return f"{FAIL} not run: forwarded commands are not accepted; type the command yourself"
+
+
+def one_line(value: object, limit: int | None = None) -> str:
+    """``value`` with all whitespace runs (newlines too) as single spaces, cut at ``limit``."""
+    text = " ".join(str(value).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
 
 
 def unknown_command(name: str) -> str:
@@ -194,7 +215,9 @@ def _cluster_slots(cluster: ClusterSlots) -> str:
     risky = sum(1 for s in cluster.slots if s.at_risk or not s.active)
     icon = OK if risky == 0 else WARN
     lines = [f"{icon} {title}: {len(cluster.slots)} slot(s), {risky} need attention"]
-    lines.extend(_slot_line(s) for s in cluster.slots)
+    lines.extend(_slot_line(s) for s in cluster.slots[:MAX_SLOT_LINES])
+    if len(cluster.slots) > MAX_SLOT_LINES:
+        lines.append(f"… and {len(cluster.slots) - MAX_SLOT_LINES} more slots")
     return "\n".join(lines)
 
 
@@ -225,7 +248,14 @@ def slot_created(slot: str, cluster: str, node: str) -> str:
     return f"{OK} slot {code(slot)} created on {esc(cluster)}/{esc(node)}"
 
 
-def confirm_drop_slot(slot: SlotInfo, cluster: str, node: str, ttl_s: float) -> str:
+def _approver(second_approver: bool) -> str:
+    """Who may press a confirmation button."""
+    return "Another admin must approve" if second_approver else "Only you can confirm"
+
+
+def confirm_drop_slot(
+    slot: SlotInfo, cluster: str, node: str, ttl_s: float, second_approver: bool = False
+) -> str:
     """The question shown with the drop confirmation buttons."""
     return (
         f"{WARN} Drop slot {code(slot.name)} on {esc(cluster)}/{esc(node)}?\n"
@@ -235,7 +265,7 @@ def confirm_drop_slot(slot: SlotInfo, cluster: str, node: str, ttl_s: float) -> 
             else "It is inactive and reserves no WAL yet."
         )
         + " A replica using it will need a rebuild.\n"
-        + _expiry(ttl_s)
+        + _expiry(ttl_s, _approver(second_approver))
     )
 
 
@@ -277,19 +307,26 @@ def check(clusters: Sequence[ClusterCheck]) -> str:
 
 
 def audit(entries: Sequence[AuditEntry]) -> str:
-    """The newest audit rows, newest first."""
+    """The newest audit rows, newest first; one line each whatever they hold, at most
+    MAX_AUDIT_LINES of them."""
     if not entries:
         return f"{INFO} the audit log is empty"
     icon = {Outcome.OK: OK, Outcome.REFUSED: WARN, Outcome.FAILED: FAIL, Outcome.INTENT: INFO}
     lines = [f"{INFO} last {len(entries)} audit entries, newest first"]
-    for e in entries:
-        args = " " + " ".join(e.args.split()) if e.args else ""
-        reason = f" — {e.reason}" if e.reason else ""
+    for e in entries[:MAX_AUDIT_LINES]:
+        command = one_line(e.command, AUDIT_FIELD_CHARS)
+        args = one_line(e.args, AUDIT_FIELD_CHARS)
+        reason = one_line(e.reason, AUDIT_FIELD_CHARS)
         lines.append(
             f"{icon[e.outcome]} #{e.id} {esc(e.at.strftime('%m-%d %H:%M:%S'))} "
-            f"{esc(e.user_name)} ({esc(e.user_id if e.user_id is not None else '?')}) "
-            f"{code('/' + e.command + args)} {esc(e.outcome.value)}{esc(reason)}"
-            f" · {e.duration_ms} ms"
+            f"{esc(one_line(e.user_name, 64))} "
+            f"({esc(e.user_id if e.user_id is not None else '?')}) "
+            f"{code('/' + command + (' ' + args if args else ''))} {esc(e.outcome.value)}"
+            f"{esc(' — ' + reason if reason else '')} · {e.duration_ms} ms"
+        )
+    if len(entries) > MAX_AUDIT_LINES:
+        lines.append(
+            f"… and {len(entries) - MAX_AUDIT_LINES} more entries (ask for fewer with /audit N)"
         )
     return "\n".join(lines)
 
@@ -337,23 +374,30 @@ _TAG = re.compile(r"<[^>]*>")
 def split_message(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Split HTML ``text`` at line boundaries into chunks of at most ``limit`` characters.
 
-    Tags never span lines in this module's output, so each chunk stays well-formed. A single
-    line longer than ``limit`` loses its markup and is cut between characters, never inside an
-    HTML entity.
+    Every chunk is well-formed on its own, whatever the text holds: a tag still open where a
+    chunk ends is closed there and opened again at the start of the next chunk. A line that
+    does not fit in a chunk of its own (longer than ``limit``, with the reopened tags) loses its
+    markup and is cut between characters, never inside an HTML entity, into chunks of its own.
     """
     chunks: list[str] = []
-    current: str | None = None
+    reopened: list[str] = []  # start tags open at the beginning of the current chunk
+    stack: list[str] = []  # start tags open after the current chunk's body
+    body: str | None = None
     for line in text.split("\n"):
-        pieces = [line] if len(line) <= limit else _cut_long_line(line, limit)
-        for piece in pieces:
-            candidate = piece if current is None else current + "\n" + piece
-            if len(candidate) <= limit:
-                current = candidate
-            else:
-                if current is not None:
-                    chunks.append(current)
-                current = piece
-    chunks.append(current or "")
+        after = _open_tags_after(stack, line)
+        if body is not None:
+            candidate = body + "\n" + line
+            if len(_wrap(reopened, candidate, after)) <= limit:
+                body, stack = candidate, after
+                continue
+            chunks.append(_wrap(reopened, body, stack))
+        if len(_wrap(stack, line, after)) <= limit:
+            reopened, body, stack = stack, line, after
+        else:
+            chunks.extend(_cut_long_line(line, limit))
+            reopened, body, stack = after, None, after
+    if body is not None or not chunks:
+        chunks.append(_wrap(reopened, body or "", stack))
     return chunks
 
 
@@ -370,6 +414,38 @@ def _cut_long_line(line: str, limit: int) -> list[str]:
     if current:
         pieces.append(current)
     return pieces
+
+
+_TAG_NAME = re.compile(r"^<(/?)\s*([A-Za-z][A-Za-z0-9-]*)")
+
+
+def _open_tags_after(stack: list[str], html_text: str) -> list[str]:
+    """The start tags still open after ``html_text``, given those open before it."""
+    opened = list(stack)
+    for tag in _TAG.findall(html_text):
+        match = _TAG_NAME.match(tag)
+        if match is None:
+            continue
+        if not match.group(1):
+            opened.append(tag)
+            continue
+        name = match.group(2).lower()
+        for depth in range(len(opened) - 1, -1, -1):
+            if _tag_name(opened[depth]) == name:
+                del opened[depth]
+                break
+    return opened
+
+
+def _tag_name(start_tag: str) -> str:
+    match = _TAG_NAME.match(start_tag)
+    return match.group(2).lower() if match is not None else ""
+
+
+def _wrap(reopened: list[str], body: str, still_open: list[str]) -> str:
+    """A chunk: the tags open before it, its body, and end tags for what is still open."""
+    closing = "".join(f"</{_tag_name(tag)}>" for tag in reversed(still_open))
+    return "".join(reopened) + body + closing
 
 
 def to_plain_text(text: str) -> str:
@@ -432,7 +508,7 @@ def rebuild_dry_run(report: PreflightReport, plan: RebuildPlan) -> str:
 
 def rebuild_confirm(plan: RebuildPlan, ttl_s: float, second_approver: bool) -> str:
     """The question shown with the rebuild confirmation button."""
-    who = "Another admin must approve" if second_approver else "Only you can confirm"
+    who = _approver(second_approver)
     return (
         f"{WARN} <b>Replace the data of {esc(plan.node)}</b> on {esc(plan.host)}?\n"
         f"{code(plan.data_dir)} will be moved to {code(plan.old_dir)} (kept, not deleted) and "
@@ -548,12 +624,38 @@ def rebuild_abandoned(job: RebuildJob) -> str:
     return f"{INFO} lock of {esc(job.node)} released (job {job.id} abandoned)"
 
 
-def confirm_cleanup(job: RebuildJob, ttl_s: float) -> str:
+def confirm_cleanup(job: RebuildJob, ttl_s: float, second_approver: bool = False) -> str:
     """The question before deleting the old data directory."""
     return (
         f"{WARN} <b>Delete</b> {code(job.old_dir)} on {esc(job.node)}? It is the data kept from "
-        f"before rebuild job {job.id}; this cannot be undone.\n" + _expiry(ttl_s)
+        f"before rebuild job {job.id}; this cannot be undone.\n"
+        + _expiry(ttl_s, _approver(second_approver))
     )
+
+
+def confirm_rollback(job: RebuildJob, ttl_s: float, second_approver: bool) -> str:
+    """The question before rolling back an interrupted rebuild."""
+    return (
+        f"{WARN} <b>Roll back</b> rebuild job {job.id} of {esc(job.cluster)}/{esc(job.node)} "
+        f"({esc(job.state.value)}, step {esc(job.step)})? The old data directory "
+        f"{code(job.old_dir)} is moved back and the replica restarted.\n"
+        + _expiry(ttl_s, _approver(second_approver))
+    )
+
+
+def confirm_abandon(job: RebuildJob, ttl_s: float, second_approver: bool) -> str:
+    """The question before releasing the lock of an interrupted rebuild."""
+    return (
+        f"{WARN} <b>Abandon</b> rebuild job {job.id} of {esc(job.cluster)}/{esc(job.node)} "
+        f"({esc(job.state.value)}, step {esc(job.step)}) and release the node's lock? Only do "
+        f"this after fixing the node by hand; nothing on it is changed.\n"
+        + _expiry(ttl_s, _approver(second_approver))
+    )
+
+
+def rebuild_job_changed(node: str, job_id: str) -> str:
+    """Refusal when the job a rollback/abandon button named no longer holds the lock."""
+    return f"the rebuild job of {node} changed since job {job_id} was shown; run the command again"
 
 
 def cleanup_done(node: str, path: str) -> str:

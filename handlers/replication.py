@@ -58,14 +58,15 @@ async def dropslot(ctx: CommandContext) -> None:
     slot, cluster = parsing.slot_and_cluster(ctx.args, "/dropslot NAME [cluster]")
     cluster_name, info = await ctx.services.replication.slot_for_drop(slot, cluster)
     node = ctx.services.replication.one_cluster(cluster_name).primary.name
+    second = ctx.services.config.rebuild.require_second_approver
     pending = ctx.services.confirmations.issue(
-        ctx.user.id, "dropslot", {"slot": slot, "cluster": cluster_name}
+        ctx.user.id, "dropslot", {"slot": slot, "cluster": cluster_name}, other_user=second
     )
     ttl = ctx.services.config.telegram.confirm_timeout_s
     ctx.audit_note = "confirmation requested"
     await ctx.chat.send(
         Reply(
-            render.confirm_drop_slot(info, cluster_name, node, ttl),
+            render.confirm_drop_slot(info, cluster_name, node, ttl, second),
             buttons=(
                 Button(f"Drop {slot}", f"cf:{pending.nonce}"),
                 Button("Cancel", f"cx:{pending.nonce}"),
@@ -76,7 +77,7 @@ async def dropslot(ctx: CommandContext) -> None:
 
 @group.action("dropslot", Role.ADMIN, changes_state=True)
 async def dropslot_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
-    """Drop the slot once its requester pressed the button."""
+    """Drop the slot once its requester (or, with a second approver, another admin) pressed."""
     slot, cluster = params["slot"], params["cluster"]
     ctx.audit_args = f"{slot} {cluster}"
     cluster_name, node = await ctx.services.replication.drop_slot(slot, cluster)

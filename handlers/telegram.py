@@ -127,7 +127,9 @@ def _keyboard(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
     )
 
 
-def _request(update: Update, text: str = "", data: str | None = None) -> Request | None:
+def _request(
+    update: Update, bot_username: str | None, text: str = "", data: str | None = None
+) -> Request | None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return None
@@ -135,6 +137,7 @@ def _request(update: Update, text: str = "", data: str | None = None) -> Request
     message_id = None
     if update.callback_query is not None and update.callback_query.message is not None:
         message_id = update.callback_query.message.message_id
+    message = update.message  # a typed command (None for button presses)
     return Request(
         user_id=user.id,
         user_name=name,
@@ -143,6 +146,9 @@ def _request(update: Update, text: str = "", data: str | None = None) -> Request
         text=text,
         button_data=data,
         message_id=message_id,
+        sent_at=message.date.timestamp() if message is not None else None,
+        forwarded=message is not None and message.forward_origin is not None,
+        bot_username=bot_username,
     )
 
 
@@ -150,7 +156,7 @@ async def _on_command(update: Update, context: ReplbotContext) -> None:
     message = update.effective_message
     if message is None or not message.text:
         return
-    request = _request(update, text=message.text)
+    request = _request(update, context.bot.username, text=message.text)
     if request is None:
         return
     thread_id = message.message_thread_id if message.is_topic_message else None
@@ -162,7 +168,7 @@ async def _on_button(update: Update, context: ReplbotContext) -> None:
     query = update.callback_query
     if query is None:
         return
-    request = _request(update, data=query.data or "")
+    request = _request(update, context.bot.username, data=query.data or "")
     if request is None:
         await query.answer()
         return

@@ -848,7 +848,11 @@ class FakeBotApi:
         chat_type: str = "private",
         username: str | None = None,
         first_name: str = "Test",
+        date: int | None = None,
+        forward_origin: Json | None = None,
     ) -> int:
+        """A user sends ``text``; ``date`` (epoch seconds) defaults to now, and a
+        ``forward_origin`` (a MessageOrigin dict) makes it a forwarded message."""
         user: Json = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             user["username"] = username
@@ -867,9 +871,11 @@ class FakeBotApi:
                 "message_id": self._new_message_id(cid),
                 "from": user,
                 "chat": chat,
-                "date": int(time.time()),
+                "date": int(time.time()) if date is None else date,
                 "text": text,
             }
+            if forward_origin is not None:
+                msg["forward_origin"] = forward_origin
             if text.startswith("/"):
                 word = text.split(maxsplit=1)[0] if text.strip() else text
                 msg["entities"] = [{"type": "bot_command", "offset": 0, "length": _u16(word)}]

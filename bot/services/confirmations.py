@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 
 from bot.errors import ConfirmationError
 from bot.models import PendingConfirmation
 from bot.ports import Clock
 
 _USED_MEMORY = 1024
+
+Authorize = Callable[[PendingConfirmation], None]
+"""Raises (e.g. PermissionDenied) when the presser may not act on this confirmation."""
+
+
+def _anyone(pending: PendingConfirmation) -> None:
+    """The default: identity checks only."""
 
 
 class ConfirmationService:
@@ -46,8 +54,20 @@ class ConfirmationService:
         self._pending[nonce] = pending
         return pending
 
-    def take(self, nonce: str, user_id: int) -> PendingConfirmation:
-        """Consume the confirmation ``nonce`` pressed by ``user_id``, or raise ConfirmationError."""
+    def take(self, nonce: str, user_id: int, authorize: Authorize = _anyone) -> PendingConfirmation:
+        """Consume the confirmation ``nonce`` pressed by ``user_id``, or raise ConfirmationError.
+
+        ``authorize`` runs after the identity checks and before the nonce is consumed: a press by
+        someone who may not act (wrong user, too low a role) leaves the confirmation pending.
+        """
+        pending = self._pressable(nonce, user_id)
+        authorize(pending)
+        del self._pending[nonce]
+        self._remember_used(nonce, "confirmed")
+        return pending
+
+    def _pressable(self, nonce: str, user_id: int) -> PendingConfirmation:
+        """The pending confirmation ``user_id`` may press, without consuming it."""
         if nonce in self._used:
             raise ConfirmationError(f"this button was already used ({self._used[nonce]})")
         pending = self._pending.get(nonce)
@@ -57,22 +77,25 @@ class ConfirmationService:
             raise ConfirmationError("a second admin must approve this; you asked for it")
         if not pending.other_user and pending.user_id != user_id:
             raise ConfirmationError("only the user who asked may press this button")
-        del self._pending[nonce]
         if self._clock.monotonic() > pending.expires_at:
+            del self._pending[nonce]
             self._remember_used(nonce, "expired")
             raise ConfirmationError("this confirmation expired; run the command again")
-        self._remember_used(nonce, "confirmed")
         return pending
 
-    def cancel(self, nonce: str, user_id: int) -> PendingConfirmation:
-        """Withdraw a pending confirmation: the requester (or, for approvals, anyone else)."""
+    def cancel(
+        self, nonce: str, user_id: int, authorize: Authorize = _anyone
+    ) -> PendingConfirmation:
+        """Withdraw a pending confirmation: the requester (or, for approvals, another approver).
+
+        As for :meth:`take`, a refused cancel (``authorize`` raising) changes nothing.
+        """
         pending = self._pending.get(nonce)
-        if pending is not None and pending.other_user and pending.user_id == user_id:
-            del self._pending[nonce]
-            self._remember_used(nonce, "cancelled")
-            return pending
-        pending = self.take(nonce, user_id)
-        self._used[nonce] = "cancelled"
+        if pending is None or not (pending.other_user and pending.user_id == user_id):
+            pending = self._pressable(nonce, user_id)
+        authorize(pending)
+        del self._pending[nonce]
+        self._remember_used(nonce, "cancelled")
         return pending
 
     def _remember_used(self, nonce: str, how: str) -> None:

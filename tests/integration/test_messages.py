@@ -10,6 +10,7 @@ from bot.app import command_menu
 from bot.models import Outcome
 from handlers.base import Reply, Request
 from handlers.registry import COMMANDS
+from handlers.render import AUDIT_FIELD_CHARS, MAX_AUDIT_LINES
 from tests.conftest import ADMIN_ID, VIEWER_ID, TelegramHarness
 from tests.fakebotapi import MAX_MESSAGE_LENGTH
 from tests.integration._helpers import audit_rows, plain, reply_call
@@ -61,10 +62,14 @@ async def test_a_long_audit_reply_is_split_into_messages_telegram_accepts(
         assert len(call.params["text"]) <= MAX_MESSAGE_LENGTH
     texts = [plain(c) for c in calls]
     assert texts[0].startswith(f"ℹ️ last {FILL_REQUESTS} audit entries, newest first")
-    entries = [line for text in texts for line in text.splitlines()][1:]
+    lines = [line for text in texts for line in text.splitlines()][1:]
+    entries, tail = lines[:-1], lines[-1]
+    shown = MAX_AUDIT_LINES
     ids = [int(m.group(1)) for line in entries if (m := re.match(r"^⚠️ #(\d+) ", line))]
-    assert ids == list(range(FILL_REQUESTS, 0, -1)), "entries lost or duplicated by the split"
-    assert all(f"/status {JUNK} refused — invalid cluster name" in line for line in entries)
+    assert ids == list(range(FILL_REQUESTS, FILL_REQUESTS - shown, -1)), "entries lost by the split"
+    cut = " ".join(JUNK.split())[: AUDIT_FIELD_CHARS - 1] + "…"
+    assert all(f"/status {cut} refused — invalid cluster name" in line for line in entries)
+    assert tail == f"… and {FILL_REQUESTS - shown} more entries (ask for fewer with /audit N)"
 
 
 async def test_help_lists_only_the_commands_of_the_callers_role(

@@ -39,6 +39,7 @@ from tests.integration.rebuild_bed import (
     RebuildBed,
     ask_and_confirm,
     audit_of,
+    button_data,
     chat_for,
     next_message,
     opened,
@@ -291,7 +292,13 @@ async def test_bot_killed_mid_backup_is_announced_after_restart_and_rolled_back(
 
         mark = api.mark()
         api.push_message(ADMIN_ID, "/rebuild pg2 --rollback")
-        await next_message(api, ADMIN_ID, mark, "rolling back the rebuild of pg2")
+        question = await next_message(api, ADMIN_ID, mark, "Roll back")
+        assert "rebuild job 1 of main/pg2 (interrupted, step basebackup)" in text_of(question)
+        assert job_row(audit) == ("interrupted", "basebackup"), "rolled back before the press"
+        mark = press(api, ADMIN_ID, button_data(question)[0], question)
+        await next_message(
+            api, ADMIN_ID, mark, "rolling back the rebuild of pg2", method="editMessageText"
+        )
         outcome = await next_message(api, ADMIN_ID, mark, "rebuild failed, rolled back", timeout=90)
         assert "interrupted rebuild; old data directory restored" in text_of(outcome)
         assert second.send(signal.SIGTERM) == 0

@@ -251,7 +251,8 @@ async def test_an_unknown_user_gets_one_refusal_in_private_and_silence_in_a_grou
     await audit_rows(tg, 1)
 
     group_mark = tg.api.mark()
-    tg.send(STRANGER_ID, "/slots", GROUP_CHAT_ID, chat_type="group")
+    # another stranger: one per minute is all a stranger gets (tests/unit/test_gatekeeping.py)
+    tg.send(STRANGER_ID + 1, "/slots", GROUP_CHAT_ID, chat_type="group")
     rows = await audit_rows(tg, 2)  # written after the reply the bot did not send
     to_stranger = [
         c
@@ -268,7 +269,7 @@ async def test_an_unknown_user_gets_one_refusal_in_private_and_silence_in_a_grou
     assert "hoard" in slot_names(slot_set)
     assert outcomes(rows) == [
         (STRANGER_ID, "dropslot", Outcome.REFUSED),
-        (STRANGER_ID, "slots", Outcome.REFUSED),
+        (STRANGER_ID + 1, "slots", Outcome.REFUSED),
     ]
     assert [r.reason for r in rows] == ["unknown user", "unknown user"]
     assert [r.chat_id for r in rows] == [STRANGER_ID, GROUP_CHAT_ID]

@@ -28,7 +28,7 @@ from bot.models import (
     WalReceiverStatus,
     WalSender,
 )
-from bot.ports import RemoteShell
+from bot.ports import JobStore, RemoteShell
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
 from bot.services.rebuild.plan import DIRECTORY_EXISTS_EXIT, Commands
@@ -437,7 +437,9 @@ class Bot:
         return chat
 
 
-def make_bot(config: AppConfig | None = None, pg: FakePostgres | None = None) -> Bot:
+def make_bot(
+    config: AppConfig | None = None, pg: FakePostgres | None = None, jobs: JobStore | None = None
+) -> Bot:
     """The real Dispatcher, services and command registry on top of the fakes."""
     config = config or make_config()
     pg = pg or FakePostgres.healthy()
@@ -448,7 +450,7 @@ def make_bot(config: AppConfig | None = None, pg: FakePostgres | None = None) ->
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
         replication=ReplicationService(config, pg),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
-        rebuild=RebuildService(config, pg, NoShells(), NoJobs(), audit, clock),
+        rebuild=RebuildService(config, pg, NoShells(), jobs or NoJobs(), audit, clock),
         audit=audit,
         clock=clock,
     )

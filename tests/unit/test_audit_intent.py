@@ -97,10 +97,12 @@ def test_the_state_changing_commands_and_actions_are_flagged_where_declared() ->
     assert [
         rebuild.changes_state_with(args.split())
         for args in ("pg2", "pg2 --dry-run", "pg2 --cleanup", "pg2 --cancel", "pg2 --rollback")
-    ] == [False, False, False, True, True]
-    assert rebuild.changes_state_with(["pg2", "--abandon"])
+    ] == [False, False, False, True, False]
+    assert not rebuild.changes_state_with(["pg2", "--abandon"])  # both ask to confirm first
     assert {name for name, spec in registry.ACTIONS.items() if spec.changes_state} == {
         "dropslot",
         "rebuild",
+        "rebuild_abandon",
         "rebuild_cleanup",
+        "rebuild_rollback",
     }

@@ -159,7 +159,7 @@ def test_audit_rendering_keeps_multi_line_arguments_valid_after_splitting() -> N
             "too many arguments",
             1,
         )
-        for n in range(20, 0, -1)
+        for n in range(100, 0, -1)
     ]
 
     chunks = split_message(render.audit(entries))

@@ -804,9 +804,20 @@ class RebuildService:
             raise RebuildRefused(f"the old directory of {node.name} was already removed")
         return job
 
-    async def cleanup(self, node_name: str, cluster_name: str | None, by: int) -> str:
-        """Remove the old data directory kept by the last successful rebuild."""
+    async def cleanup(
+        self, node_name: str, cluster_name: str | None, by: int, old_dir: str | None = None
+    ) -> str:
+        """Remove the old data directory kept by the last successful rebuild.
+
+        ``old_dir`` is the directory the confirmation showed: when a newer rebuild changed it
+        meanwhile, nothing is removed.
+        """
         job = await self.cleanup_target(node_name, cluster_name)
+        if old_dir is not None and job.old_dir != old_dir:
+            raise RebuildRefused(
+                f"{old_dir} is no longer the old directory of {job.node} (the last rebuild "
+                f"changed); nothing removed; run the command again"
+            )
         _, node = self.resolve(node_name, cluster_name)
         receiver = await self._pg.replica_status(node)
         if receiver.receiver_status != "streaming":
