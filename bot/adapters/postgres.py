@@ -93,6 +93,7 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
 """
 
 
+_Conn = psycopg.AsyncConnection[TupleRow]
 Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
 
 
@@ -103,7 +104,7 @@ class _StaleConnection(Exception):
 class PsycopgPostgres:
     """The Postgres port over psycopg 3 (async).
 
-    Connections are kept for reuse (at most ``max_idle_per_node`` per node, closed after
+    Connections are kept for reuse per (cluster, node) (at most ``max_idle_per_node``, closed after
     ``idle_seconds`` unused): a fresh SCRAM login costs far more than the queries. A reused
     connection that turns out dead is replaced once; a new one fails fast with the server's
     own reason (refused, auth failed), which /status shows for a node that is down.
@@ -120,7 +121,7 @@ class PsycopgPostgres:
         self._application_name = application_name
         self._max_idle = max_idle_per_node
         self._idle_seconds = idle_seconds
-        self._idle: dict[str, list[tuple[float, psycopg.AsyncConnection[TupleRow]]]] = {}
+        self._idle: dict[tuple[str, str], list[tuple[float, _Conn]]] = {}
 
     async def close(self) -> None:
         """Close every kept connection."""
@@ -153,7 +154,7 @@ class PsycopgPostgres:
         return conn
 
     async def _take_idle(self, node: NodeConfig) -> psycopg.AsyncConnection[TupleRow] | None:
-        pool = self._idle.get(node.name, [])
+        pool = self._idle.get(_key(node), [])
         now = time.monotonic()
         while pool:
             last_used, conn = pool.pop()
@@ -163,7 +164,7 @@ class PsycopgPostgres:
         return None
 
     def _release(self, node: NodeConfig, conn: psycopg.AsyncConnection[TupleRow]) -> bool:
-        pool = self._idle.setdefault(node.name, [])
+        pool = self._idle.setdefault(_key(node), [])
         healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
         if healthy and len(pool) < self._max_idle:
             pool.append((time.monotonic(), conn))
@@ -362,6 +363,11 @@ class PsycopgPostgres:
             (list(names), "%postgresql.auto.conf"),
         )
         return {str(name): str(value) for name, value in rows}
+
+
+def _key(node: NodeConfig) -> tuple[str, str]:
+    """Kept connections belong to (cluster, node): node names repeat across clusters."""
+    return (node.cluster, node.name)
 
 
 def _slots_sql(server_version: int) -> str:
