@@ -206,7 +206,9 @@ class PsycopgPostgres:
             raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
         except TimeoutError as exc:
             raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not is_connection_failure(conn, exc):
+                raise  # the server refused the statement: the caller translates its SQLSTATE
             if not fresh:
                 raise _StaleConnection from exc
             raise NodeUnavailable(node.name, _reason(exc)) from exc
@@ -308,29 +310,15 @@ class PsycopgPostgres:
             await self._fetch(
                 node, "SELECT pg_catalog.pg_create_physical_replication_slot(%s)::text", (slot,)
             )
-        except pg_errors.DuplicateObject as exc:
-            raise SlotAlreadyExists(f"slot {slot} already exists on {node.name}") from exc
-        except pg_errors.InsufficientPrivilege as exc:
-            raise SlotError(
-                f"permission denied on {node.name}: the bot's role needs REPLICATION"
-            ) from exc
-        except pg_errors.ConfigurationLimitExceeded as exc:
-            raise SlotError(
-                f"all replication slots on {node.name} are in use (max_replication_slots)"
-            ) from exc
+        except psycopg.Error as exc:
+            raise _slot_error(exc, node, slot) from exc
 
     async def drop_slot(self, node: NodeConfig, slot: str) -> None:
         """Drop a slot; SlotNotFound / SlotActive when refused."""
         try:
             await self._fetch(node, "SELECT pg_catalog.pg_drop_replication_slot(%s)::text", (slot,))
-        except pg_errors.UndefinedObject as exc:
-            raise SlotNotFound(f"slot {slot} does not exist on {node.name}") from exc
-        except pg_errors.ObjectInUse as exc:
-            raise SlotActive(f"slot {slot} is active on {node.name}; stop its user first") from exc
-        except pg_errors.InsufficientPrivilege as exc:
-            raise SlotError(
-                f"permission denied on {node.name}: the bot's role needs REPLICATION"
-            ) from exc
+        except psycopg.Error as exc:
+            raise _slot_error(exc, node, slot) from exc
 
     async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
         """pg_copy_physical_replication_slot(source, target): the copy keeps source's WAL."""
@@ -340,12 +328,8 @@ class PsycopgPostgres:
                 "SELECT pg_catalog.pg_copy_physical_replication_slot(%s, %s)::text",
                 (source, target),
             )
-        except pg_errors.UndefinedObject as exc:
-            raise SlotNotFound(f"slot {source} does not exist on {node.name}") from exc
-        except pg_errors.DuplicateObject as exc:
-            raise SlotAlreadyExists(f"slot {target} already exists on {node.name}") from exc
         except psycopg.Error as exc:
-            raise SlotError(f"cannot copy slot {source} on {node.name}: {_reason(exc)}") from exc
+            raise _slot_error(exc, node, source, target) from exc
 
     async def total_database_size(self, node: NodeConfig) -> int:
         """Sum of pg_database_size over all databases, in bytes."""
@@ -363,6 +347,42 @@ class PsycopgPostgres:
             (list(names), "%postgresql.auto.conf"),
         )
         return {str(name): str(value) for name, value in rows}
+
+
+def is_connection_failure(conn: psycopg.AsyncConnection[Any], exc: psycopg.Error) -> bool:
+    """True when ``exc`` means the connection is gone, not that the server refused a statement.
+
+    psycopg classes many server refusals as OperationalError (55006 object_in_use, 53400
+    configuration_limit_exceeded), so the class says nothing: only a broken connection, an
+    error without a SQLSTATE (raised by libpq itself) or SQLSTATE class 08 / 57P counts.
+    """
+    state = exc.sqlstate
+    return conn.broken or state is None or state.startswith(("08", "57P"))
+
+
+_SLOT_REFUSALS: dict[str, Callable[[str, str, str], SlotError]] = {
+    "42710": lambda node, slot, target: SlotAlreadyExists(
+        f"slot {target or slot} already exists on {node}"
+    ),
+    "42704": lambda node, slot, _: SlotNotFound(f"slot {slot} does not exist on {node}"),
+    "55006": lambda node, slot, _: SlotActive(
+        f"slot {slot} is active on {node}; stop its user first"
+    ),
+    "42501": lambda node, _s, _t: SlotError(
+        f"permission denied on {node}: the bot's role needs REPLICATION"
+    ),
+    "53400": lambda node, _s, _t: SlotError(
+        f"all replication slots on {node} are in use (max_replication_slots)"
+    ),
+}
+
+
+def _slot_error(exc: psycopg.Error, node: NodeConfig, slot: str, target: str = "") -> SlotError:
+    """The domain error for a slot statement the server refused, chosen by SQLSTATE."""
+    make = _SLOT_REFUSALS.get(exc.sqlstate or "")
+    if make is not None:
+        return make(node.name, slot, target)
+    return SlotError(f"slot {slot} on {node.name}: {_reason(exc)}")
 
 
 def _key(node: NodeConfig) -> tuple[str, str]:
