@@ -13,8 +13,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -22,61 +20,10 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
+from bot.adapters.monitor_pg import MIN_SUPPORTED_VERSION, parse_snapshot, poll_sql
 from bot.config import NodeConfig
 from bot.errors import NodeUnavailable, SlotActive, SlotAlreadyExists, SlotError, SlotNotFound
-from bot.models import HbaRule, PrimaryStatus, SlotInfo, WalReceiverStatus, WalSender
-
-MIN_SUPPORTED_VERSION = 130000
-
-_IDENTITY_SQL = """
-SELECT pg_catalog.pg_is_in_recovery(),
-       pg_catalog.current_setting('server_version'),
-       pg_catalog.current_setting('server_version_num')::int,
-       CASE WHEN pg_catalog.pg_is_in_recovery()
-            THEN pg_catalog.pg_last_wal_replay_lsn()
-            ELSE pg_catalog.pg_current_wal_lsn() END::text,
-       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
-            ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))
-                 ::bit(32)::int END
-"""
-
-_WALSENDERS_SQL = """
-SELECT r.pid, coalesce(r.application_name, ''), host(r.client_addr), r.state,
-       r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
-       r.write_lag, r.flush_lag, r.replay_lag, r.sync_state, s.slot_name::text,
-       CASE WHEN pg_catalog.pg_is_in_recovery() OR r.replay_lsn IS NULL THEN NULL
-            ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.replay_lsn) END
-  FROM pg_catalog.pg_stat_replication r
-  LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid
- ORDER BY r.pid
-"""
-
-_RECEIVER_SQL = """
-SELECT pg_catalog.pg_is_in_recovery(),
-       pg_catalog.current_setting('server_version'),
-       pg_catalog.current_setting('server_version_num')::int,
-       w.status, w.slot_name::text, w.sender_host, w.sender_port,
-       w.written_lsn::text, w.flushed_lsn::text,
-       pg_catalog.pg_last_wal_replay_lsn()::text,
-       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
-            WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0
-            ELSE extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
-       END
-  FROM (SELECT 1) AS one
-  LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true
-"""
-
-_SLOTS_SQL = """
-SELECT slot_name::text, slot_type, active, active_pid, restart_lsn::text,
-       CASE WHEN restart_lsn IS NULL THEN NULL
-            ELSE pg_catalog.pg_wal_lsn_diff(
-                   CASE WHEN pg_catalog.pg_is_in_recovery()
-                        THEN pg_catalog.pg_last_wal_receive_lsn()
-                        ELSE pg_catalog.pg_current_wal_lsn() END, restart_lsn) END,
-       wal_status, safe_wal_size, {inactive_since}, {invalidation_reason}
-  FROM pg_catalog.pg_replication_slots
- ORDER BY slot_name
-"""
+from bot.models import HbaRule, NodeSnapshot
 
 _SETTINGS_SQL = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
 
@@ -149,7 +96,7 @@ class PsycopgPostgres:
         if conn.info.server_version < MIN_SUPPORTED_VERSION:
             await conn.close()
             raise NodeUnavailable(
-                node.name, f"PostgreSQL {conn.info.server_version} is older than 13"
+                node.name, f"PostgreSQL {conn.info.server_version} is older than 14"
             )
         return conn
 
@@ -221,59 +168,18 @@ class PsycopgPostgres:
     ) -> list[tuple[Any, ...]]:
         return (await self._run(node, lambda _version: [(sql, params)]))[0]
 
-    async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
-        """pg_is_in_recovery, version, timeline, current LSN and pg_stat_replication."""
-        idents, senders = await self._run(
-            node, lambda _version: [(_IDENTITY_SQL, ()), (_WALSENDERS_SQL, ())]
-        )
-        ident = idents[0]
-        return PrimaryStatus(
-            node=node.name,
-            in_recovery=bool(ident[0]),
-            server_version=str(ident[1]),
-            server_version_num=int(ident[2]),
-            current_lsn=ident[3],
-            timeline=ident[4],
-            walsenders=tuple(_walsender(row) for row in senders),
-        )
+    async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
+        """The node's replication state: the probe statement, on a kept connection."""
+        versions: list[int] = []
 
-    async def replica_status(self, node: NodeConfig) -> WalReceiverStatus:
-        """pg_stat_wal_receiver and replay position of a replica."""
-        rows = await self._fetch(node, _RECEIVER_SQL)
-        row = rows[0]
-        return WalReceiverStatus(
-            node=node.name,
-            in_recovery=bool(row[0]),
-            server_version=str(row[1]),
-            server_version_num=int(row[2]),
-            receiver_status=row[3],
-            slot_name=row[4],
-            sender_host=row[5],
-            sender_port=row[6],
-            written_lsn=row[7],
-            flushed_lsn=row[8],
-            replay_lsn=row[9],
-            replay_delay_s=_float(row[10]),
-        )
+        def statements(version: int) -> list[tuple[str, Sequence[Any]]]:
+            versions.append(version)
+            return [(poll_sql(version), ())]
 
-    async def slots(self, node: NodeConfig) -> list[SlotInfo]:
-        """pg_replication_slots with retained WAL, adapted to the server version."""
-        (rows,) = await self._run(node, lambda version: [(_slots_sql(version), ())])
-        return [
-            SlotInfo(
-                name=row[0],
-                slot_type=row[1],
-                active=bool(row[2]),
-                active_pid=row[3],
-                restart_lsn=row[4],
-                retained_bytes=_int(row[5]),
-                wal_status=row[6],
-                safe_wal_size=_int(row[7]),
-                inactive_since=row[8],
-                invalidation_reason=row[9],
-            )
-            for row in rows
-        ]
+        (rows,) = await self._run(node, statements)
+        if not rows:
+            raise NodeUnavailable(node.name, "the probe returned no row")
+        return parse_snapshot(node.cluster, node.name, versions[-1], rows[0])
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         """Current values of the named settings (missing names are absent)."""
@@ -388,46 +294,6 @@ def _slot_error(exc: psycopg.Error, node: NodeConfig, slot: str, target: str = "
 def _key(node: NodeConfig) -> tuple[str, str]:
     """Kept connections belong to (cluster, node): node names repeat across clusters."""
     return (node.cluster, node.name)
-
-
-def _slots_sql(server_version: int) -> str:
-    """pg_replication_slots with the columns this server version has (17+: more)."""
-    if server_version >= 170000:
-        return _SLOTS_SQL.format(
-            inactive_since="inactive_since", invalidation_reason="invalidation_reason"
-        )
-    return _SLOTS_SQL.format(inactive_since="NULL::timestamptz", invalidation_reason="NULL::text")
-
-
-def _walsender(row: Sequence[Any]) -> WalSender:
-    return WalSender(
-        pid=int(row[0]),
-        application_name=str(row[1]),
-        client_addr=row[2],
-        state=row[3],
-        sent_lsn=row[4],
-        write_lsn=row[5],
-        flush_lsn=row[6],
-        replay_lsn=row[7],
-        write_lag_s=_seconds(row[8]),
-        flush_lag_s=_seconds(row[9]),
-        replay_lag_s=_seconds(row[10]),
-        sync_state=row[11],
-        slot_name=row[12],
-        replay_lag_bytes=_int(row[13]),
-    )
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
-
-
-def _int(value: Decimal | int | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def _float(value: Decimal | float | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def _reason(exc: psycopg.Error) -> str:

@@ -6,7 +6,7 @@ import asyncio
 
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
-from bot.models import CheckItem, CheckLevel, PreflightReport, SlotInfo
+from bot.models import CheckItem, CheckLevel, NodeSnapshot, PreflightReport
 from bot.ports import JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.rebuild.plan import Commands
 from bot.services.replication import STANDBY_MINIMUMS
@@ -55,9 +55,10 @@ class Preflight:
 
         primary = cluster.primary
         primary_ok = False
+        primary_snap: NodeSnapshot | None = None
         try:
-            primary_status = await self._pg.primary_status(primary)
-            if primary_status.in_recovery:
+            primary_snap = await self._pg.snapshot(primary)
+            if primary_snap.in_recovery:
                 add(
                     _fail(
                         primary.name,
@@ -72,7 +73,8 @@ class Preflight:
                     _ok(
                         primary.name,
                         "primary",
-                        f"{primary.name} is primary (PostgreSQL {primary_status.server_version})",
+                        f"{primary.name} is primary "
+                        f"(PostgreSQL {primary_snap.server_version or '?'})",
                     )
                 )
         except NodeUnavailable as exc:
@@ -85,9 +87,10 @@ class Preflight:
                 )
             )
 
+        replica_snap: NodeSnapshot | None = None
         try:
-            replica_status = await self._pg.replica_status(node)
-            if not replica_status.in_recovery:
+            replica_snap = await self._pg.snapshot(node)
+            if not replica_snap.in_recovery:
                 add(
                     _fail(
                         node.name,
@@ -123,8 +126,8 @@ class Preflight:
         slot_missing = False
         size: int | None = None
         try:
-            if primary_ok:
-                slot_missing, slot_item = await self._slot_item(cluster, node)
+            if primary_ok and primary_snap is not None:
+                slot_missing, slot_item = _slot_item(cluster, node, primary_snap, replica_snap)
                 add(slot_item)
                 add(await self._walsender_item(primary))
                 size = await self._pg.total_database_size(primary)
@@ -139,53 +142,6 @@ class Preflight:
             items=tuple(items),
             slot_missing=slot_missing,
             primary_size_bytes=size,
-        )
-
-    async def _slot_item(self, cluster: ClusterConfig, node: NodeConfig) -> tuple[bool, CheckItem]:
-        assert node.slot is not None
-        primary = cluster.primary
-        slots: list[SlotInfo] = await self._pg.slots(primary)
-        slot = next((s for s in slots if s.name == node.slot), None)
-        if slot is None:
-            return True, CheckItem(
-                node.name,
-                "slot",
-                CheckLevel.WARN,
-                f"slot {node.slot} does not exist on {primary.name}",
-                "it will be created as the first step",
-            )
-        if slot.slot_type != "physical":
-            return False, _fail(
-                node.name, "slot", f"slot {node.slot} is {slot.slot_type}", "use a physical slot"
-            )
-        if not slot.active:
-            return False, _ok(node.name, "slot", f"slot {node.slot} exists and is inactive")
-        status = await self._pg.primary_status(primary)
-        holder = next((s for s in status.walsenders if s.pid == slot.active_pid), None)
-        holder_name = holder.application_name if holder else "?"
-        if holder_name == node.name:
-            return False, _ok(
-                node.name,
-                "slot",
-                f"slot {node.slot} is held by {node.name} itself; released when it stops",
-            )
-        try:
-            receiver = await self._pg.replica_status(node)
-            own = receiver.slot_name == node.slot and receiver.receiver_status == "streaming"
-        except NodeUnavailable:
-            own = False
-        if own:
-            return False, _ok(
-                node.name,
-                "slot",
-                f"slot {node.slot} is held by {node.name} itself; released when it stops",
-            )
-        return False, _fail(
-            node.name,
-            "slot",
-            f"slot {node.slot} is active for PID {slot.active_pid} "
-            f"(application_name {holder_name}), not {node.name}",
-            "find the process using the slot and stop it",
         )
 
     async def _walsender_item(self, primary: NodeConfig) -> CheckItem:
@@ -318,6 +274,51 @@ class Preflight:
             else:
                 items.append(_ok(node.name, name, f"{name} = {mine} (primary {theirs})"))
         return items
+
+
+def _slot_item(
+    cluster: ClusterConfig,
+    node: NodeConfig,
+    primary: NodeSnapshot,
+    replica: NodeSnapshot | None,
+) -> tuple[bool, CheckItem]:
+    """The slot check, from the probes of the primary and (if it answered) the replica."""
+    assert node.slot is not None
+    primary_name = cluster.primary.name
+    slot = next((s for s in primary.slots if s.name == node.slot), None)
+    if slot is None:
+        return True, CheckItem(
+            node.name,
+            "slot",
+            CheckLevel.WARN,
+            f"slot {node.slot} does not exist on {primary_name}",
+            "it will be created as the first step",
+        )
+    if slot.slot_type != "physical":
+        return False, _fail(
+            node.name, "slot", f"slot {node.slot} is {slot.slot_type}", "use a physical slot"
+        )
+    if not slot.active:
+        return False, _ok(node.name, "slot", f"slot {node.slot} exists and is inactive")
+    holder = next((s for s in primary.walsenders if s.pid == slot.active_pid), None)
+    holder_name = holder.application_name if holder else "?"
+    receiver = replica.receiver if replica is not None else None
+    own = (
+        receiver is not None and receiver.slot_name == node.slot and receiver.status == "streaming"
+    )
+    if holder_name == node.name or own:
+        return False, _ok(
+            node.name,
+            "slot",
+            f"slot {node.slot} is held by {node.name} itself; released when it stops",
+        )
+    return False, _fail(
+        node.name,
+        "slot",
+        f"slot {node.slot} is active for PID {slot.active_pid} "
+        f"(application_name {holder_name}), not {node.name}",
+        "find the process using the slot and stop it",
+    )
 
 
 def _ok(node: str, name: str, detail: str) -> CheckItem:

@@ -33,6 +33,7 @@ from bot.models import (
     AuditRecord,
     BackupProgress,
     NodeRole,
+    NodeSnapshot,
     Outcome,
     PlanStep,
     PreflightReport,
@@ -355,7 +356,15 @@ class RebuildService:
             raise RebuildStepFailed(key, "unknown step")
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
-        return next((s for s in await self._pg.slots(node) if s.name == name), None)
+        return next((s for s in (await self._pg.snapshot(node)).slots if s.name == name), None)
+
+    async def _streams(
+        self, cluster: ClusterConfig, node: NodeConfig, slot: str
+    ) -> tuple[bool, str]:
+        """Probe the replica and the primary once; (streams, what was seen)."""
+        replica = await self._pg.snapshot(node)
+        primary = await self._pg.snapshot(cluster.primary)
+        return streaming_seen(replica, primary, slot)
 
     async def _wait_slot_inactive(self, primary: NodeConfig, slot: str, key: str) -> None:
         deadline = self._clock.monotonic() + SLOT_RELEASE_TIMEOUT_S
@@ -423,18 +432,8 @@ class RebuildService:
         seen = "no answer yet"
         while self._clock.monotonic() < deadline:
             try:
-                receiver = await self._pg.replica_status(run.node)
-                slot = await self._slot(run.cluster.primary, cmd.slot)
-                seen = (
-                    f"receiver {receiver.receiver_status or 'not running'}, slot "
-                    f"{'active' if slot and slot.active else 'inactive'}"
-                )
-                if (
-                    receiver.in_recovery
-                    and receiver.receiver_status == "streaming"
-                    and slot is not None
-                    and slot.active
-                ):
+                streams, seen = await self._streams(run.cluster, run.node, cmd.slot)
+                if streams:
                     return
             except NodeUnavailable as exc:
                 seen = exc.reason
@@ -551,9 +550,7 @@ class RebuildService:
         deadline = self._clock.monotonic() + self._settings.verify_timeout_s
         while self._clock.monotonic() < deadline:
             with contextlib.suppress(NodeUnavailable):
-                receiver = await self._pg.replica_status(node)
-                info = await self._slot(cluster.primary, slot)
-                if receiver.receiver_status == "streaming" and info is not None and info.active:
+                if (await self._streams(cluster, node, slot))[0]:
                     return f"the old {node.name} streams again"
             await asyncio.sleep(POLL_INTERVAL_S)
         return f"the old {node.name} is running but NOT streaming yet: check /status"
@@ -665,9 +662,10 @@ class RebuildService:
     async def cleanup(self, node_name: str, cluster_name: str | None, by: int) -> str:
         """Remove the old data directory kept by the last successful rebuild."""
         job = await self.cleanup_target(node_name, cluster_name)
-        _, node = self.resolve(node_name, cluster_name)
-        receiver = await self._pg.replica_status(node)
-        if receiver.receiver_status != "streaming":
+        cluster, node = self.resolve(node_name, cluster_name)
+        assert node.slot is not None  # resolve() requires it
+        streams, _ = await self._streams(cluster, node, node.slot)
+        if not streams:
             raise RebuildRefused(f"{node.name} is not streaming; keeping {job.old_dir}")
         cmd = self._commands_for(node, job)
         shell = await self._shells.connect(node)
@@ -715,3 +713,17 @@ class RebuildService:
         if shell is not None:
             with contextlib.suppress(Exception):
                 await shell.close()
+
+
+def streaming_seen(replica: NodeSnapshot, primary: NodeSnapshot, slot: str) -> tuple[bool, str]:
+    """Does the replica stream through ``slot``? Pure: decided on one probe of each side.
+
+    The replica must be in recovery with its WAL receiver streaming, and the primary must
+    show ``slot`` active. Returns the decision and what was seen (for the failure message).
+    """
+    receiver = replica.receiver
+    status = receiver.status if receiver is not None else None
+    info = next((s for s in primary.slots if s.name == slot), None)
+    active = info is not None and info.active
+    seen = f"receiver {status or 'not running'}, slot {'active' if active else 'inactive'}"
+    return bool(replica.in_recovery) and status == "streaming" and active, seen
