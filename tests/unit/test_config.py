@@ -361,3 +361,17 @@ def test_check_config_cli_does_not_print_a_token_from_the_environment(
     assert code == 0
     assert "token set" in out
     assert ENV_TOKEN not in out + err
+
+
+def test_every_node_knows_its_cluster_so_same_named_nodes_stay_apart() -> None:
+    data = valid_data()
+    twin = copy.deepcopy(data["clusters"][0])
+    twin["name"] = "billing"
+    data["clusters"].append(twin)
+
+    config = parse_config(data, {PASSWORD_ENV: PASSWORD})
+
+    keys = [(n.cluster, n.name) for c in config.clusters for n in c.nodes]
+    assert len(keys) == len(set(keys))
+    assert {n.cluster for n in config.clusters[0].nodes} == {config.clusters[0].name}
+    assert {n.cluster for n in config.clusters[1].nodes} == {"billing"}
