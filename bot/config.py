@@ -7,6 +7,7 @@ Secrets (the bot token, node passwords) are held in :class:`Secret`, which never
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -112,6 +113,7 @@ class NodeConfig:
     max_rate: str | None = None  # pg_basebackup --max-rate, e.g. "50M"
     log_file: Path | None = None  # server log on the replica host, tailed when a start fails
     application_name: str | None = None  # the name a rebuilt replica streams under
+    cluster: str = ""  # its cluster (set by the parser); (cluster, name) identifies a node
 
     @property
     def effective_conf_dir(self) -> Path | None:
@@ -602,7 +604,7 @@ def _parse_clusters(
         clusters.append(
             ClusterConfig(
                 name=name,
-                nodes=_parse_nodes(key, item.get("nodes"), environ),
+                nodes=_parse_nodes(key, item.get("nodes"), environ, name),
                 monitor=_parse_cluster_monitor(f"{key}.monitor", item.get("monitor"), thresholds),
             )
         )
@@ -610,7 +612,7 @@ def _parse_clusters(
 
 
 def _parse_nodes(
-    cluster_key: str, value: Any, environ: Mapping[str, str]
+    cluster_key: str, value: Any, environ: Mapping[str, str], cluster: str = ""
 ) -> tuple[NodeConfig, ...]:
     key = f"{cluster_key}.nodes"
     if not isinstance(value, list) or not value:
@@ -624,7 +626,7 @@ def _parse_nodes(
         node_key = (
             f"{key}.{raw_name}" if isinstance(raw_name, str) and raw_name else f"{key}[{index}]"
         )
-        node = _parse_node(node_key, item, environ)
+        node = dataclasses.replace(_parse_node(node_key, item, environ), cluster=cluster)
         if node.name in names:
             raise ConfigError(f"{node_key}.name", f"duplicate node name {node.name!r}")
         names.add(node.name)

@@ -116,35 +116,18 @@ def basebackup_pids(senders: Sequence[WalSender]) -> frozenset[int]:
     return frozenset(s.pid for s in (*backups, *streams))
 
 
-@dataclass(frozen=True)
-class PrimaryStatus:
-    """What the primary says about itself and its walsenders."""
+def replay_lag_seconds(sender: WalSender) -> float | None:
+    """The one replay-lag definition (seconds) of /status, the alert rules and the metrics.
 
-    node: str
-    in_recovery: bool
-    server_version: str
-    server_version_num: int
-    timeline: int | None
-    current_lsn: str | None
-    walsenders: tuple[WalSender, ...]
-
-
-@dataclass(frozen=True)
-class WalReceiverStatus:
-    """pg_stat_wal_receiver and replay position, read on a replica."""
-
-    node: str
-    in_recovery: bool
-    server_version: str
-    server_version_num: int
-    receiver_status: str | None
-    slot_name: str | None
-    sender_host: str | None
-    sender_port: int | None
-    written_lsn: str | None
-    flushed_lsn: str | None
-    replay_lsn: str | None
-    replay_delay_s: float | None
+    0 when the replica replayed everything it was sent or flushed: PostgreSQL keeps (or NULLs)
+    ``replay_lag`` on an idle system, and ``now() - pg_last_xact_replay_timestamp()`` grows
+    forever when nothing is written; neither is lag. None while the replay LSN is unknown.
+    """
+    if sender.replay_lsn is None:
+        return None
+    if sender.replay_lsn in {sender.sent_lsn, sender.flush_lsn}:
+        return 0.0
+    return sender.replay_lag_s
 
 
 @dataclass(frozen=True)
@@ -155,7 +138,7 @@ class ReplicaView:
     slot: str | None
     state: str  # streaming | catchup | backup | absent | down | <pg state>
     sender: WalSender | None
-    receiver: WalReceiverStatus | None
+    receiver: NodeSnapshot | None  # the replica's own probe (None when it did not answer)
     down_reason: str | None = None
 
     @property
@@ -165,14 +148,8 @@ class ReplicaView:
 
     @property
     def lag_seconds(self) -> float | None:
-        """Replay lag in seconds; 0 when the replica has replayed everything sent (idle)."""
-        if self.sender is None:
-            return None
-        if self.sender.replay_lag_s is not None:
-            return self.sender.replay_lag_s
-        if self.sender.replay_lsn is not None and self.sender.replay_lsn == self.sender.sent_lsn:
-            return 0.0
-        return None
+        """Replay lag in seconds (:func:`replay_lag_seconds`; 0 on an idle replica)."""
+        return replay_lag_seconds(self.sender) if self.sender else None
 
 
 @dataclass(frozen=True)
@@ -181,7 +158,7 @@ class ClusterStatus:
 
     cluster: str
     primary_node: str
-    primary: PrimaryStatus | None
+    primary: NodeSnapshot | None
     primary_down: str | None
     replicas: tuple[ReplicaView, ...]
     backups: tuple[WalSender, ...] = ()
@@ -515,13 +492,18 @@ class ReceiverInfo:
     flushed_lsn: str | None
     sender_host: str | None
     sender_port: int | None
+    written_lsn: str | None = None
 
 
 @dataclass(frozen=True)
 class NodeSnapshot:
-    """One poll of one node by the monitor: everything the rules need, or why it failed.
+    """One probe of one node: the only model of a node's replication state.
 
-    ``lsn`` is the current WAL position on a primary and the replayed one on a replica.
+    /status, /slots, rebuild preflight and verify, and the monitor all read a node through
+    the same statement into this (or the reason it failed, ``error``, for the monitor).
+    ``lsn`` is the current WAL position on a primary and the replayed one on a replica;
+    ``replay_delay_s`` (replicas) is how long ago the last replayed transaction committed,
+    0 when everything received is replayed.
     """
 
     cluster: str
@@ -536,6 +518,8 @@ class NodeSnapshot:
     walsenders: tuple[WalSender, ...] = ()
     slots: tuple[SlotInfo, ...] = ()
     receiver: ReceiverInfo | None = None
+    server_version: str | None = None  # e.g. "16.4 (Debian 16.4-1)"
+    replay_delay_s: float | None = None
 
     @property
     def ok(self) -> bool:

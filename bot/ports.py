@@ -20,27 +20,17 @@ from bot.models import (
     NodeSnapshot,
     OutboxItem,
     OutgoingMessage,
-    PrimaryStatus,
     RebuildJob,
     RebuildState,
-    SlotInfo,
-    WalReceiverStatus,
 )
 
 
 class Postgres(Protocol):
     """Read and manage replication state on one node. Raises NodeUnavailable / SlotError."""
 
-    async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
-        """pg_is_in_recovery, version, timeline, current LSN and pg_stat_replication."""
-        ...
-
-    async def replica_status(self, node: NodeConfig) -> WalReceiverStatus:
-        """pg_stat_wal_receiver and replay position of a replica."""
-        ...
-
-    async def slots(self, node: NodeConfig) -> list[SlotInfo]:
-        """pg_replication_slots with retained WAL, adapted to the server version."""
+    async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
+        """The node's replication state through the one probe statement (the monitor's):
+        role, version, timeline, LSNs, walsenders, slots and WAL receiver."""
         ...
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:

@@ -142,9 +142,9 @@ def _cluster_status(cluster: ClusterStatus) -> str:
         )
         role_note = " ⚠️ in recovery — not a primary!" if p.in_recovery else ""
         lines.append(
-            f"<b>{esc(p.node)}</b> primary · up · PostgreSQL {esc(p.server_version)}"
+            f"<b>{esc(p.node)}</b> primary · up · PostgreSQL {esc(p.server_version or '?')}"
             f" · timeline {esc(p.timeline if p.timeline is not None else '–')}"
-            f" · LSN {code(p.current_lsn or '–')}{role_note}"
+            f" · LSN {code(p.lsn or '–')}{role_note}"
         )
     for replica in cluster.replicas:
         lines.extend(_replica_lines(replica))
@@ -179,16 +179,19 @@ def _replica_lines(replica: ReplicaView) -> list[str]:
             f"   lag {esc(human_bytes(replica.lag_bytes))} · replay lag "
             f"{esc(human_seconds(replica.lag_seconds))}"
         )
-    receiver = replica.receiver
-    if receiver is not None:
-        if not receiver.in_recovery:
+    snapshot = replica.receiver
+    if snapshot is not None:
+        if not snapshot.in_recovery:
             lines.append(f"   {WARN} not in recovery: this node is a primary now")
-        source = f"{receiver.sender_host}:{receiver.sender_port}" if receiver.sender_host else "–"
+        receiver = snapshot.receiver
+        host = receiver.sender_host if receiver else None
+        source = f"{host}:{receiver.sender_port}" if receiver and host else "–"
         lines.append(
-            f"   receiver {esc(receiver.receiver_status or 'not running')} from {esc(source)}"
-            f" · slot {esc(receiver.slot_name or '–')}"
-            f" · flushed {code(receiver.flushed_lsn or '–')}"
-            f" · replay delay {esc(human_seconds(receiver.replay_delay_s))}"
+            f"   receiver {esc((receiver.status if receiver else None) or 'not running')}"
+            f" from {esc(source)}"
+            f" · slot {esc((receiver.slot_name if receiver else None) or '–')}"
+            f" · flushed {code((receiver.flushed_lsn if receiver else None) or '–')}"
+            f" · replay delay {esc(human_seconds(snapshot.replay_delay_s))}"
         )
     return lines
 

@@ -1,6 +1,11 @@
-"""The monitor's PostgreSQL probe: one persistent connection and one round trip per node per poll.
+"""The node probe: one statement that reads a node's whole replication state into a NodeSnapshot.
 
-A single statement returns everything the alert rules need — role, timeline, WAL position,
+This is replbot's one read path. :func:`poll_sql` and :func:`parse_snapshot` are used by
+the monitor's kept connections here (:class:`PsycopgMonitorProbe`) and by the command
+adapter (:meth:`bot.adapters.postgres.PsycopgPostgres.snapshot`) for /status, /slots and
+the rebuild's preflight and verify, so every reader sees the same columns, parsing and model.
+
+A single statement returns everything — role, version, timeline, WAL position, replay delay,
 ``pg_stat_replication`` joined to its slots (``json_agg``), ``pg_replication_slots`` with
 the WAL each one retains (``json_agg``) and ``pg_stat_wal_receiver`` (``row_to_json``) — so
 a poll costs one round trip on an open connection. The statement is chosen once per
@@ -29,7 +34,7 @@ from bot.config import NodeConfig
 from bot.errors import NodeUnavailable
 from bot.models import NodeSnapshot, ReceiverInfo, SlotInfo, WalSender
 
-MIN_SUPPORTED_VERSION = 130000
+MIN_SUPPORTED_VERSION = 140000  # PostgreSQL 14–18 are supported
 _CLOSE_TIMEOUT_S = 1.0
 
 _CURRENT = (
@@ -45,10 +50,15 @@ SELECT pg_catalog.pg_is_in_recovery(),
                  ::bit(32)::int END,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
             ELSE pg_catalog.pg_current_wal_lsn() END::text,
+       pg_catalog.current_setting('server_version'),
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
+            WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0
+            ELSE extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
+       END,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                  'pid', r.pid,
                  'application_name', coalesce(r.application_name, ''),
-                 'client_addr', r.client_addr::text,
+                 'client_addr', pg_catalog.host(r.client_addr),
                  'state', r.state,
                  'sent_lsn', r.sent_lsn::text,
                  'write_lsn', r.write_lsn::text,
@@ -82,7 +92,8 @@ SELECT pg_catalog.pg_is_in_recovery(),
           FROM pg_catalog.pg_replication_slots),
        (SELECT pg_catalog.row_to_json(w)
           FROM (SELECT status, slot_name::text AS slot_name, received_tli,
-                       flushed_lsn::text AS flushed_lsn, sender_host, sender_port
+                       written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn,
+                       sender_host, sender_port
                   FROM pg_catalog.pg_stat_wal_receiver) w)
 """
 
@@ -131,7 +142,7 @@ class PsycopgMonitorProbe:
         if row is None:
             raise NodeUnavailable(node.name, "the monitor query returned no row")
         version = self._conns[key].info.server_version
-        return _snapshot(cluster, node.name, version, row)
+        return parse_snapshot(cluster, node.name, version, row)
 
     async def _connection(
         self, key: tuple[str, str], node: NodeConfig
@@ -153,7 +164,7 @@ class PsycopgMonitorProbe:
         version = conn.info.server_version
         if version < MIN_SUPPORTED_VERSION:
             await conn.close()
-            raise NodeUnavailable(node.name, f"PostgreSQL {version} is older than 13")
+            raise NodeUnavailable(node.name, f"PostgreSQL {version} is older than 14")
         self._conns[key] = conn
         self._sql[key] = poll_sql(version)
         return conn
@@ -172,8 +183,9 @@ class PsycopgMonitorProbe:
             await self._discard(key)
 
 
-def _snapshot(cluster: str, node: str, version: int, row: tuple[Any, ...]) -> NodeSnapshot:
-    in_recovery, timeline, lsn, senders, slots, receiver = row
+def parse_snapshot(cluster: str, node: str, version: int, row: tuple[Any, ...]) -> NodeSnapshot:
+    """The NodeSnapshot of one row of :func:`poll_sql` (``at`` is left to the caller)."""
+    in_recovery, timeline, lsn, server_version, delay, senders, slots, receiver = row
     return NodeSnapshot(
         cluster=cluster,
         node=node,
@@ -185,6 +197,8 @@ def _snapshot(cluster: str, node: str, version: int, row: tuple[Any, ...]) -> No
         walsenders=tuple(_walsender(s) for s in senders or ()),
         slots=tuple(_slot(s) for s in slots or ()),
         receiver=_receiver(receiver) if receiver else None,
+        server_version=None if server_version is None else str(server_version),
+        replay_delay_s=_float(delay),
     )
 
 
@@ -231,6 +245,7 @@ def _receiver(item: dict[str, Any]) -> ReceiverInfo:
         flushed_lsn=item.get("flushed_lsn"),
         sender_host=item.get("sender_host"),
         sender_port=_int(item.get("sender_port")),
+        written_lsn=item.get("written_lsn"),
     )
 
 

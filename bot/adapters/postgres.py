@@ -13,8 +13,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -22,61 +20,10 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
+from bot.adapters.monitor_pg import MIN_SUPPORTED_VERSION, parse_snapshot, poll_sql
 from bot.config import NodeConfig
 from bot.errors import NodeUnavailable, SlotActive, SlotAlreadyExists, SlotError, SlotNotFound
-from bot.models import HbaRule, PrimaryStatus, SlotInfo, WalReceiverStatus, WalSender
-
-MIN_SUPPORTED_VERSION = 130000
-
-_IDENTITY_SQL = """
-SELECT pg_catalog.pg_is_in_recovery(),
-       pg_catalog.current_setting('server_version'),
-       pg_catalog.current_setting('server_version_num')::int,
-       CASE WHEN pg_catalog.pg_is_in_recovery()
-            THEN pg_catalog.pg_last_wal_replay_lsn()
-            ELSE pg_catalog.pg_current_wal_lsn() END::text,
-       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
-            ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))
-                 ::bit(32)::int END
-"""
-
-_WALSENDERS_SQL = """
-SELECT r.pid, coalesce(r.application_name, ''), host(r.client_addr), r.state,
-       r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
-       r.write_lag, r.flush_lag, r.replay_lag, r.sync_state, s.slot_name::text,
-       CASE WHEN pg_catalog.pg_is_in_recovery() OR r.replay_lsn IS NULL THEN NULL
-            ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.replay_lsn) END
-  FROM pg_catalog.pg_stat_replication r
-  LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid
- ORDER BY r.pid
-"""
-
-_RECEIVER_SQL = """
-SELECT pg_catalog.pg_is_in_recovery(),
-       pg_catalog.current_setting('server_version'),
-       pg_catalog.current_setting('server_version_num')::int,
-       w.status, w.slot_name::text, w.sender_host, w.sender_port,
-       w.written_lsn::text, w.flushed_lsn::text,
-       pg_catalog.pg_last_wal_replay_lsn()::text,
-       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
-            WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0
-            ELSE extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
-       END
-  FROM (SELECT 1) AS one
-  LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true
-"""
-
-_SLOTS_SQL = """
-SELECT slot_name::text, slot_type, active, active_pid, restart_lsn::text,
-       CASE WHEN restart_lsn IS NULL THEN NULL
-            ELSE pg_catalog.pg_wal_lsn_diff(
-                   CASE WHEN pg_catalog.pg_is_in_recovery()
-                        THEN pg_catalog.pg_last_wal_receive_lsn()
-                        ELSE pg_catalog.pg_current_wal_lsn() END, restart_lsn) END,
-       wal_status, safe_wal_size, {inactive_since}, {invalidation_reason}
-  FROM pg_catalog.pg_replication_slots
- ORDER BY slot_name
-"""
+from bot.models import HbaRule, NodeSnapshot
 
 _SETTINGS_SQL = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
 
@@ -93,6 +40,7 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
 """
 
 
+_Conn = psycopg.AsyncConnection[TupleRow]
 Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
 
 
@@ -103,7 +51,7 @@ class _StaleConnection(Exception):
 class PsycopgPostgres:
     """The Postgres port over psycopg 3 (async).
 
-    Connections are kept for reuse (at most ``max_idle_per_node`` per node, closed after
+    Connections are kept for reuse per (cluster, node) (at most ``max_idle_per_node``, closed after
     ``idle_seconds`` unused): a fresh SCRAM login costs far more than the queries. A reused
     connection that turns out dead is replaced once; a new one fails fast with the server's
     own reason (refused, auth failed), which /status shows for a node that is down.
@@ -120,7 +68,7 @@ class PsycopgPostgres:
         self._application_name = application_name
         self._max_idle = max_idle_per_node
         self._idle_seconds = idle_seconds
-        self._idle: dict[str, list[tuple[float, psycopg.AsyncConnection[TupleRow]]]] = {}
+        self._idle: dict[tuple[str, str], list[tuple[float, _Conn]]] = {}
 
     async def close(self) -> None:
         """Close every kept connection."""
@@ -148,12 +96,12 @@ class PsycopgPostgres:
         if conn.info.server_version < MIN_SUPPORTED_VERSION:
             await conn.close()
             raise NodeUnavailable(
-                node.name, f"PostgreSQL {conn.info.server_version} is older than 13"
+                node.name, f"PostgreSQL {conn.info.server_version} is older than 14"
             )
         return conn
 
     async def _take_idle(self, node: NodeConfig) -> psycopg.AsyncConnection[TupleRow] | None:
-        pool = self._idle.get(node.name, [])
+        pool = self._idle.get(_key(node), [])
         now = time.monotonic()
         while pool:
             last_used, conn = pool.pop()
@@ -163,7 +111,7 @@ class PsycopgPostgres:
         return None
 
     def _release(self, node: NodeConfig, conn: psycopg.AsyncConnection[TupleRow]) -> bool:
-        pool = self._idle.setdefault(node.name, [])
+        pool = self._idle.setdefault(_key(node), [])
         healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
         if healthy and len(pool) < self._max_idle:
             pool.append((time.monotonic(), conn))
@@ -205,7 +153,9 @@ class PsycopgPostgres:
             raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
         except TimeoutError as exc:
             raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not is_connection_failure(conn, exc):
+                raise  # the server refused the statement: the caller translates its SQLSTATE
             if not fresh:
                 raise _StaleConnection from exc
             raise NodeUnavailable(node.name, _reason(exc)) from exc
@@ -218,59 +168,18 @@ class PsycopgPostgres:
     ) -> list[tuple[Any, ...]]:
         return (await self._run(node, lambda _version: [(sql, params)]))[0]
 
-    async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
-        """pg_is_in_recovery, version, timeline, current LSN and pg_stat_replication."""
-        idents, senders = await self._run(
-            node, lambda _version: [(_IDENTITY_SQL, ()), (_WALSENDERS_SQL, ())]
-        )
-        ident = idents[0]
-        return PrimaryStatus(
-            node=node.name,
-            in_recovery=bool(ident[0]),
-            server_version=str(ident[1]),
-            server_version_num=int(ident[2]),
-            current_lsn=ident[3],
-            timeline=ident[4],
-            walsenders=tuple(_walsender(row) for row in senders),
-        )
+    async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
+        """The node's replication state: the probe statement, on a kept connection."""
+        versions: list[int] = []
 
-    async def replica_status(self, node: NodeConfig) -> WalReceiverStatus:
-        """pg_stat_wal_receiver and replay position of a replica."""
-        rows = await self._fetch(node, _RECEIVER_SQL)
-        row = rows[0]
-        return WalReceiverStatus(
-            node=node.name,
-            in_recovery=bool(row[0]),
-            server_version=str(row[1]),
-            server_version_num=int(row[2]),
-            receiver_status=row[3],
-            slot_name=row[4],
-            sender_host=row[5],
-            sender_port=row[6],
-            written_lsn=row[7],
-            flushed_lsn=row[8],
-            replay_lsn=row[9],
-            replay_delay_s=_float(row[10]),
-        )
+        def statements(version: int) -> list[tuple[str, Sequence[Any]]]:
+            versions.append(version)
+            return [(poll_sql(version), ())]
 
-    async def slots(self, node: NodeConfig) -> list[SlotInfo]:
-        """pg_replication_slots with retained WAL, adapted to the server version."""
-        (rows,) = await self._run(node, lambda version: [(_slots_sql(version), ())])
-        return [
-            SlotInfo(
-                name=row[0],
-                slot_type=row[1],
-                active=bool(row[2]),
-                active_pid=row[3],
-                restart_lsn=row[4],
-                retained_bytes=_int(row[5]),
-                wal_status=row[6],
-                safe_wal_size=_int(row[7]),
-                inactive_since=row[8],
-                invalidation_reason=row[9],
-            )
-            for row in rows
-        ]
+        (rows,) = await self._run(node, statements)
+        if not rows:
+            raise NodeUnavailable(node.name, "the probe returned no row")
+        return parse_snapshot(node.cluster, node.name, versions[-1], rows[0])
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         """Current values of the named settings (missing names are absent)."""
@@ -307,29 +216,15 @@ class PsycopgPostgres:
             await self._fetch(
                 node, "SELECT pg_catalog.pg_create_physical_replication_slot(%s)::text", (slot,)
             )
-        except pg_errors.DuplicateObject as exc:
-            raise SlotAlreadyExists(f"slot {slot} already exists on {node.name}") from exc
-        except pg_errors.InsufficientPrivilege as exc:
-            raise SlotError(
-                f"permission denied on {node.name}: the bot's role needs REPLICATION"
-            ) from exc
-        except pg_errors.ConfigurationLimitExceeded as exc:
-            raise SlotError(
-                f"all replication slots on {node.name} are in use (max_replication_slots)"
-            ) from exc
+        except psycopg.Error as exc:
+            raise _slot_error(exc, node, slot) from exc
 
     async def drop_slot(self, node: NodeConfig, slot: str) -> None:
         """Drop a slot; SlotNotFound / SlotActive when refused."""
         try:
             await self._fetch(node, "SELECT pg_catalog.pg_drop_replication_slot(%s)::text", (slot,))
-        except pg_errors.UndefinedObject as exc:
-            raise SlotNotFound(f"slot {slot} does not exist on {node.name}") from exc
-        except pg_errors.ObjectInUse as exc:
-            raise SlotActive(f"slot {slot} is active on {node.name}; stop its user first") from exc
-        except pg_errors.InsufficientPrivilege as exc:
-            raise SlotError(
-                f"permission denied on {node.name}: the bot's role needs REPLICATION"
-            ) from exc
+        except psycopg.Error as exc:
+            raise _slot_error(exc, node, slot) from exc
 
     async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
         """pg_copy_physical_replication_slot(source, target): the copy keeps source's WAL."""
@@ -339,12 +234,8 @@ class PsycopgPostgres:
                 "SELECT pg_catalog.pg_copy_physical_replication_slot(%s, %s)::text",
                 (source, target),
             )
-        except pg_errors.UndefinedObject as exc:
-            raise SlotNotFound(f"slot {source} does not exist on {node.name}") from exc
-        except pg_errors.DuplicateObject as exc:
-            raise SlotAlreadyExists(f"slot {target} already exists on {node.name}") from exc
         except psycopg.Error as exc:
-            raise SlotError(f"cannot copy slot {source} on {node.name}: {_reason(exc)}") from exc
+            raise _slot_error(exc, node, source, target) from exc
 
     async def total_database_size(self, node: NodeConfig) -> int:
         """Sum of pg_database_size over all databases, in bytes."""
@@ -364,44 +255,45 @@ class PsycopgPostgres:
         return {str(name): str(value) for name, value in rows}
 
 
-def _slots_sql(server_version: int) -> str:
-    """pg_replication_slots with the columns this server version has (17+: more)."""
-    if server_version >= 170000:
-        return _SLOTS_SQL.format(
-            inactive_since="inactive_since", invalidation_reason="invalidation_reason"
-        )
-    return _SLOTS_SQL.format(inactive_since="NULL::timestamptz", invalidation_reason="NULL::text")
+def is_connection_failure(conn: psycopg.AsyncConnection[Any], exc: psycopg.Error) -> bool:
+    """True when ``exc`` means the connection is gone, not that the server refused a statement.
+
+    psycopg classes many server refusals as OperationalError (55006 object_in_use, 53400
+    configuration_limit_exceeded), so the class says nothing: only a broken connection, an
+    error without a SQLSTATE (raised by libpq itself) or SQLSTATE class 08 / 57P counts.
+    """
+    state = exc.sqlstate
+    return conn.broken or state is None or state.startswith(("08", "57P"))
 
 
-def _walsender(row: Sequence[Any]) -> WalSender:
-    return WalSender(
-        pid=int(row[0]),
-        application_name=str(row[1]),
-        client_addr=row[2],
-        state=row[3],
-        sent_lsn=row[4],
-        write_lsn=row[5],
-        flush_lsn=row[6],
-        replay_lsn=row[7],
-        write_lag_s=_seconds(row[8]),
-        flush_lag_s=_seconds(row[9]),
-        replay_lag_s=_seconds(row[10]),
-        sync_state=row[11],
-        slot_name=row[12],
-        replay_lag_bytes=_int(row[13]),
-    )
+_SLOT_REFUSALS: dict[str, Callable[[str, str, str], SlotError]] = {
+    "42710": lambda node, slot, target: SlotAlreadyExists(
+        f"slot {target or slot} already exists on {node}"
+    ),
+    "42704": lambda node, slot, _: SlotNotFound(f"slot {slot} does not exist on {node}"),
+    "55006": lambda node, slot, _: SlotActive(
+        f"slot {slot} is active on {node}; stop its user first"
+    ),
+    "42501": lambda node, _s, _t: SlotError(
+        f"permission denied on {node}: the bot's role needs REPLICATION"
+    ),
+    "53400": lambda node, _s, _t: SlotError(
+        f"all replication slots on {node} are in use (max_replication_slots)"
+    ),
+}
 
 
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
+def _slot_error(exc: psycopg.Error, node: NodeConfig, slot: str, target: str = "") -> SlotError:
+    """The domain error for a slot statement the server refused, chosen by SQLSTATE."""
+    make = _SLOT_REFUSALS.get(exc.sqlstate or "")
+    if make is not None:
+        return make(node.name, slot, target)
+    return SlotError(f"slot {slot} on {node.name}: {_reason(exc)}")
 
 
-def _int(value: Decimal | int | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def _float(value: Decimal | float | None) -> float | None:
-    return None if value is None else float(value)
+def _key(node: NodeConfig) -> tuple[str, str]:
+    """Kept connections belong to (cluster, node): node names repeat across clusters."""
+    return (node.cluster, node.name)
 
 
 def _reason(exc: psycopg.Error) -> str:

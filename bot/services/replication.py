@@ -20,10 +20,9 @@ from bot.models import (
     ClusterCheck,
     ClusterSlots,
     ClusterStatus,
-    PrimaryStatus,
+    NodeSnapshot,
     ReplicaView,
     SlotInfo,
-    WalReceiverStatus,
     WalSender,
     basebackup_pids,
 )
@@ -97,10 +96,10 @@ class ReplicationService:
         )
 
     async def _cluster_status(self, cluster: ClusterConfig) -> ClusterStatus:
-        primary_task = _capture(self._pg.primary_status(cluster.primary))
-        replica_tasks = [_capture(self._pg.replica_status(r)) for r in cluster.replicas]
+        primary_task = _capture(self._pg.snapshot(cluster.primary))
+        replica_tasks = [_capture(self._pg.snapshot(r)) for r in cluster.replicas]
         primary_result, *replica_results = await asyncio.gather(primary_task, *replica_tasks)
-        primary = primary_result if isinstance(primary_result, PrimaryStatus) else None
+        primary = primary_result if isinstance(primary_result, NodeSnapshot) else None
         senders = list(primary.walsenders) if primary else []
         backup_pids = basebackup_pids(senders)
         backups = tuple(s for s in senders if s.pid in backup_pids)
@@ -110,7 +109,7 @@ class ReplicationService:
             sender = match_sender(replica, candidates)
             if sender is not None:
                 candidates.remove(sender)
-            receiver = result if isinstance(result, WalReceiverStatus) else None
+            receiver = result if isinstance(result, NodeSnapshot) else None
             down = result.reason if isinstance(result, NodeUnavailable) else None
             views.append(_replica_view(replica, sender, receiver, down, primary is not None))
         return ClusterStatus(
@@ -133,7 +132,7 @@ class ReplicationService:
 
     async def _cluster_slots(self, cluster: ClusterConfig) -> ClusterSlots:
         try:
-            slots = await self._pg.slots(cluster.primary)
+            slots = (await self._pg.snapshot(cluster.primary)).slots
         except NodeUnavailable as exc:
             return ClusterSlots(cluster.name, cluster.primary.name, (), error=exc.reason)
         users = {r.slot: r.name for r in cluster.replicas if r.slot}
@@ -151,7 +150,8 @@ class ReplicationService:
         """Check that ``slot`` exists and is inactive before asking to confirm its drop."""
         validate_slot_name(slot)
         target = self.one_cluster(cluster)
-        found = next((s for s in await self._pg.slots(target.primary) if s.name == slot), None)
+        snapshot = await self._pg.snapshot(target.primary)
+        found = next((s for s in snapshot.slots if s.name == slot), None)
         if found is None:
             raise SlotNotFound(f"slot {slot} does not exist on {target.primary.name}")
         if found.active:
@@ -226,7 +226,7 @@ def match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender
 def _replica_view(
     replica: NodeConfig,
     sender: WalSender | None,
-    receiver: WalReceiverStatus | None,
+    receiver: NodeSnapshot | None,
     down: str | None,
     primary_up: bool,
 ) -> ReplicaView:
@@ -235,7 +235,7 @@ def _replica_view(
     elif down is not None:
         state = "down"
     elif not primary_up and receiver is not None:
-        state = receiver.receiver_status or "not streaming"
+        state = (receiver.receiver.status if receiver.receiver else None) or "not streaming"
     else:
         state = "absent"
     return ReplicaView(

@@ -6,6 +6,7 @@ connections, stopped by PID and waited for); cases that stop servers get a set o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import shutil
@@ -13,6 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from bot.adapters.monitor_pg import PsycopgMonitorProbe
+from bot.models import replay_lag_seconds
 from bot.sandbox import LocalReplicationSet, PgBinaries
 from tests.conftest import ADMIN_ID, VIEWER_ID, TelegramHarness, short_tmpdir
 from tests.integration._helpers import (
@@ -235,3 +238,38 @@ async def test_status_after_a_replica_restart_shows_it_up_not_a_stale_connection
         second = plain(await reply_call(tg, ADMIN_ID, "/status"))
     assert "❌ pg2 replica · down" not in second, second
     assert "main: 1/1 replicas streaming" in second, second
+
+
+async def test_status_shows_no_replay_lag_on_an_idle_replica_whose_replay_lag_is_stale(
+    own_set: LocalReplicationSet,
+) -> None:
+    """After a replay pause, pg_stat_replication keeps the measured replay_lag for a moment
+    although pg2 replayed everything: the monitor's lag is 0 s, and so is /status's."""
+    async with telegram_for(own_set) as tg:
+        own_set.psql("pg2", "SELECT pg_wal_replay_pause()")
+        own_set.psql(
+            "pg1",
+            "CREATE TABLE paused WITH (autovacuum_enabled = off) AS "
+            "SELECT generate_series(1, 100) AS x",
+        )
+        await asyncio.sleep(2)  # replay stays paused: the lag measured on resume is ~2 s
+        own_set.psql("pg2", "SELECT pg_wal_replay_resume()")
+        config = tg.runtime.config
+        cluster = config.clusters[0]
+        probe = PsycopgMonitorProbe(config.monitor.timeout_s)
+        try:
+            for _ in range(2000):  # until the monitor sees pg2 caught up with a stale replay_lag
+                primary = await probe.poll(cluster.name, cluster.primary)
+                [sender] = [s for s in primary.walsenders if s.application_name == "pg2"]
+                stale = (sender.replay_lag_s or 0.0) > 1.0
+                if stale and sender.replay_lsn == sender.sent_lsn:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError(f"never saw a caught-up pg2 with a stale replay_lag: {sender}")
+            text = plain(await reply_call(tg, VIEWER_ID, "/status"))
+        finally:
+            await probe.close()
+
+    assert replay_lag_seconds(sender) == 0.0  # the monitor's view of that poll
+    assert re.search(r"^ +lag \S+ \S+ · replay lag 0\.0 s$", text, re.M), text

@@ -21,11 +21,12 @@ from bot.models import (
     AuditVerification,
     CommandResult,
     HbaRule,
-    PrimaryStatus,
+    NodeRole,
+    NodeSnapshot,
     RebuildJob,
     RebuildState,
+    ReceiverInfo,
     SlotInfo,
-    WalReceiverStatus,
     WalSender,
 )
 from bot.ports import JobStore, RemoteShell
@@ -173,38 +174,41 @@ class FakePostgres:
         if exc is not None:
             raise exc
 
-    async def primary_status(self, node: NodeConfig) -> PrimaryStatus:
-        self._enter("primary_status", node)
-        return PrimaryStatus(
+    async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
+        self._enter("snapshot", node)
+        if node.role is NodeRole.PRIMARY:
+            return NodeSnapshot(
+                cluster=node.cluster,
+                node=node.name,
+                at=0.0,
+                in_recovery=False,
+                server_version="16.4",
+                server_version_num=160004,
+                timeline=1,
+                lsn="0/3000148",
+                walsenders=tuple(self.walsenders.get(node.name, [])),
+                slots=tuple(self.slot_rows.get(node.name, [])),
+            )
+        return NodeSnapshot(
+            cluster=node.cluster,
             node=node.name,
-            in_recovery=False,
-            server_version="16.4",
-            server_version_num=160004,
-            timeline=1,
-            current_lsn="0/3000148",
-            walsenders=tuple(self.walsenders.get(node.name, [])),
-        )
-
-    async def replica_status(self, node: NodeConfig) -> WalReceiverStatus:
-        self._enter("replica_status", node)
-        return WalReceiverStatus(
-            node=node.name,
+            at=0.0,
             in_recovery=True,
             server_version="16.4",
             server_version_num=160004,
-            receiver_status="streaming",
-            slot_name=node.slot,
-            sender_host="db1",
-            sender_port=5432,
-            written_lsn="0/3000148",
-            flushed_lsn="0/3000148",
-            replay_lsn="0/3000148",
+            timeline=1,
+            lsn="0/3000148",
+            receiver=ReceiverInfo(
+                status="streaming",
+                slot_name=node.slot,
+                received_tli=1,
+                flushed_lsn="0/3000148",
+                sender_host="db1",
+                sender_port=5432,
+                written_lsn="0/3000148",
+            ),
             replay_delay_s=0.0,
         )
-
-    async def slots(self, node: NodeConfig) -> list[SlotInfo]:
-        self._enter("slots", node)
-        return list(self.slot_rows.get(node.name, []))
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         self._enter("settings", node)

@@ -386,3 +386,17 @@ def test_alert_fallback_chat_id_is_optional_and_parsed() -> None:
     data = valid_data()
     data["telegram"]["alert_fallback_chat_id"] = -1005555
     assert parse_config(data, ENV).telegram.alert_fallback_chat_id == -1005555
+
+
+def test_every_node_knows_its_cluster_so_same_named_nodes_stay_apart() -> None:
+    data = valid_data()
+    twin = copy.deepcopy(data["clusters"][0])
+    twin["name"] = "billing"
+    data["clusters"].append(twin)
+
+    config = parse_config(data, {PASSWORD_ENV: PASSWORD})
+
+    keys = [(n.cluster, n.name) for c in config.clusters for n in c.nodes]
+    assert len(keys) == len(set(keys))
+    assert {n.cluster for n in config.clusters[0].nodes} == {config.clusters[0].name}
+    assert {n.cluster for n in config.clusters[1].nodes} == {"billing"}

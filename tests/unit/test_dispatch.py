@@ -27,9 +27,7 @@ from tests.unit.fakes import (
 )
 
 SQL_METHODS = {
-    "primary_status",
-    "replica_status",
-    "slots",
+    "snapshot",
     "settings",
     "replication_hba_rules",
     "usage_counts",
@@ -147,7 +145,7 @@ async def test_viewer_may_run_status() -> None:
     chat = await bot.command("/status", user_id=VIEWER_ID)
 
     assert "main: 2/2 replicas streaming" in only_reply(chat)
-    assert {m for m, _ in bot.pg.calls} == {"primary_status", "replica_status"}
+    assert {m for m, _ in bot.pg.calls} == {"snapshot"}
 
 
 async def test_operator_can_createslot() -> None:
@@ -196,7 +194,7 @@ async def test_admin_dropslot_asks_for_confirmation_before_dropping() -> None:
     assert text_of(question).startswith("⚠️ Drop slot old_slot on main/pg1?")
     assert [b.label for b in question.buttons] == ["Drop old_slot", "Cancel"]
     assert all(len(b.data.encode()) <= 64 for b in question.buttons)
-    assert bot.pg.calls == [("slots", "pg1")]  # looked, did not drop
+    assert bot.pg.calls == [("snapshot", "pg1")]  # looked, did not drop
     assert "old_slot" in slot_names(bot)
     assert bot.audit.records[-1].reason == "confirmation requested"
 
@@ -221,7 +219,7 @@ async def test_unexpected_port_exception_gives_internal_error_with_reference(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bot = make_bot()
-    bot.pg.fail("primary_status", "pg1", RuntimeError("boom in the adapter"))
+    bot.pg.fail("snapshot", "pg1", RuntimeError("boom in the adapter"))
 
     with caplog.at_level(logging.ERROR, logger="handlers.dispatch"):
         chat = await bot.command("/status main")
@@ -242,7 +240,7 @@ async def test_unexpected_port_exception_gives_internal_error_with_reference(
 
 async def test_each_internal_error_gets_its_own_reference() -> None:
     bot = make_bot()
-    bot.pg.fail("slots", "pg1", ValueError("bad row"))
+    bot.pg.fail("snapshot", "pg1", ValueError("bad row"))
 
     first = only_reply(await bot.command("/slots main"))
     second = only_reply(await bot.command("/slots main"))
@@ -269,7 +267,7 @@ async def test_node_unavailable_gives_failed_reply_and_failed_audit_row() -> Non
 
 async def test_node_down_in_status_is_shown_not_failed() -> None:
     bot = make_bot()
-    bot.pg.fail("replica_status", "pg3", NodeUnavailable("pg3", "timeout"))
+    bot.pg.fail("snapshot", "pg3", NodeUnavailable("pg3", "timeout"))
     bot.pg.walsenders["pg1"] = bot.pg.walsenders["pg1"][:1]
 
     text = only_reply(await bot.command("/status main"))

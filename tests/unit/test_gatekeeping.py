@@ -244,7 +244,7 @@ async def test_cleanup_refuses_when_a_new_rebuild_changed_the_old_directory() ->
     text = text_of(refused.sent[-1])
     assert "/srv/pg2-old-20270101T000000" in text and "changed" in text, text
     assert bot.audit.records[-1].outcome is Outcome.REFUSED
-    assert "replica_status" not in [m for m, _ in bot.pg.calls]
+    assert "snapshot" not in [m for m, _ in bot.pg.calls]
 
 
 # --- Finding 10f: unknown users are rate limited; long lists are capped ------------------------

@@ -10,26 +10,38 @@ from pathlib import Path
 import pytest
 
 from bot.config import ClusterConfig, NodeConfig, ReplicationSource
-from bot.models import NodeRole, SlotInfo, WalReceiverStatus, WalSender, basebackup_pids
+from bot.models import (
+    NodeRole,
+    NodeSnapshot,
+    ReceiverInfo,
+    SlotInfo,
+    WalSender,
+    basebackup_pids,
+)
 from bot.services.rebuild.plan import build_plan
 from bot.services.rebuild.preflight import DataDirLayout, parse_layout
 from bot.services.rebuild.verify import judge_streaming
 from tests.unit.fakes import slot, walsender
 
 
-def receiver(status: str | None = "streaming", in_recovery: bool = True) -> WalReceiverStatus:
-    return WalReceiverStatus(
+def receiver(status: str | None = "streaming", in_recovery: bool = True) -> NodeSnapshot:
+    return NodeSnapshot(
+        cluster="main",
         node="pg2",
+        at=0.0,
         in_recovery=in_recovery,
         server_version="15.10",
         server_version_num=150010,
-        receiver_status=status,
-        slot_name="pg2",
-        sender_host="10.0.0.1",
-        sender_port=5432,
-        written_lsn="0/3000148",
-        flushed_lsn="0/3000148",
-        replay_lsn="0/3000148",
+        lsn="0/3000148",
+        receiver=ReceiverInfo(
+            status=status,
+            slot_name="pg2",
+            received_tli=1,
+            flushed_lsn="0/3000148",
+            sender_host="10.0.0.1",
+            sender_port=5432,
+            written_lsn="0/3000148",
+        ),
         replay_delay_s=0.0,
     )
 
@@ -151,7 +163,7 @@ def test_verify_passes_when_both_sides_agree_on_the_name() -> None:
     ],
 )
 def test_verify_fails_unless_the_primary_sees_the_planned_replica(
-    replica: WalReceiverStatus | None,
+    replica: NodeSnapshot | None,
     slot_info: SlotInfo | None,
     senders: list[WalSender],
     expected_sync: str,

@@ -16,8 +16,8 @@ from bot.models import (
     ClusterCheck,
     ClusterSlots,
     ClusterStatus,
+    NodeSnapshot,
     Outcome,
-    PrimaryStatus,
     ReplicaView,
     SlotInfo,
     User,
@@ -37,14 +37,16 @@ def plain(text: str) -> str:
     return parse_telegram_html(text)[0]
 
 
-def primary(walsenders: tuple[object, ...] = ()) -> PrimaryStatus:
-    return PrimaryStatus(
+def primary(walsenders: tuple[object, ...] = ()) -> NodeSnapshot:
+    return NodeSnapshot(
+        cluster="main",
         node="pg1",
+        at=0.0,
         in_recovery=False,
         server_version="16.4",
         server_version_num=160004,
         timeline=1,
-        current_lsn="0/3000148",
+        lsn="0/3000148",
         walsenders=walsenders,  # type: ignore[arg-type]
     )
 
@@ -260,7 +262,7 @@ async def test_basebackup_walsender_is_a_backup_not_the_replica_it_rebuilds(
     backup = walsender(555, application_name, "pg2", state=state, replay_lag_bytes=None)
     pg = FakePostgres.healthy()
     pg.walsenders["pg1"] = [backup, walsender(202, "pg3", "pg3")]
-    pg.fail("replica_status", "pg2", NodeUnavailable("pg2", "connection refused <stopped>"))
+    pg.fail("snapshot", "pg2", NodeUnavailable("pg2", "connection refused <stopped>"))
     service = ReplicationService(make_config(), pg)
 
     [status] = await service.status("main")
@@ -304,7 +306,7 @@ async def test_the_wal_stream_of_a_rebuild_is_part_of_the_backup() -> None:
     )
     pg = FakePostgres.healthy()
     pg.walsenders["pg1"] = [files, stream, walsender(202, "pg3", "pg3")]
-    pg.fail("replica_status", "pg2", NodeUnavailable("pg2", "connection refused"))
+    pg.fail("snapshot", "pg2", NodeUnavailable("pg2", "connection refused"))
     service = ReplicationService(make_config(), pg)
 
     [status] = await service.status("main")

@@ -47,6 +47,7 @@ from bot.models import (
     SlotInfo,
     WalSender,
     basebackup_pids,
+    replay_lag_seconds,
 )
 from bot.services.replication import match_sender
 
@@ -340,17 +341,8 @@ def _byte_lag(node: str, sender: WalSender, thresholds: Thresholds, found: _Foun
         )
 
 
-def time_lag_seconds(sender: WalSender) -> float | None:
-    """Replay lag in seconds, 0 when the replica replayed everything it received or was sent.
-
-    PostgreSQL keeps (or NULLs) replay_lag on an idle system, and ``now() -
-    pg_last_xact_replay_timestamp()`` grows forever when nothing is written: neither is lag.
-    """
-    if sender.replay_lsn is None:
-        return None
-    if sender.replay_lsn in {sender.sent_lsn, sender.flush_lsn}:
-        return 0.0
-    return sender.replay_lag_s
+#: The one lag definition (:func:`bot.models.replay_lag_seconds`), kept under its old name.
+time_lag_seconds = replay_lag_seconds
 
 
 def _time_lag(node: str, sender: WalSender, thresholds: Thresholds, found: _Found) -> None:

@@ -21,11 +21,11 @@ import math
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable
-from bot.models import NodeSnapshot
+from bot.models import NodeSnapshot, replay_lag_seconds
 from bot.ports import Clock, MonitorProbe
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.metrics import Metrics
-from bot.services.monitor.rules import GrowthTracker, evaluate, replica_senders, time_lag_seconds
+from bot.services.monitor.rules import GrowthTracker, evaluate, replica_senders
 
 log = logging.getLogger(__name__)
 MAX_SETTLE_S = 1.0
@@ -224,7 +224,7 @@ class MonitorService:
             streaming = sender is not None and sender.state == "streaming"
             m.set("replbot_replica_streaming", int(streaming), cluster=name, node=replica.name)
             lag_bytes = sender.replay_lag_bytes if sender else None
-            lag_s = time_lag_seconds(sender) if sender else None
+            lag_s = replay_lag_seconds(sender) if sender else None
             for family, value in (
                 ("replbot_replica_lag_bytes", lag_bytes),
                 ("replbot_replica_lag_seconds", lag_s),

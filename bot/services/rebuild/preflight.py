@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
-from bot.models import CheckItem, CheckLevel, PreflightReport, SlotInfo, basebackup_pids
+from bot.models import CheckItem, CheckLevel, NodeSnapshot, PreflightReport, basebackup_pids
 from bot.ports import JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.rebuild.plan import Commands, parse_directories
 from bot.services.replication import STANDBY_MINIMUMS
@@ -57,9 +57,10 @@ class Preflight:
 
         primary = cluster.primary
         primary_ok = False
+        primary_snap: NodeSnapshot | None = None
         try:
-            primary_status = await self._pg.primary_status(primary)
-            if primary_status.in_recovery:
+            primary_snap = await self._pg.snapshot(primary)
+            if primary_snap.in_recovery:
                 add(
                     _fail(
                         primary.name,
@@ -74,7 +75,8 @@ class Preflight:
                     _ok(
                         primary.name,
                         "primary",
-                        f"{primary.name} is primary (PostgreSQL {primary_status.server_version})",
+                        f"{primary.name} is primary "
+                        f"(PostgreSQL {primary_snap.server_version or '?'})",
                     )
                 )
         except NodeUnavailable as exc:
@@ -87,9 +89,10 @@ class Preflight:
                 )
             )
 
+        replica_snap: NodeSnapshot | None = None
         try:
-            replica_status = await self._pg.replica_status(node)
-            if not replica_status.in_recovery:
+            replica_snap = await self._pg.snapshot(node)
+            if not replica_snap.in_recovery:
                 add(
                     _fail(
                         node.name,
@@ -126,10 +129,10 @@ class Preflight:
         size: int | None = None
         seen_name = sync_state = ""
         try:
-            if primary_ok:
-                slot_missing, slot_item = await self._slot_item(cluster, node)
+            if primary_ok and primary_snap is not None:
+                slot_missing, slot_item = _slot_item(cluster, node, primary_snap, replica_snap)
                 add(slot_item)
-                seen_name, sync_state, name_item = await self._application_name_item(cluster, node)
+                seen_name, sync_state, name_item = self._application_name_item(node, primary_snap)
                 add(name_item)
                 add(await self._walsender_item(primary))
                 size = await self._pg.total_database_size(primary)
@@ -148,64 +151,17 @@ class Preflight:
             sync_state=sync_state,
         )
 
-    async def _slot_item(self, cluster: ClusterConfig, node: NodeConfig) -> tuple[bool, CheckItem]:
-        assert node.slot is not None
-        primary = cluster.primary
-        slots: list[SlotInfo] = await self._pg.slots(primary)
-        slot = next((s for s in slots if s.name == node.slot), None)
-        if slot is None:
-            return True, CheckItem(
-                node.name,
-                "slot",
-                CheckLevel.WARN,
-                f"slot {node.slot} does not exist on {primary.name}",
-                "it will be created as the first step",
-            )
-        if slot.slot_type != "physical":
-            return False, _fail(
-                node.name, "slot", f"slot {node.slot} is {slot.slot_type}", "use a physical slot"
-            )
-        if not slot.active:
-            return False, _ok(node.name, "slot", f"slot {node.slot} exists and is inactive")
-        status = await self._pg.primary_status(primary)
-        holder = next((s for s in status.walsenders if s.pid == slot.active_pid), None)
-        holder_name = holder.application_name if holder else "?"
-        if holder_name == node.name:
-            return False, _ok(
-                node.name,
-                "slot",
-                f"slot {node.slot} is held by {node.name} itself; released when it stops",
-            )
-        try:
-            receiver = await self._pg.replica_status(node)
-            own = receiver.slot_name == node.slot and receiver.receiver_status == "streaming"
-        except NodeUnavailable:
-            own = False
-        if own:
-            return False, _ok(
-                node.name,
-                "slot",
-                f"slot {node.slot} is held by {node.name} itself; released when it stops",
-            )
-        return False, _fail(
-            node.name,
-            "slot",
-            f"slot {node.slot} is active for PID {slot.active_pid} "
-            f"(application_name {holder_name}), not {node.name}",
-            "find the process using the slot and stop it",
-        )
-
-    async def _application_name_item(
-        self, cluster: ClusterConfig, node: NodeConfig
+    @staticmethod
+    def _application_name_item(
+        node: NodeConfig, primary: NodeSnapshot
     ) -> tuple[str, str, CheckItem]:
         """The name (and sync_state) the replica streams under now, and the name it will have.
 
         "Now" is the primary's walsender whose pid is the slot's active_pid; a base backup's
         walsender, or the name ``pg_basebackup`` an earlier rebuild left behind, does not count.
         """
-        primary = cluster.primary
-        slot = next((s for s in await self._pg.slots(primary) if s.name == node.slot), None)
-        senders = (await self._pg.primary_status(primary)).walsenders
+        slot = next((s for s in primary.slots if s.name == node.slot), None)
+        senders = primary.walsenders
         active_pid = slot.active_pid if slot is not None and slot.active else None
         backups = basebackup_pids(senders)
         holder = next((s for s in senders if s.pid == active_pid and s.pid not in backups), None)
@@ -518,6 +474,51 @@ def _identity_item(
         node.name,
         "identity",
         f"{cmd.data_dir} is a copy of {cluster.primary.name}'s cluster (system identifier {mine})",
+    )
+
+
+def _slot_item(
+    cluster: ClusterConfig,
+    node: NodeConfig,
+    primary: NodeSnapshot,
+    replica: NodeSnapshot | None,
+) -> tuple[bool, CheckItem]:
+    """The slot check, from the probes of the primary and (if it answered) the replica."""
+    assert node.slot is not None
+    primary_name = cluster.primary.name
+    slot = next((s for s in primary.slots if s.name == node.slot), None)
+    if slot is None:
+        return True, CheckItem(
+            node.name,
+            "slot",
+            CheckLevel.WARN,
+            f"slot {node.slot} does not exist on {primary_name}",
+            "it will be created as the first step",
+        )
+    if slot.slot_type != "physical":
+        return False, _fail(
+            node.name, "slot", f"slot {node.slot} is {slot.slot_type}", "use a physical slot"
+        )
+    if not slot.active:
+        return False, _ok(node.name, "slot", f"slot {node.slot} exists and is inactive")
+    holder = next((s for s in primary.walsenders if s.pid == slot.active_pid), None)
+    holder_name = holder.application_name if holder else "?"
+    receiver = replica.receiver if replica is not None else None
+    own = (
+        receiver is not None and receiver.slot_name == node.slot and receiver.status == "streaming"
+    )
+    if holder_name in {node.name, node.application_name} or own:
+        return False, _ok(
+            node.name,
+            "slot",
+            f"slot {node.slot} is held by {node.name} itself; released when it stops",
+        )
+    return False, _fail(
+        node.name,
+        "slot",
+        f"slot {node.slot} is active for PID {slot.active_pid} "
+        f"(application_name {holder_name}), not {node.name}",
+        "find the process using the slot and stop it",
     )
 
 

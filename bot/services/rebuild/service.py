@@ -34,6 +34,7 @@ from bot.models import (
     CheckItem,
     CheckLevel,
     NodeRole,
+    NodeSnapshot,
     Outcome,
     PlanStep,
     PreflightReport,
@@ -42,7 +43,6 @@ from bot.models import (
     RebuildProgress,
     RebuildState,
     SlotInfo,
-    WalReceiverStatus,
 )
 from bot.ports import AuditLog, Clock, JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.rebuild.plan import (
@@ -450,7 +450,17 @@ class RebuildService:
             raise RebuildStepFailed(key, "unknown step")
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
-        return next((s for s in await self._pg.slots(node) if s.name == name), None)
+        return next((s for s in (await self._pg.snapshot(node)).slots if s.name == name), None)
+
+    async def _streams(
+        self, cluster: ClusterConfig, node: NodeConfig, slot: str
+    ) -> tuple[bool, str]:
+        """Probe the replica and the primary once; (streams, what was seen), any name."""
+        replica = await self._pg.snapshot(node)
+        primary = await self._pg.snapshot(cluster.primary)
+        info = next((s for s in primary.slots if s.name == slot), None)
+        verdict = judge_streaming(replica, info, primary.walsenders, "")
+        return verdict.ok, verdict.seen
 
     async def _wait_slot_inactive(self, primary: NodeConfig, slot: str, key: str) -> None:
         deadline = self._clock.monotonic() + SLOT_RELEASE_TIMEOUT_S
@@ -521,14 +531,14 @@ class RebuildService:
         while self._clock.monotonic() < deadline:
             down = ""
             try:
-                receiver: WalReceiverStatus | None = await self._pg.replica_status(run.node)
+                replica: NodeSnapshot | None = await self._pg.snapshot(run.node)
             except NodeUnavailable as exc:
-                receiver, down = None, f" ({exc.reason})"
+                replica, down = None, f" ({exc.reason})"
             try:
-                slot = await self._slot(primary, cmd.slot)
-                senders = (await self._pg.primary_status(primary)).walsenders
+                snap = await self._pg.snapshot(primary)
+                slot = next((s for s in snap.slots if s.name == cmd.slot), None)
                 verdict = judge_streaming(
-                    receiver, slot, senders, cmd.application_name, run.plan.sync_state
+                    replica, slot, snap.walsenders, cmd.application_name, run.plan.sync_state
                 )
                 if verdict.ok:
                     return
@@ -689,9 +699,7 @@ class RebuildService:
         deadline = self._clock.monotonic() + self._settings.verify_timeout_s
         while self._clock.monotonic() < deadline:
             with contextlib.suppress(NodeUnavailable):
-                receiver = await self._pg.replica_status(node)
-                info = await self._slot(cluster.primary, slot)
-                if receiver.receiver_status == "streaming" and info is not None and info.active:
+                if (await self._streams(cluster, node, slot))[0]:
                     return f"the old {node.name} streams again"
             await self._clock.sleep(POLL_INTERVAL_S)
         return f"the old {node.name} is running but NOT streaming yet: check /status"
@@ -818,9 +826,10 @@ class RebuildService:
                 f"{old_dir} is no longer the old directory of {job.node} (the last rebuild "
                 f"changed); nothing removed; run the command again"
             )
-        _, node = self.resolve(node_name, cluster_name)
-        receiver = await self._pg.replica_status(node)
-        if receiver.receiver_status != "streaming":
+        cluster, node = self.resolve(node_name, cluster_name)
+        assert node.slot is not None  # resolve() requires it
+        streams, _ = await self._streams(cluster, node, node.slot)
+        if not streams:
             raise RebuildRefused(f"{node.name} is not streaming; keeping {job.old_dir}")
         cmd = self._commands_for(node, job)
         shell = await self._shells.connect(node)

@@ -1,7 +1,7 @@
 """Does a rebuilt replica stream, seen from both sides? A pure decision, tested without servers.
 
-The rebuild's verify step (and whatever reads both nodes into snapshots) asks
-:func:`judge_streaming` with what it read: the replica's receiver, the primary's slot and
+The rebuild's verify step, its rollback and ``--cleanup`` probe both nodes once and ask
+:func:`judge_streaming` with what they read: the replica's snapshot, the primary's slot and
 walsenders, and what the plan expects (application_name, and the sync_state of a
 synchronous standby). The answer says yes or no and describes what was seen.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.models import SlotInfo, WalReceiverStatus, WalSender
+from bot.models import NodeSnapshot, SlotInfo, WalSender
 
 #: A replica that was one of these before a rebuild must be it again afterwards.
 SYNCHRONOUS_STATES = frozenset({"sync", "quorum", "potential"})
@@ -26,7 +26,7 @@ class StreamVerdict:
 
 
 def judge_streaming(
-    receiver: WalReceiverStatus | None,
+    replica: NodeSnapshot | None,
     slot: SlotInfo | None,
     walsenders: Sequence[WalSender],
     expected_name: str,
@@ -37,18 +37,20 @@ def judge_streaming(
     Replica side: in recovery, ``pg_stat_wal_receiver.status = 'streaming'``. Primary side:
     the slot is active and the walsender whose pid is the slot's ``active_pid`` is in state
     ``streaming`` under ``expected_name``; if ``expected_sync_state`` is a synchronous state,
-    that walsender's ``sync_state`` equals it. ``receiver`` None: the replica did not answer.
+    that walsender's ``sync_state`` equals it. An empty ``expected_name`` accepts any name
+    (the old replica after a rollback). ``replica`` None: the replica did not answer.
     """
     problems: list[str] = []
-    if receiver is None:
+    if replica is None:
         seen = ["replica does not answer"]
         problems.append("replica")
     else:
-        seen = [f"receiver {receiver.receiver_status or 'not running'}"]
-        if not receiver.in_recovery:
+        status = replica.receiver.status if replica.receiver is not None else None
+        seen = [f"receiver {status or 'not running'}"]
+        if not replica.in_recovery:
             seen[0] += " (NOT in recovery)"
             problems.append("recovery")
-        if receiver.receiver_status != "streaming":
+        if status != "streaming":
             problems.append("receiver")
     if slot is None:
         seen.append("slot missing")
@@ -67,7 +69,8 @@ def judge_streaming(
                 f"walsender {sender.state or 'unknown'} as {sender.application_name or '?'}"
                 f", sync_state {sender.sync_state or '–'}"
             )
-            if sender.state != "streaming" or sender.application_name != expected_name:
+            wrong_name = bool(expected_name) and sender.application_name != expected_name
+            if sender.state != "streaming" or wrong_name:
                 problems.append("walsender")
             if (
                 expected_sync_state in SYNCHRONOUS_STATES
