@@ -150,19 +150,25 @@ async def open_runtime(
     alerts = AlertService(config, alert_store, AlertRenderer(config.monitor.mute_button_s), clock)
     await alerts.load()  # /alerts shows what fires even before (or without) the monitor
     metrics.add_collector(lambda: _alert_gauges(metrics, alerts))
-    monitor = MonitorService(
-        config, PsycopgMonitorProbe(config.monitor.timeout_s), alerts, clock, metrics
-    )
     known_commands = {*COMMANDS, *ACTIONS, "alert", "button"}
     postgres = PsycopgPostgres(config.query_timeout_s)
     # "local" nodes (the demo) run commands on this host, as the PostgreSQL OS user if root.
     shells = RoutingConnector(LocalConnector("postgres" if os.geteuid() == 0 else None))
+    rebuild = RebuildService(config, postgres, shells, jobs, audit, clock, redact)
+    monitor = MonitorService(
+        config,
+        PsycopgMonitorProbe(config.monitor.timeout_s),
+        alerts,
+        clock,
+        metrics,
+        rebuilding=rebuild.running_jobs,
+    )
     services = Services(
         config=config,
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
         replication=ReplicationService(config, postgres),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
-        rebuild=RebuildService(config, postgres, shells, jobs, audit, clock, redact),
+        rebuild=rebuild,
         audit=CountingAuditLog(audit, metrics, known_commands),
         clock=clock,
         alerts=alerts,

@@ -535,3 +535,19 @@ def test_growth_rate_needs_history_and_restarts_when_the_slot_shrinks() -> None:
     assert tracker.rate("main/s") is None
     tracker.forget_except(set(), "main/")
     assert tracker.rate("main/s") is None
+
+
+def test_a_replica_the_bot_is_rebuilding_is_down_as_a_warning_naming_the_job() -> None:
+    snapshots = healthy()
+    snapshots["pg2"] = down("pg2")
+    snapshots["pg1"] = primary(senders=(sender("pg3", None, pid=102),))
+    result = evaluate(CLUSTER, snapshots, Thresholds(), rebuilding={"pg2": 7})
+    down_alert = only(result, AlertRule.NODE_DOWN)
+    not_streaming = only(result, AlertRule.NOT_STREAMING)
+    assert (down_alert.severity, not_streaming.severity) == (Severity.WARNING, Severity.WARNING)
+    assert down_alert.figures["rebuild_job"] == not_streaming.figures["rebuild_job"] == 7
+    assert "replbot is rebuilding pg2 (job 7)" in rendered(down_alert)
+    # Once the job has ended, the same state is critical again.
+    after = run(snapshots)
+    assert only(after, AlertRule.NODE_DOWN).severity is Severity.CRITICAL
+    assert only(after, AlertRule.NOT_STREAMING).severity is Severity.CRITICAL

@@ -77,8 +77,13 @@ def evaluate(
     thresholds: Thresholds,
     previous: Mapping[str, NodeFacts] | None = None,
     slot_rates: Mapping[str, float] | None = None,
+    rebuilding: Mapping[str, int] | None = None,
 ) -> Evaluation:
     """Apply every rule to one poll of ``cluster``.
+
+    ``rebuilding`` maps the replicas the bot itself is rebuilding now to their job id: such a
+    replica being down or not streaming is expected, so those alerts are warnings naming the
+    job (they turn critical if it is still so once the job ended).
 
     ``snapshots`` maps each node name to its snapshot of this poll, or None when no fresh
     answer is available (the node's poll is still running). ``previous`` holds each node's
@@ -91,9 +96,15 @@ def evaluate(
         return found.result()
     if any(s is None for s in polled):
         found.unknown.add((CLUSTER_NODE, AlertRule.CLUSTER_UNREACHABLE))
+    jobs = rebuilding or {}
     for node in cluster.nodes:
         _node_rules(
-            node, snapshots.get(node.name), thresholds, (previous or {}).get(node.name), found
+            node,
+            snapshots.get(node.name),
+            thresholds,
+            (previous or {}).get(node.name),
+            found,
+            jobs.get(node.name),
         )
     primary = snapshots.get(cluster.primary.name)
     primary_ok = _is_primary(primary)
@@ -110,6 +121,7 @@ def evaluate(
             snapshots.get(replica.name),
             thresholds,
             found,
+            jobs.get(replica.name),
         )
     if primary_ok and primary is not None:
         users = {r.slot: r.name for r in cluster.replicas if r.slot}
@@ -190,6 +202,7 @@ def _node_rules(
     thresholds: Thresholds,
     previous: NodeFacts | None,
     found: _Found,
+    rebuild_job: int | None = None,
 ) -> None:
     if snapshot is None:
         found.unknown.update((node.name, rule) for rule in NODE_RULES)
@@ -198,8 +211,12 @@ def _node_rules(
         found.add(
             node.name,
             AlertRule.NODE_DOWN,
-            Severity.CRITICAL,
-            {"reason": snapshot.error or "no answer", "role": node.role.value},
+            Severity.CRITICAL if rebuild_job is None else Severity.WARNING,
+            {
+                "reason": snapshot.error or "no answer",
+                "role": node.role.value,
+                "rebuild_job": rebuild_job,
+            },
             polls=thresholds.node_down_polls,
         )
         found.unknown.add((node.name, AlertRule.ROLE_MISMATCH))
@@ -273,6 +290,7 @@ def _replica_rules(
     snapshot: NodeSnapshot | None,
     thresholds: Thresholds,
     found: _Found,
+    rebuild_job: int | None = None,
 ) -> None:
     problems: list[str] = []
     unsure = False
@@ -294,8 +312,11 @@ def _replica_rules(
         found.add(
             replica.name,
             AlertRule.NOT_STREAMING,
-            Severity.WARNING if backup is not None else Severity.CRITICAL,
+            Severity.WARNING
+            if backup is not None or rebuild_job is not None
+            else Severity.CRITICAL,
             {
+                "rebuild_job": rebuild_job,
                 "reason": "; ".join(problems),
                 "walsender": (sender.state if sender else None) or "absent",
                 "receiver": receiver_status or ("unknown" if unsure else "not running"),

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+from collections.abc import Callable, Mapping
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable
@@ -52,8 +53,11 @@ class MonitorService:
         alerts: AlertService,
         clock: Clock,
         metrics: Metrics | None = None,
+        rebuilding: Callable[[str], Mapping[str, int]] | None = None,
     ) -> None:
+        """``rebuilding(cluster)``: replica name -> id of the rebuild job running on it now."""
         self._config = config
+        self._rebuilding = rebuilding
         self._probe = probe
         self._alerts = alerts
         self._clock = clock
@@ -199,6 +203,7 @@ class MonitorService:
             cluster.monitor.thresholds,
             self._alerts.facts_of(cluster.name),
             rates,
+            self._rebuilding(cluster.name) if self._rebuilding is not None else None,
         )
         await self._alerts.process(evaluation)
         self._record_metrics(cluster, snapshots)

@@ -195,6 +195,10 @@ class RebuildService:
         )
         return report, plan
 
+    def running_jobs(self, cluster: str) -> dict[str, int]:
+        """Replica name -> id of the job this process runs on it now (for the monitor)."""
+        return {node: run.job.id for (c, node), run in self._runs.items() if c == cluster}
+
     def progress_of(self, cluster: str, node: str) -> RebuildProgress | None:
         """The latest progress of a running job of this process, if any."""
         run = self._runs.get((cluster, node))
