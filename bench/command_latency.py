@@ -13,13 +13,13 @@ import psycopg
 
 from bench.common import Row, median, percentile, spread
 from bench.harness import Bed, bed
-from bot.adapters import postgres as pg_sql
+from bot.adapters.monitor_pg import poll_sql
 
 GAP_S = 0.05
 
 
 async def bare_status_seconds(b: Bed, runs: int) -> list[float]:
-    """The /status queries on one pre-opened psycopg connection per node, sequentially."""
+    """The /status probe (one statement per node) on pre-opened psycopg connections, in turn."""
     conns = []
     for node in b.pgset.nodes:
         conns.append(
@@ -31,11 +31,8 @@ async def bare_status_seconds(b: Bed, runs: int) -> list[float]:
         samples = []
         for _ in range(runs):
             started = time.monotonic()
-            primary, *replicas = conns
-            await (await primary.execute(pg_sql._IDENTITY_SQL)).fetchone()
-            await (await primary.execute(pg_sql._WALSENDERS_SQL)).fetchall()
-            for conn in replicas:
-                await (await conn.execute(pg_sql._RECEIVER_SQL)).fetchall()
+            for conn in conns:
+                await (await conn.execute(poll_sql(conn.info.server_version))).fetchone()
             samples.append(time.monotonic() - started)
         return samples
     finally:
