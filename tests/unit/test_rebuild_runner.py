@@ -230,3 +230,29 @@ async def test_cancel_while_the_failure_is_being_handled_still_rolls_back(where:
     assert bed.host.running_on == OLD
     rows = [r for r in bed.audit.records if r.command == "rebuild.finish"]
     assert [r.outcome for r in rows] == [Outcome.FAILED]
+
+
+async def test_a_primary_down_during_rollback_still_puts_the_old_directory_back() -> None:
+    from bot.errors import NodeUnavailable
+
+    bed = Bed()
+    fail_new_start(bed)
+    starts = 0
+
+    async def primary_dies_when_start_failed(command: str) -> None:
+        nonlocal starts
+        if command == "rebuild.start":
+            starts += 1
+            if starts == 2:  # the intent row, then the failure row: the rollback begins
+                bed.pg.fail("snapshot", "pg1", NodeUnavailable("pg1", "connection refused"))
+
+    bed.audit.gate = primary_dies_when_start_failed
+    job = await bed.run()
+
+    assert job.state is RebuildState.ROLLBACK_FAILED, job
+    assert bed.host.dirs == {bed.host.data: OLD, bed.plan.failed_dir: "8:200"}
+    assert bed.host.running_on == OLD
+    assert "old data directory restored" in job.detail
+    assert "primary does not answer" in job.detail and "--rollback again" in job.detail
+    holder = await bed.jobs.holding_lock("main", "pg2")
+    assert holder is not None and holder.id == job.id

@@ -612,7 +612,7 @@ class RebuildService:
                 raise RebuildStepFailed(
                     "rollback", "pg_basebackup still running: PID " + ", ".join(leftover)
                 )
-            state = await self._observe(shell, primary, cmd)
+            state, primary_down = await self._observe(shell, primary, cmd)
             decision = decide_rollback(state, moved_id)
             if decision.refusal is not None:
                 raise RebuildStepFailed("rollback", decision.refusal, self._dirs_text(cmd, state))
@@ -634,6 +634,16 @@ class RebuildService:
                     notes.append(await self._restore_slot(primary, cmd))
                 elif action is RollbackAction.START_OLD:
                     await self._start_old(shell, node, cmd)
+            if primary_down is not None:
+                # The directories are back and the old server runs; the slot copy could not be
+                # looked at. Keep the lock: a later --rollback restores the slot (idempotent).
+                done = "; ".join(n for n in notes if n) or "directories as they were"
+                raise RebuildStepFailed(
+                    "rollback",
+                    f"{done}; the primary does not answer ({primary_down}), so slot "
+                    f"{cmd.slot} was not restored: run /rebuild {node.name} --rollback again "
+                    "once it is back",
+                )
             notes.append(await self._streams_note(cluster, node, cmd.slot))
         finally:
             await shell.close()
@@ -652,19 +662,27 @@ class RebuildService:
                 tail(log_tail.stdout or started.stderr, 12),
             )
 
-    async def _observe(self, shell: RemoteShell, primary: NodeConfig, cmd: Commands) -> HostState:
-        """The host state the rollback decision is made from."""
+    async def _observe(
+        self, shell: RemoteShell, primary: NodeConfig, cmd: Commands
+    ) -> tuple[HostState, str | None]:
+        """The host state the rollback decision is made from, and why the primary could not
+        be read (None when it answered): the directories are put back even then."""
         timeout = self._settings.command_timeout_s
         dirs = parse_directories((await shell.run(cmd.directories(), timeout)).stdout)
         running = (await shell.run(cmd.server_status(), timeout)).exit_status == 0
-        copy = await self._slot(primary, cmd.rollback_slot)
-        return HostState(
+        primary_down: str | None = None
+        try:
+            copy = await self._slot(primary, cmd.rollback_slot)
+        except NodeUnavailable as exc:
+            copy, primary_down = None, exc.reason
+        state = HostState(
             data_id=dirs.get("data"),
             old_id=dirs.get("old"),
             failed_id=dirs.get("failed"),
             running=running,
             slot_copy=copy is not None,
         )
+        return state, primary_down
 
     async def _move(self, shell: RemoteShell, command: str, what: str) -> None:
         result = await shell.run(command, self._settings.command_timeout_s)
