@@ -248,3 +248,45 @@ def test_the_plan_names_the_new_copy_and_verify_expects_that_name(
     assert steps["verify"].endswith(
         f"its walsender streaming as application_name {planned}, sync_state sync"
     )
+
+
+# --- the slot check (review findings) -------------------------------------------------------
+
+
+def _slot_check(walsenders: list[WalSender], slots: list[SlotInfo]) -> tuple[bool, str, str]:
+    from bot.config import ClusterConfig, NodeConfig
+    from bot.services.rebuild.preflight import _slot_item
+
+    pg1 = NodeConfig(name="pg1", role=NodeRole.PRIMARY, dsn="host=db1", cluster="main")
+    pg2 = NodeConfig(name="pg2", role=NodeRole.REPLICA, dsn="host=db2", slot="pg2", cluster="main")
+    primary = NodeSnapshot(
+        cluster="main",
+        node="pg1",
+        at=0.0,
+        in_recovery=False,
+        walsenders=tuple(walsenders),
+        slots=tuple(slots),
+    )
+    missing, item = _slot_item(ClusterConfig("main", (pg1, pg2)), pg2, primary, None)
+    return missing, item.level.value, item.detail + " " + (item.fix or "")
+
+
+def test_a_leftover_rollback_copy_of_the_slot_is_refused() -> None:
+    _, level, text = _slot_check([], [slot("pg2", False), slot("pg2_rb", False)])
+    assert level == "fail"
+    assert "pg2_rb already exists" in text and "/dropslot pg2_rb" in text
+
+
+def test_a_slot_held_by_a_running_base_backup_under_the_replicas_name_is_refused() -> None:
+    files = walsender(555, "pg2", None, state="backup", replay_lag_bytes=None)
+    stream = dataclasses.replace(
+        walsender(556, "pg2", "pg2", replay_lag_bytes=None), replay_lsn=None
+    )
+    _, level, text = _slot_check([files, stream], [slot("pg2", True, 556)])
+    assert level == "fail"
+    assert "held by a running pg_basebackup (PID 556)" in text
+
+
+def test_a_slot_held_by_the_replica_itself_is_fine() -> None:
+    _, level, text = _slot_check([walsender(201, "pg2", "pg2")], [slot("pg2", True, 201)])
+    assert level == "ok", text

@@ -10,7 +10,7 @@ from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
 from bot.models import CheckItem, CheckLevel, NodeSnapshot, PreflightReport, basebackup_pids
 from bot.ports import JobStore, Postgres, RemoteShell, ShellConnector
-from bot.services.rebuild.plan import Commands, parse_directories
+from bot.services.rebuild.plan import Commands, parse_directories, rollback_slot_name
 from bot.services.replication import STANDBY_MINIMUMS
 
 OUTPUT_TAIL_LINES = 8
@@ -483,9 +483,22 @@ def _slot_item(
     primary: NodeSnapshot,
     replica: NodeSnapshot | None,
 ) -> tuple[bool, CheckItem]:
-    """The slot check, from the probes of the primary and (if it answered) the replica."""
+    """The slot check, from the probes of the primary and (if it answered) the replica.
+
+    Refused: a ``SLOT_rb`` left by an earlier job (a rollback would take it for this job's copy
+    of the old replica's position), and a slot held by a running pg_basebackup.
+    """
     assert node.slot is not None
     primary_name = cluster.primary.name
+    copy_name = rollback_slot_name(node.slot)
+    if any(s.name == copy_name for s in primary.slots):
+        return False, _fail(
+            node.name,
+            "slot",
+            f"slot {copy_name} already exists on {primary_name}: left by an earlier rebuild, "
+            "it would be taken for this one's rollback copy",
+            f"if no rebuild of {node.name} needs it any more, drop it with /dropslot {copy_name}",
+        )
     slot = next((s for s in primary.slots if s.name == node.slot), None)
     if slot is None:
         return True, CheckItem(
@@ -503,6 +516,13 @@ def _slot_item(
         return False, _ok(node.name, "slot", f"slot {node.slot} exists and is inactive")
     holder = next((s for s in primary.walsenders if s.pid == slot.active_pid), None)
     holder_name = holder.application_name if holder else "?"
+    if holder is not None and holder.pid in basebackup_pids(primary.walsenders):
+        return False, _fail(
+            node.name,
+            "slot",
+            f"slot {node.slot} is held by a running pg_basebackup (PID {holder.pid})",
+            "wait until it ends, or stop it",
+        )
     receiver = replica.receiver if replica is not None else None
     own = (
         receiver is not None and receiver.slot_name == node.slot and receiver.status == "streaming"
