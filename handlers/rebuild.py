@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from bot.errors import RebuildRefused, ReplbotError
 from bot.models import RebuildProgress, RebuildState, Role
+from bot.services.rebuild.plan import plan_digest
 from handlers import parsing, render
 from handlers.base import Button, Chat, CommandContext, HandlerGroup, Reply
 
@@ -180,6 +181,7 @@ async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) 
             "requested_by": str(ctx.user.id),
             "tag": service.tag_of(plan),
             "previous_job": str(plan.previous_job),
+            "plan": plan_digest(plan),
         },
         other_user=second,
     )
@@ -227,6 +229,10 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
         assert failed is not None
         ctx.audit_note = f"preflight failed at confirmation: {failed.detail}"
         await ctx.chat.send(Reply(render.rebuild_preflight(report)))
+        raise _PreflightRefused(ctx.audit_note)
+    if plan_digest(plan) != params.get("plan"):
+        ctx.audit_note = "plan changed since it was shown; not run"
+        await ctx.chat.send(Reply(render.rebuild_plan_changed(plan)))
         raise _PreflightRefused(ctx.audit_note)
     requested_by = int(params.get("requested_by", ctx.user.id))
     # Take the lock first: a second admin confirming at the same moment is refused before

@@ -509,6 +509,15 @@ def rebuild_dry_run(report: PreflightReport, plan: RebuildPlan) -> str:
     )
 
 
+def rebuild_plan_changed(plan: RebuildPlan) -> str:
+    """The plan computed at the press differs from the one approved: nothing runs."""
+    return (
+        f"{FAIL} rebuild of {esc(plan.node)} not started: the plan changed since it was shown "
+        f"(the node's state moved on). This is the plan now; run {code(f'/rebuild {plan.node}')} "
+        "again to approve it.\n\n" + rebuild_plan(plan)
+    )
+
+
 def rebuild_confirm(plan: RebuildPlan, ttl_s: float, second_approver: bool) -> str:
     """The question shown with the rebuild confirmation button."""
     who = _approver(second_approver)

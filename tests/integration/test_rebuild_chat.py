@@ -370,3 +370,24 @@ def job_count(audit: Path) -> int:
         return int(db.execute("SELECT count(*) FROM rebuild_jobs").fetchone()[0])
     finally:
         db.close()
+
+
+async def test_a_plan_that_changed_between_question_and_press_is_not_run(bed: RebuildBed) -> None:
+    # The replica is down and its slot gone: the plan shown starts with "create slot pg2".
+    await probe(bed.pgset.stop_node, REPLICA)
+    await probe(bed.psql, "pg1", "SELECT pg_catalog.pg_drop_replication_slot('pg2')")
+    config = bed.config()
+    async with opened(config) as runtime, chat_for(runtime) as chat:
+        api, service = chat.api, runtime.services.rebuild
+        message, data = await ask_and_confirm(api, ADMIN_ID, GROUP_CHAT_ID)
+        # Someone creates the slot by hand before the admin presses: the plan is now another.
+        await probe(
+            bed.psql, "pg1", "SELECT pg_catalog.pg_create_physical_replication_slot('pg2', true)"
+        )
+        mark = press(api, ADMIN_ID, data, message)
+        refused = text_of(await next_message(api, GROUP_CHAT_ID, mark, "the plan changed"))
+        assert refused.startswith("❌ rebuild of pg2 not started: the plan changed"), refused
+        assert "create slot" not in refused  # the plan as it is now is shown
+        assert await service.latest_job(CLUSTER, REPLICA) is None
+        assert job_count(config.audit.path) == 0
+        assert bed.replica.data_dir.is_dir()

@@ -7,6 +7,7 @@ strings from the admin's config and run as written. The same functions produce t
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import shlex
@@ -344,6 +345,25 @@ def build_plan(
         application_name=cmd.application_name,
         sync_state=sync_state,
     )
+
+
+def plan_digest(plan: RebuildPlan) -> str:
+    """A short hash of everything a plan will do: an approval is bound to it, and a plan
+    computed again at the press that hashes differently is not run."""
+    parts = [
+        plan.cluster,
+        plan.node,
+        plan.host,
+        plan.data_dir,
+        plan.old_dir,
+        plan.failed_dir,
+        plan.slot,
+        plan.rollback_slot,
+        plan.application_name,
+        plan.sync_state,
+        *(f"{step.key}|{step.kind.value}|{step.text}" for step in plan.steps),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _guarded_move(source: PurePosixPath, target: PurePosixPath) -> str:
