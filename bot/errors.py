@@ -11,6 +11,7 @@ as it is. Adapters translate library errors into these with ``raise ... from exc
     ├── PermissionDenied            role too low, unknown user, chat not allowed
     ├── ConfirmationError           stale, foreign, replayed or unknown confirmation button
     ├── NodeUnavailable             cannot connect to / query a PostgreSQL node
+    │   └── ServerRefused           the node answered but refused a statement (by SQLSTATE)
     ├── SlotError
     │   ├── SlotAlreadyExists
     │   ├── SlotNotFound
@@ -76,6 +77,18 @@ class NodeUnavailable(ReplbotError):
         super().__init__(f"{node} unavailable: {reason}")
         self.node = node
         self.reason = reason
+
+
+class ServerRefused(NodeUnavailable):
+    """The node answered but refused a statement (a SQLSTATE other than a lost connection).
+
+    Readers treat it like an unavailable node; the slot commands map its ``sqlstate``.
+    """
+
+    def __init__(self, node: str, sqlstate: str, reason: str) -> None:
+        super().__init__(node, f"refused: {reason} (SQLSTATE {sqlstate})")
+        self.sqlstate = sqlstate
+        self.detail = reason
 
 
 class SlotError(ReplbotError):

@@ -22,7 +22,14 @@ from psycopg.rows import TupleRow
 
 from bot.adapters.monitor_pg import MIN_SUPPORTED_VERSION, parse_snapshot, poll_sql
 from bot.config import NodeConfig
-from bot.errors import NodeUnavailable, SlotActive, SlotAlreadyExists, SlotError, SlotNotFound
+from bot.errors import (
+    NodeUnavailable,
+    ServerRefused,
+    SlotActive,
+    SlotAlreadyExists,
+    SlotError,
+    SlotNotFound,
+)
 from bot.models import HbaRule, NodeSnapshot
 
 _SETTINGS_SQL = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
@@ -155,7 +162,8 @@ class PsycopgPostgres:
             raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
         except psycopg.Error as exc:
             if not is_connection_failure(conn, exc):
-                raise  # the server refused the statement: the caller translates its SQLSTATE
+                # The server refused the statement: a domain error carrying its SQLSTATE.
+                raise ServerRefused(node.name, exc.sqlstate or "?", _reason(exc)) from exc
             if not fresh:
                 raise _StaleConnection from exc
             raise NodeUnavailable(node.name, _reason(exc)) from exc
@@ -190,8 +198,10 @@ class PsycopgPostgres:
         """pg_hba lines that may allow replication; None when the role may not read them."""
         try:
             rows = await self._fetch(node, _HBA_SQL)
-        except pg_errors.InsufficientPrivilege:
-            return None
+        except ServerRefused as exc:
+            if exc.sqlstate == "42501":  # insufficient_privilege
+                return None
+            raise
         return [
             HbaRule(
                 line_number=int(row[0] or 0),
@@ -216,14 +226,14 @@ class PsycopgPostgres:
             await self._fetch(
                 node, "SELECT pg_catalog.pg_create_physical_replication_slot(%s)::text", (slot,)
             )
-        except psycopg.Error as exc:
+        except ServerRefused as exc:
             raise _slot_error(exc, node, slot) from exc
 
     async def drop_slot(self, node: NodeConfig, slot: str) -> None:
         """Drop a slot; SlotNotFound / SlotActive when refused."""
         try:
             await self._fetch(node, "SELECT pg_catalog.pg_drop_replication_slot(%s)::text", (slot,))
-        except psycopg.Error as exc:
+        except ServerRefused as exc:
             raise _slot_error(exc, node, slot) from exc
 
     async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
@@ -234,7 +244,7 @@ class PsycopgPostgres:
                 "SELECT pg_catalog.pg_copy_physical_replication_slot(%s, %s)::text",
                 (source, target),
             )
-        except psycopg.Error as exc:
+        except ServerRefused as exc:
             raise _slot_error(exc, node, source, target) from exc
 
     async def total_database_size(self, node: NodeConfig) -> int:
@@ -283,12 +293,12 @@ _SLOT_REFUSALS: dict[str, Callable[[str, str, str], SlotError]] = {
 }
 
 
-def _slot_error(exc: psycopg.Error, node: NodeConfig, slot: str, target: str = "") -> SlotError:
+def _slot_error(exc: ServerRefused, node: NodeConfig, slot: str, target: str = "") -> SlotError:
     """The domain error for a slot statement the server refused, chosen by SQLSTATE."""
-    make = _SLOT_REFUSALS.get(exc.sqlstate or "")
+    make = _SLOT_REFUSALS.get(exc.sqlstate)
     if make is not None:
         return make(node.name, slot, target)
-    return SlotError(f"slot {slot} on {node.name}: {_reason(exc)}")
+    return SlotError(f"slot {slot} on {node.name}: {exc.detail}")
 
 
 def _key(node: NodeConfig) -> tuple[str, str]:
