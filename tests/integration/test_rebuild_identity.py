@@ -30,6 +30,7 @@ from tests.integration.rebuild_bed import (
     REPLICA,
     RebuildBed,
     ask_and_confirm,
+    audit_of,
     chat_for,
     next_message,
     opened,
@@ -147,3 +148,31 @@ async def test_the_configured_application_name_is_what_the_primary_sees(
         assert "application_name=custom_name" in dry, dry
         await rebuild_in_chat(chat)
     assert await probe(bed.slot_holder) == "custom_name|streaming|async"
+
+
+async def test_a_down_replica_keeps_the_name_its_primary_conninfo_gives_it(
+    bed: RebuildBed,
+) -> None:
+    """With the replica down no walsender shows its name: the plan reads it from the
+    replica's own primary_conninfo (a password in it never reaches the chat)."""
+    repl = bed.pgset.repl_user
+    secret = bed.pgset.password(repl)
+    conninfo = await probe(bed.psql, REPLICA, "SHOW primary_conninfo")
+    words = [w for w in conninfo.split() if not w.startswith(("application_name=", "password="))]
+    words += [f"password='{secret}'", "application_name = 'custom_down'"]
+    value = " ".join(words).replace("'", "''")
+    await probe(bed.psql, REPLICA, f"ALTER SYSTEM SET primary_conninfo = '{value}'")
+    await probe(bed.pgset.stop_node, REPLICA)
+    await probe(bed.pgset.start_node, REPLICA)
+    await wait_holder(bed, "custom_down|streaming|async")
+    await probe(bed.pgset.stop_node, REPLICA)
+
+    async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
+        mark = chat.send(ADMIN_ID, "/rebuild pg2 --dry-run")
+        dry = text_of(await next_message(chat.api, ADMIN_ID, mark, "dry run"))
+        assert "application_name=custom_down" in dry, dry
+        await rebuild_in_chat(chat)
+        sent = [repr(c.params) for c in chat.api.calls]
+        sent += [repr(entry) for entry in await audit_of(runtime)]
+    assert await probe(bed.slot_holder) == "custom_down|streaming|async"
+    assert sent and all(secret not in text for text in sent)

@@ -139,12 +139,12 @@ class Commands:
         return f"df -P -B1 {q(self.data_dir.parent)} | tail -n 1"
 
     def standby_settings(self) -> str:
-        """The values the replica's configuration gives the hot-standby minimums."""
+        """The values the replica's configuration gives the hot-standby minimums, and its
+        ``primary_conninfo`` and ``cluster_name`` (the walreceiver's application_name)."""
         conf = PurePosixPath(self.node.effective_conf_dir or self.data_dir)
         postgres = q(self.bin / "postgres")
-        parts = [
-            f'echo "{name}=$({postgres} -D {q(conf)} -C {name} 2>&1)"' for name in STANDBY_MINIMUMS
-        ]
+        names = (*STANDBY_MINIMUMS, "primary_conninfo", "cluster_name")
+        parts = [f'echo "{name}=$({postgres} -D {q(conf)} -C {name} 2>&1)"' for name in names]
         return "; ".join(parts)
 
     # --- execution ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from urllib.parse import parse_qs, urlsplit
 
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
@@ -128,16 +129,23 @@ class Preflight:
         slot_missing = False
         size: int | None = None
         seen_name = sync_state = ""
+        name_at: int | None = None
         try:
             if primary_ok and primary_snap is not None:
                 slot_missing, slot_item = _slot_item(cluster, node, primary_snap, replica_snap)
                 add(slot_item)
-                seen_name, sync_state, name_item = self._application_name_item(node, primary_snap)
-                add(name_item)
+                name_at = len(items)
                 add(await self._walsender_item(primary))
                 size = await self._pg.total_database_size(primary)
+            configured: tuple[str, str] = ("", "")
             if shell is not None:
-                items.extend(await self._remote_items(shell, cmd, cluster, node, size))
+                remote, configured = await self._remote_items(shell, cmd, cluster, node, size)
+                items.extend(remote)
+            if name_at is not None and primary_snap is not None:
+                seen_name, sync_state, name_item = self._application_name_item(
+                    node, primary_snap, configured
+                )
+                items.insert(name_at, name_item)
         finally:
             if shell is not None:
                 await shell.close()
@@ -153,12 +161,14 @@ class Preflight:
 
     @staticmethod
     def _application_name_item(
-        node: NodeConfig, primary: NodeSnapshot
+        node: NodeConfig, primary: NodeSnapshot, configured: tuple[str, str] = ("", "")
     ) -> tuple[str, str, CheckItem]:
-        """The name (and sync_state) the replica streams under now, and the name it will have.
+        """The name to keep (and the sync_state), and the item saying which name the copy gets.
 
         "Now" is the primary's walsender whose pid is the slot's active_pid; a base backup's
         walsender, or the name ``pg_basebackup`` an earlier rebuild left behind, does not count.
+        A replica that is down has no walsender: then the name its own configuration gives its
+        walreceiver (``configured``: name and where it came from) is kept.
         """
         slot = next((s for s in primary.slots if s.name == node.slot), None)
         senders = primary.walsenders
@@ -168,6 +178,10 @@ class Preflight:
         seen = sync_state = ""
         if holder is not None and holder.application_name not in {"", "pg_basebackup"}:
             seen, sync_state = holder.application_name, holder.sync_state or ""
+        conf_name, conf_source = configured
+        from_conf = not seen and conf_name not in {"", "pg_basebackup", "walreceiver"}
+        if from_conf:
+            seen = conf_name
         planned = node.application_name or seen or node.name
         if holder is None:
             now = "does not stream now"
@@ -176,7 +190,9 @@ class Preflight:
             if holder.sync_state:
                 now += f" (sync_state {holder.sync_state})"
         source = "from the config" if node.application_name else "kept"
-        if not node.application_name and not seen:
+        if not node.application_name and from_conf:
+            source = conf_source
+        elif not node.application_name and not seen:
             source = "its node name"
         detail = f"{node.name} {now}; the new copy streams as {planned} ({source})"
         return seen, sync_state, _ok(node.name, "application_name", detail)
@@ -204,7 +220,9 @@ class Preflight:
         cluster: ClusterConfig,
         node: NodeConfig,
         size: int | None,
-    ) -> list[CheckItem]:
+    ) -> tuple[list[CheckItem], tuple[str, str]]:
+        """The remote checks, and the application_name the replica's configuration gives
+        its walreceiver with its source (``("", "")`` when unknown)."""
         timeout = self._settings.command_timeout_s
         items: list[CheckItem] = []
         who = await shell.run(cmd.whoami_and_data_dir(), timeout)
@@ -217,7 +235,7 @@ class Preflight:
                     "check data_dir in the config",
                 )
             )
-            return items
+            return items, ("", "")
         user, _, rest = who.stdout.strip().partition("\n")
         layout = parse_layout(rest)
         items.append(
@@ -258,7 +276,7 @@ class Preflight:
         running = await self._data_directory_item(node, cmd)
         if running is not None:
             items.append(running)
-        return items
+        return items, configured_receiver_name(conf.stdout)
 
     @staticmethod
     def _names_item(node: NodeConfig, cmd: Commands, output: str) -> CheckItem:
@@ -363,6 +381,71 @@ class Preflight:
             else:
                 items.append(_ok(node.name, name, f"{name} = {mine} (primary {theirs})"))
         return items
+
+
+def conninfo_application_name(conninfo: str) -> str:
+    """The ``application_name`` of a libpq connection string ("" if it names none).
+
+    Keyword form (``key=value``, ``key = 'quoted \\' value'``) or a URI's query parameter.
+    Only this one value is returned: the string may hold a password, which must go nowhere.
+    """
+    text = conninfo.strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        query = urlsplit(text).query
+        values = parse_qs(query, keep_blank_values=True).get("application_name")
+        return values[-1] if values else ""
+    found = ""
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i].isspace():
+            i += 1
+        start = i
+        while i < n and text[i] != "=" and not text[i].isspace():
+            i += 1
+        key = text[start:i]
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n or text[i] != "=" or not key:
+            return found  # malformed: keep what was found before
+        i += 1
+        while i < n and text[i].isspace():
+            i += 1
+        value: list[str] = []
+        if i < n and text[i] == "'":
+            i += 1
+            while i < n and text[i] != "'":
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(text[i])
+                i += 1
+            i += 1  # the closing quote
+        else:
+            while i < n and not text[i].isspace():
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(text[i])
+                i += 1
+        if key == "application_name":
+            found = "".join(value)
+    return found
+
+
+def configured_receiver_name(output: str) -> tuple[str, str]:
+    """The application_name the walreceiver of a replica uses, from the
+    ``primary_conninfo=`` and ``cluster_name=`` lines of :meth:`Commands.standby_settings`,
+    and where it came from; ``("", "")`` when neither names one."""
+    values: dict[str, str] = {}
+    for line in output.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in {"primary_conninfo", "cluster_name"}:
+            values[name] = value.strip()
+    name = conninfo_application_name(values.get("primary_conninfo", ""))
+    if name:
+        return name, "from the replica's primary_conninfo"
+    cluster_name = values.get("cluster_name", "")
+    if cluster_name:
+        return cluster_name, "from its cluster_name"
+    return "", ""
 
 
 @dataclass(frozen=True)
