@@ -56,7 +56,7 @@ class Dispatcher:
                     user, request, name, args_text, Outcome.REFUSED, "unknown command", started
                 )
                 return
-            self.services.authz.require(user, spec.min_role, f"/{name}")
+            self.services.authz.require(user, *spec.min_role_for(args))
             if spec.changes_state_with(args):
                 await self._intent(user, request, name, args_text, started)
             ctx = CommandContext(

@@ -70,21 +70,31 @@ def _changes_state(args: list[str]) -> bool:
         return False  # refused by the handler before anything runs
 
 
+def _mode_role(mode: str) -> tuple[Role, str]:
+    """A dry run is for operators; every other mode needs an admin."""
+    if mode == "dry-run":
+        return Role.OPERATOR, "/rebuild --dry-run"
+    return Role.ADMIN, f"/rebuild --{mode}" if mode != "run" else "/rebuild"
+
+
+def _role_with(args: list[str]) -> tuple[Role, str]:
+    """The role ``/rebuild args`` needs (unparsable args raise: the handler refuses them)."""
+    return _mode_role(parsing.rebuild_args(args)[2])
+
+
 @group.command(
     "rebuild",
     Role.OPERATOR,
     "rebuild a replica with pg_basebackup",
     parsing.REBUILD_USAGE,
     changes_state=_changes_state,
+    role_with=_role_with,
 )
 async def rebuild(ctx: CommandContext) -> None:
     """Dry-run (operator) or, for admins, run / cancel / roll back / abandon / clean up."""
     node, cluster, mode = parsing.rebuild_args(ctx.args)
     service = ctx.services.rebuild
-    if mode != "dry-run":
-        ctx.services.authz.require(
-            ctx.user, Role.ADMIN, f"/rebuild --{mode}" if mode != "run" else "/rebuild"
-        )
+    ctx.services.authz.require(ctx.user, *_mode_role(mode))  # again: defence in depth
     if mode == "dry-run":
         report, plan = await service.preflight(node, cluster)
         ctx.audit_note = "dry run: " + ("preflight ok" if report.ok else "preflight failed")
