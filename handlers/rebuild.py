@@ -122,8 +122,8 @@ async def rebuild(ctx: CommandContext) -> None:
             Reply(
                 render.confirm_cleanup(job, ttl, second),
                 buttons=(
-                    Button("Delete old data", f"cf:{pending.nonce}"),
-                    Button("Cancel", f"cx:{pending.nonce}"),
+                    Button(render.BUTTON_DELETE_OLD_DATA, f"cf:{pending.nonce}"),
+                    Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
                 ),
             )
         )
@@ -137,8 +137,7 @@ async def _request_lock_action(
     resolved_cluster, resolved_node = service.resolve(node, cluster)
     job = await service.lock_holder(resolved_cluster.name, resolved_node.name)
     if job is None or job.state is RebuildState.RUNNING:
-        verb = "roll back" if mode == "rollback" else "abandon"
-        raise RebuildRefused(f"no interrupted rebuild of {resolved_node.name} to {verb}")
+        raise RebuildRefused(render.rebuild_nothing_to_resolve(resolved_node.name, mode))
     second = ctx.services.config.rebuild.require_second_approver
     params = {"node": job.node, "cluster": job.cluster, "job": str(job.id)}
     pending = ctx.services.confirmations.issue(
@@ -147,13 +146,18 @@ async def _request_lock_action(
     ctx.audit_note = f"{mode} of job {job.id}: confirmation requested"
     ttl = ctx.services.config.telegram.confirm_timeout_s
     if mode == "rollback":
-        question, label = render.confirm_rollback(job, ttl, second), f"Roll back {job.node}"
+        question = render.confirm_rollback(job, ttl, second)
+        label = render.button_rollback(job.node)
     else:
-        question, label = render.confirm_abandon(job, ttl, second), f"Release {job.node}"
+        question = render.confirm_abandon(job, ttl, second)
+        label = render.button_release(job.node)
     await ctx.chat.send(
         Reply(
             question,
-            buttons=(Button(label, f"cf:{pending.nonce}"), Button("Cancel", f"cx:{pending.nonce}")),
+            buttons=(
+                Button(label, f"cf:{pending.nonce}"),
+                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+            ),
         )
     )
 
@@ -202,8 +206,8 @@ async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) 
         Reply(
             render.rebuild_confirm(plan, ttl, second),
             buttons=(
-                Button(f"Rebuild {plan.node}", f"cf:{pending.nonce}"),
-                Button("Cancel", f"cx:{pending.nonce}"),
+                Button(render.button_rebuild(plan.node), f"cf:{pending.nonce}"),
+                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
             ),
         )
     )
@@ -256,15 +260,15 @@ async def rollback_confirmed(ctx: CommandContext, params: dict[str, str]) -> Non
     node, cluster = params["node"], params["cluster"]
     ctx.audit_args = f"{node} {cluster} job {params['job']}"
     await _check_lock_holder(ctx, params)
-    message_id = ctx.request.message_id
-    if message_id is not None:
-        await ctx.chat.edit(message_id, Reply(render.rebuild_rollback_started(node)))
-    else:
-        message_id = await ctx.chat.send(Reply(render.rebuild_rollback_started(node)))
-    job = await ctx.services.rebuild.rollback(
-        node, cluster, ctx.user.id, _progress_sink(ctx, message_id)
-    )
+    # As for a rebuild: nothing is shown as started before the service accepted the rollback
+    # (it may still refuse); the progress message is sent by the job's first update.
+    job = await ctx.services.rebuild.rollback(node, cluster, ctx.user.id, _progress_sink(ctx, None))
     ctx.audit_note = f"rollback of job {job.id} started"
+    started = Reply(render.rebuild_rollback_started(node))
+    if ctx.request.message_id is not None:
+        await ctx.chat.edit(ctx.request.message_id, started)
+    else:
+        await ctx.chat.send(started)
 
 
 @group.action("rebuild_abandon", Role.ADMIN, changes_state=True)

@@ -114,9 +114,7 @@ async def test_an_operator_cancel_is_refused_before_any_intent_row() -> None:
 
     await bot.command("/rebuild pg2 --cancel", user_id=OPERATOR_ID)
 
-    assert [(r.command, r.outcome) for r in bot.audit.records] == [
-        ("rebuild", Outcome.REFUSED)
-    ]
+    assert [(r.command, r.outcome) for r in bot.audit.records] == [("rebuild", Outcome.REFUSED)]
 
 
 async def test_an_admin_cancel_leaves_an_intent_row_then_its_outcome() -> None:
@@ -124,7 +122,7 @@ async def test_an_admin_cancel_leaves_an_intent_row_then_its_outcome() -> None:
 
     await bot.command("/rebuild pg2 --cancel", user_id=ADMIN_ID)
 
-    assert [r.outcome for r in bot.audit.records][0] is Outcome.INTENT
+    assert bot.audit.records[0].outcome is Outcome.INTENT
     assert len(bot.audit.records) == 2
     assert bot.audit.records[1].outcome is not Outcome.INTENT
 
