@@ -165,11 +165,11 @@ async def press(ctx: CommandContext, data: str) -> None:
     if action == "ack":
         alert = await service.acknowledge(alert_id, ctx.user.name)
         text = render.alert_acknowledged(alert)
-        await ctx.chat.notify(f"alert #{alert_id} acknowledged")
+        await ctx.chat.notify(render.toast_alert_acknowledged(alert_id))
     else:
         duration = ctx.services.config.monitor.mute_button_s
         alert = await service.mute_alert(alert_id, ctx.user.name, duration)
         text = render.alert_muted(alert, ctx.services.clock.time())
-        await ctx.chat.notify(f"alert #{alert_id} muted")
+        await ctx.chat.notify(render.toast_alert_muted(alert_id))
     ctx.audit_args = f"#{alert.id} {alert.key}"
     await ctx.chat.send(Reply(text))

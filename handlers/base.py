@@ -87,6 +87,9 @@ ActionHandler = Callable[[CommandContext, dict[str, str]], Awaitable[None]]
 # True, False, or a test of the arguments (``/rebuild pg2 --abandon`` changes state, a dry run
 # does not): the dispatcher audits an "intent" row before such a command runs.
 ChangesState = bool | Callable[[list[str]], bool]
+# A test of the arguments naming the role they need and what for (``/rebuild pg2 --cancel`` ->
+# admin, "/rebuild --cancel"); the dispatcher requires it before any intent row is written.
+RoleWith = Callable[[list[str]], tuple[Role, str]]
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,21 @@ class CommandSpec:
     usage: str
     run: Handler
     changes_state: ChangesState = False
+    role_with: RoleWith | None = None
+
+    def min_role_for(self, args: list[str]) -> tuple[Role, str]:
+        """The role running with ``args`` needs (never below ``min_role``) and what for.
+
+        Unparsable arguments need only ``min_role``: the handler refuses them itself.
+        """
+        base = (self.min_role, f"/{self.name}")
+        if self.role_with is None:
+            return base
+        try:
+            role, what = self.role_with(args)
+        except Exception:  # noqa: BLE001 - bad input is the handler's to refuse
+            return base
+        return (role, what) if role > self.min_role else base
 
     def changes_state_with(self, args: list[str]) -> bool:
         """Whether running with ``args`` changes a server, a job or the alert state."""
@@ -130,11 +148,14 @@ class HandlerGroup:
         summary: str,
         usage: str,
         changes_state: ChangesState = False,
+        role_with: RoleWith | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorator: register ``fn`` as /name for users with at least ``min_role``."""
 
         def register(fn: Handler) -> Handler:
-            self.commands.append(CommandSpec(name, min_role, summary, usage, fn, changes_state))
+            self.commands.append(
+                CommandSpec(name, min_role, summary, usage, fn, changes_state, role_with)
+            )
             return fn
 
         return register

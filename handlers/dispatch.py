@@ -56,7 +56,7 @@ class Dispatcher:
                     user, request, name, args_text, Outcome.REFUSED, "unknown command", started
                 )
                 return
-            self.services.authz.require(user, spec.min_role, f"/{name}")
+            self.services.authz.require(user, *spec.min_role_for(args))
             if spec.changes_state_with(args):
                 await self._intent(user, request, name, args_text, started)
             ctx = CommandContext(
@@ -114,7 +114,7 @@ class Dispatcher:
             if kind == "cx":
                 pending = confirmations.cancel(nonce, user.id, authorize)
                 name = f"{pending.action}.cancel"
-                await chat.notify("cancelled")
+                await chat.notify(render.TOAST_CANCELLED)
                 if request.message_id is not None:
                     await chat.edit(request.message_id, Reply(render.cancelled(pending.action)))
                 await self._audit(
@@ -127,7 +127,7 @@ class Dispatcher:
             action = self.actions[pending.action]
             if action.changes_state:
                 await self._intent(user, request, name, _params(pending.params), started)
-            await chat.notify("confirmed")
+            await chat.notify(render.TOAST_CONFIRMED)
             ctx = CommandContext(
                 self.services, user, request, chat, [], commands=tuple(self.commands.values())
             )

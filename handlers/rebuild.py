@@ -71,21 +71,31 @@ def _changes_state(args: list[str]) -> bool:
         return False  # refused by the handler before anything runs
 
 
+def _mode_role(mode: str) -> tuple[Role, str]:
+    """A dry run is for operators; every other mode needs an admin."""
+    if mode == "dry-run":
+        return Role.OPERATOR, "/rebuild --dry-run"
+    return Role.ADMIN, f"/rebuild --{mode}" if mode != "run" else "/rebuild"
+
+
+def _role_with(args: list[str]) -> tuple[Role, str]:
+    """The role ``/rebuild args`` needs (unparsable args raise: the handler refuses them)."""
+    return _mode_role(parsing.rebuild_args(args)[2])
+
+
 @group.command(
     "rebuild",
     Role.OPERATOR,
     "rebuild a replica with pg_basebackup",
     parsing.REBUILD_USAGE,
     changes_state=_changes_state,
+    role_with=_role_with,
 )
 async def rebuild(ctx: CommandContext) -> None:
     """Dry-run (operator) or, for admins, run / cancel / roll back / abandon / clean up."""
     node, cluster, mode = parsing.rebuild_args(ctx.args)
     service = ctx.services.rebuild
-    if mode != "dry-run":
-        ctx.services.authz.require(
-            ctx.user, Role.ADMIN, f"/rebuild --{mode}" if mode != "run" else "/rebuild"
-        )
+    ctx.services.authz.require(ctx.user, *_mode_role(mode))  # again: defence in depth
     if mode == "dry-run":
         report, plan = await service.preflight(node, cluster)
         ctx.audit_note = "dry run: " + ("preflight ok" if report.ok else "preflight failed")
@@ -113,8 +123,8 @@ async def rebuild(ctx: CommandContext) -> None:
             Reply(
                 render.confirm_cleanup(job, ttl, second),
                 buttons=(
-                    Button("Delete old data", f"cf:{pending.nonce}"),
-                    Button("Cancel", f"cx:{pending.nonce}"),
+                    Button(render.BUTTON_DELETE_OLD_DATA, f"cf:{pending.nonce}"),
+                    Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
                 ),
             )
         )
@@ -128,8 +138,7 @@ async def _request_lock_action(
     resolved_cluster, resolved_node = service.resolve(node, cluster)
     job = await service.lock_holder(resolved_cluster.name, resolved_node.name)
     if job is None or job.state is RebuildState.RUNNING:
-        verb = "roll back" if mode == "rollback" else "abandon"
-        raise RebuildRefused(f"no interrupted rebuild of {resolved_node.name} to {verb}")
+        raise RebuildRefused(render.rebuild_nothing_to_resolve(resolved_node.name, mode))
     second = ctx.services.config.rebuild.require_second_approver
     params = {"node": job.node, "cluster": job.cluster, "job": str(job.id)}
     pending = ctx.services.confirmations.issue(
@@ -138,13 +147,18 @@ async def _request_lock_action(
     ctx.audit_note = f"{mode} of job {job.id}: confirmation requested"
     ttl = ctx.services.config.telegram.confirm_timeout_s
     if mode == "rollback":
-        question, label = render.confirm_rollback(job, ttl, second), f"Roll back {job.node}"
+        question = render.confirm_rollback(job, ttl, second)
+        label = render.button_rollback(job.node)
     else:
-        question, label = render.confirm_abandon(job, ttl, second), f"Release {job.node}"
+        question = render.confirm_abandon(job, ttl, second)
+        label = render.button_release(job.node)
     await ctx.chat.send(
         Reply(
             question,
-            buttons=(Button(label, f"cf:{pending.nonce}"), Button("Cancel", f"cx:{pending.nonce}")),
+            buttons=(
+                Button(label, f"cf:{pending.nonce}"),
+                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+            ),
         )
     )
 
@@ -194,8 +208,8 @@ async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) 
         Reply(
             render.rebuild_confirm(plan, ttl, second),
             buttons=(
-                Button(f"Rebuild {plan.node}", f"cf:{pending.nonce}"),
-                Button("Cancel", f"cx:{pending.nonce}"),
+                Button(render.button_rebuild(plan.node), f"cf:{pending.nonce}"),
+                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
             ),
         )
     )
@@ -252,15 +266,15 @@ async def rollback_confirmed(ctx: CommandContext, params: dict[str, str]) -> Non
     node, cluster = params["node"], params["cluster"]
     ctx.audit_args = f"{node} {cluster} job {params['job']}"
     await _check_lock_holder(ctx, params)
-    message_id = ctx.request.message_id
-    if message_id is not None:
-        await ctx.chat.edit(message_id, Reply(render.rebuild_rollback_started(node)))
-    else:
-        message_id = await ctx.chat.send(Reply(render.rebuild_rollback_started(node)))
-    job = await ctx.services.rebuild.rollback(
-        node, cluster, ctx.user.id, _progress_sink(ctx, message_id)
-    )
+    # As for a rebuild: nothing is shown as started before the service accepted the rollback
+    # (it may still refuse); the progress message is sent by the job's first update.
+    job = await ctx.services.rebuild.rollback(node, cluster, ctx.user.id, _progress_sink(ctx, None))
     ctx.audit_note = f"rollback of job {job.id} started"
+    started = Reply(render.rebuild_rollback_started(node))
+    if ctx.request.message_id is not None:
+        await ctx.chat.edit(ctx.request.message_id, started)
+    else:
+        await ctx.chat.send(started)
 
 
 @group.action("rebuild_abandon", Role.ADMIN, changes_state=True)

@@ -993,3 +993,47 @@ def demo_replica_changed(node: str, stopped: bool, interval_s: float) -> str:
 def demo_waited(seconds: int) -> str:
     """Reply of the demo's /demo wait N."""
     return f"{INFO} waited {seconds} s"
+
+
+# --- button labels and toasts (plain text) ---------------------------------------------------
+
+BUTTON_CANCEL = "Cancel"
+BUTTON_DELETE_OLD_DATA = "Delete old data"
+TOAST_CONFIRMED = "confirmed"
+TOAST_CANCELLED = "cancelled"
+
+
+def button_rebuild(node: str) -> str:
+    """Label of the button confirming a rebuild."""
+    return f"Rebuild {node}"
+
+
+def button_rollback(node: str) -> str:
+    """Label of the button confirming a rollback."""
+    return f"Roll back {node}"
+
+
+def button_release(node: str) -> str:
+    """Label of the button confirming an abandon (the node's lock is released)."""
+    return f"Release {node}"
+
+
+def button_drop_slot(slot: str) -> str:
+    """Label of the button confirming a slot drop."""
+    return f"Drop {slot}"
+
+
+def rebuild_nothing_to_resolve(node: str, mode: str) -> str:
+    """Refusal of --rollback / --abandon when no interrupted rebuild holds the node's lock."""
+    verb = "roll back" if mode == "rollback" else "abandon"
+    return f"no interrupted rebuild of {node} to {verb}"
+
+
+def toast_alert_acknowledged(alert_id: int) -> str:
+    """Toast answering an Ack button."""
+    return f"alert #{alert_id} acknowledged"
+
+
+def toast_alert_muted(alert_id: int) -> str:
+    """Toast answering a Mute button."""
+    return f"alert #{alert_id} muted"

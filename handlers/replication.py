@@ -68,8 +68,8 @@ async def dropslot(ctx: CommandContext) -> None:
         Reply(
             render.confirm_drop_slot(info, cluster_name, node, ttl, second),
             buttons=(
-                Button(f"Drop {slot}", f"cf:{pending.nonce}"),
-                Button("Cancel", f"cx:{pending.nonce}"),
+                Button(render.button_drop_slot(slot), f"cf:{pending.nonce}"),
+                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
             ),
         )
     )

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from bot.models import Outcome
+from bot.models import Outcome, Role
 from handlers import registry
 from handlers.base import Reply
 from tests.unit.fakes import ADMIN_ID, OPERATOR_ID, VIEWER_ID, make_bot
@@ -106,3 +106,36 @@ def test_the_state_changing_commands_and_actions_are_flagged_where_declared() ->
         "rebuild_cleanup",
         "rebuild_rollback",
     }
+
+
+async def test_an_operator_cancel_is_refused_before_any_intent_row() -> None:
+    """/rebuild --cancel needs an admin: the role the arguments need is checked first."""
+    bot = make_bot()
+
+    await bot.command("/rebuild pg2 --cancel", user_id=OPERATOR_ID)
+
+    assert [(r.command, r.outcome) for r in bot.audit.records] == [("rebuild", Outcome.REFUSED)]
+
+
+async def test_an_admin_cancel_leaves_an_intent_row_then_its_outcome() -> None:
+    bot = make_bot()
+
+    await bot.command("/rebuild pg2 --cancel", user_id=ADMIN_ID)
+
+    assert bot.audit.records[0].outcome is Outcome.INTENT
+    assert len(bot.audit.records) == 2
+    assert bot.audit.records[1].outcome is not Outcome.INTENT
+
+
+def test_the_rebuild_role_depends_on_its_mode() -> None:
+    rebuild = registry.COMMANDS["rebuild"]
+    assert [
+        rebuild.min_role_for(args.split())
+        for args in ("pg2", "pg2 --dry-run", "pg2 --cancel", "pg2 --bogus", "")
+    ] == [
+        (Role.ADMIN, "/rebuild"),
+        (Role.OPERATOR, "/rebuild"),
+        (Role.ADMIN, "/rebuild --cancel"),
+        (Role.OPERATOR, "/rebuild"),
+        (Role.OPERATOR, "/rebuild"),
+    ]

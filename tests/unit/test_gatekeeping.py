@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.config import AppConfig, parse_config
+from bot.errors import RebuildRefused
 from bot.models import AuditEntry, ClusterSlots, Outcome, RebuildJob, RebuildState
 from handlers import render
 from handlers.base import Reply
@@ -318,3 +319,21 @@ def test_split_message_closes_and_reopens_tags_open_across_a_split() -> None:
         plain.append(shown)
         assert any(e["type"] == "code" for e in entities)
     assert "\n".join(plain) == parse_telegram_html(text)[0]
+
+
+async def test_a_refused_rollback_is_never_shown_as_started() -> None:
+    """The question is edited to "rollback started" only after the service accepted it."""
+    jobs = OneJob(job(RebuildState.INTERRUPTED))
+    bot = make_bot(rebuild_config(), jobs=jobs)
+    question = (await bot.command("/rebuild pg2 --rollback")).sent[0]
+
+    async def refuse(*_: object) -> object:
+        raise RebuildRefused("the rollback is refused")
+
+    bot.dispatcher.services.rebuild.rollback = refuse  # type: ignore[method-assign]
+    pressed = await bot.press(data_of(question, "Roll back"), user_id=ADMIN_ID)
+
+    shown = [text_of(r) for _, r in pressed.edits] + [text_of(r) for r in pressed.sent]
+    assert not any("rolling back" in t for t in shown), shown
+    assert "the rollback is refused" in text_of(pressed.sent[-1])
+    assert bot.audit.records[-1].outcome is Outcome.REFUSED
