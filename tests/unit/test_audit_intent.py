@@ -36,7 +36,7 @@ async def test_a_read_only_command_and_a_refused_role_write_no_intent_row() -> N
 
     await bot.command("/status main", user_id=VIEWER_ID)
     await bot.command("/createslot newslot main", user_id=VIEWER_ID)  # refused before it runs
-    await bot.command("/rebuild pg2", user_id=OPERATOR_ID)  # a dry run changes nothing
+    await bot.command("/rebuild pg2", user_id=OPERATOR_ID)  # refused: a run needs an admin
 
     assert Outcome.INTENT not in [r.outcome for r in bot.audit.records]
 
