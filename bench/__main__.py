@@ -32,7 +32,7 @@ async def _run(names: list[str], smoke: bool) -> tuple[list[Row], dict[str, floa
             )
         elif name == "scale":
             if smoke:
-                rows += await monitor_scale.run(duration_s=3, clusters=100, interval="1s")
+                rows += await monitor_scale.run(duration_s=3, clusters=20, interval="1s")
             else:
                 rows += await monitor_scale.run(duration_s=180, clusters=100, interval="5s")
         elif name == "footprint":
