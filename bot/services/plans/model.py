@@ -1,0 +1,148 @@
+"""The one model of a change to a replica: a plan is an ordered tuple of typed steps.
+
+Each :class:`Step` carries its *action* — what runs, in full — and optionally its *undo*.
+The text a ``--dry-run`` or a confirmation shows is :func:`describe` of those actions, and
+the runner executes those same actions, so what was shown is what runs. An approval is bound
+to :func:`plan_digest`; at the press the plan is computed again from fresh state and a
+different digest refuses the start.
+
+Actions:
+
+* :class:`RemoteCommand` — one shell command line on the replica's host, with the exit
+  codes that count as success (``stream`` for long commands whose output is progress).
+* :class:`Sql` — one statement with bound parameters, on the primary or on the replica.
+* :class:`Wait` — poll a named :class:`Probe` until it holds or ``timeout_s`` passes.
+* :class:`FileEdit` — replace a file on the replica's host with ``content``, keeping the
+  original as ``backup_path`` (never overwritten if it exists).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+class SqlTarget(enum.StrEnum):
+    """Where a :class:`Sql` step runs."""
+
+    PRIMARY = "primary"
+    REPLICA = "replica"
+
+
+class Probe(enum.StrEnum):
+    """Conditions a :class:`Wait` polls (implemented by the runner)."""
+
+    SERVER_STOPPED = "server_stopped"  # pg_ctl status exits 3 on the replica host
+    SERVER_RUNNING = "server_running"  # pg_ctl status exits 0
+    SLOT_INACTIVE = "slot_inactive"  # args: (slot,) — no walsender holds it
+    STREAMING = "streaming"  # args: (slot, application_name, sync_state) — both sides agree
+
+
+@dataclass(frozen=True)
+class RemoteCommand:
+    """A shell command line on the replica's host (every word already quoted)."""
+
+    command: str
+    ok_exits: tuple[int, ...] = (0,)
+    timeout_s: float | None = None  # None: the service's command timeout
+    stream: bool = False  # long-running; output chunks are progress
+
+
+@dataclass(frozen=True)
+class Sql:
+    """One SQL statement with bound parameters (``%s`` placeholders)."""
+
+    target: SqlTarget
+    statement: str
+    params: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Poll ``probe`` every ``interval_s`` until it holds; fail after ``timeout_s``."""
+
+    probe: Probe
+    timeout_s: float
+    interval_s: float = 1.0
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    """Write ``content`` to ``path`` on the replica's host; keep the original at
+    ``backup_path`` first (an existing backup is never overwritten)."""
+
+    path: str
+    content: str
+    backup_path: str
+
+
+Action = RemoteCommand | Sql | Wait | FileEdit
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: a stable key (audit, progress), a title for the chat, what runs, its undo."""
+
+    key: str
+    title: str
+    action: Action
+    undo: Action | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one change of one replica will do, in order.
+
+    ``kind`` names the path ("rebuild", "repair.resume", "repair.parameters",
+    "repair.rewind", ...); ``keeps`` lists what stays for a rollback (directories, files,
+    slots), ``facts`` the inputs the plan was computed from that an approval depends on
+    (e.g. the primary's timeline), both part of the digest.
+    """
+
+    kind: str
+    cluster: str
+    node: str
+    host: str
+    steps: tuple[Step, ...]
+    keeps: tuple[str, ...] = ()
+    facts: tuple[tuple[str, str], ...] = field(default=())
+
+
+def describe(action: Action) -> str:
+    """The exact text of an action, as ``--dry-run`` and the confirmation show it."""
+    if isinstance(action, RemoteCommand):
+        exits = (
+            ""
+            if action.ok_exits == (0,)
+            else f"   # ok: exit {'/'.join(map(str, action.ok_exits))}"
+        )
+        return action.command + exits
+    if isinstance(action, Sql):
+        params = f"   -- params: {', '.join(map(str, action.params))}" if action.params else ""
+        return f"[{action.target.value}] {action.statement}{params}"
+    if isinstance(action, Wait):
+        args = f" {' '.join(action.args)}" if action.args else ""
+        return f"wait ≤ {action.timeout_s:g} s for {action.probe.value}{args}"
+    return f"write {action.path} (original kept as {action.backup_path}):\n{action.content}"
+
+
+def plan_digest(plan: Plan) -> str:
+    """A short hash of everything the plan does; an approval is bound to it."""
+    data = json.dumps(asdict(plan), sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def plan_diff(shown: Plan, fresh: Plan) -> list[str]:
+    """Lines that differ between the approved plan and the one computed at the press."""
+    shown_lines = [f"{s.key}: {describe(s.action)}" for s in shown.steps] + [
+        f"{k}={v}" for k, v in shown.facts
+    ]
+    fresh_lines = [f"{s.key}: {describe(s.action)}" for s in fresh.steps] + [
+        f"{k}={v}" for k, v in fresh.facts
+    ]
+    removed = [f"- {line}" for line in shown_lines if line not in fresh_lines]
+    added = [f"+ {line}" for line in fresh_lines if line not in shown_lines]
+    return removed + added
