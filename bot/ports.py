@@ -65,6 +65,13 @@ class Postgres(Protocol):
         """Settings whose value comes from postgresql.auto.conf (they travel with a backup)."""
         ...
 
+    async def execute(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int] = ()
+    ) -> list[tuple[object, ...]]:
+        """Run one plan statement (values bound, autocommit); its rows. ServerRefused if
+        the server refuses it."""
+        ...
+
 
 class AuditLog(Protocol):
     """Append-only audit storage."""

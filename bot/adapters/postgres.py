@@ -247,6 +247,12 @@ class PsycopgPostgres:
         except ServerRefused as exc:
             raise _slot_error(exc, node, source, target) from exc
 
+    async def execute(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int] = ()
+    ) -> list[tuple[object, ...]]:
+        """Run one plan statement (values bound, autocommit); its rows."""
+        return list(await self._fetch(node, statement, params))
+
     async def total_database_size(self, node: NodeConfig) -> int:
         """Sum of pg_database_size over all databases, in bytes."""
         rows = await self._fetch(

@@ -149,6 +149,7 @@ class FakePostgres:
     settings_by_node: dict[str, dict[str, str]] = field(default_factory=dict)
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    statements: list[tuple[str, str, tuple[str | int, ...]]] = field(default_factory=list)
 
     @classmethod
     def healthy(cls) -> FakePostgres:
@@ -265,6 +266,13 @@ class FakePostgres:
     async def auto_conf_settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         self._enter("auto_conf_settings", node)
         return {}
+
+    async def execute(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int] = ()
+    ) -> list[tuple[object, ...]]:
+        self._enter("execute", node)
+        self.statements.append((node.name, statement, tuple(params)))
+        return []
 
 
 class NoShells:
