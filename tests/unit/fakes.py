@@ -603,7 +603,7 @@ class FakeHost:
     def answer(self, command: str) -> CommandResult:
         cmd, data = self.cmd, self.data
         ok = CommandResult(0, "", "")
-        if command == cmd.stop():
+        if command in (cmd.stop(), cmd.stop_unless_stopped()):
             self.running_on = None
             self._set_slot_active(False)
             return ok

@@ -25,7 +25,16 @@ from typing import Protocol
 from bot.errors import ReplbotError
 from bot.models import CommandResult
 from bot.ports import Clock
-from bot.services.plans.model import Action, FileEdit, Plan, RemoteCommand, Sql, Step, Wait
+from bot.services.plans.model import (
+    Action,
+    FileEdit,
+    Plan,
+    RemoteCommand,
+    SlotChange,
+    Sql,
+    Step,
+    Wait,
+)
 
 log = logging.getLogger(__name__)
 OutputSink = Callable[[str], Awaitable[None]]
@@ -48,6 +57,10 @@ class Executor(Protocol):
 
     async def edit(self, action: FileEdit) -> None:
         """Keep the original file as ``backup_path`` (unless it exists), then write ``content``."""
+        ...
+
+    async def slot(self, action: SlotChange) -> None:
+        """Create, drop or copy the slot on the primary (idempotent, see SlotOp)."""
         ...
 
 
@@ -142,6 +155,8 @@ class PlanRunner:
             await executor.sql(action)
         elif isinstance(action, Wait):
             await self._wait(key, action, executor)
+        elif isinstance(action, SlotChange):
+            await executor.slot(action)
         else:
             await executor.edit(action)
 

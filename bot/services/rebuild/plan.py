@@ -16,8 +16,18 @@ from pathlib import PurePath, PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RebuildRefused
-from bot.models import PlanStep, RebuildPlan, StepKind
-from bot.services.rebuild.verify import verify_text
+from bot.models import RebuildPlan
+from bot.services.plans.executor import SERVER_STOPPED_EXIT, server_status_command
+from bot.services.plans.model import (
+    Probe,
+    RemoteCommand,
+    SlotChange,
+    SlotOp,
+    Step,
+    Wait,
+    action_kind,
+    describe,
+)
 from bot.services.replication import STANDBY_MINIMUMS
 
 ROLLBACK_SUFFIX = "_rb"
@@ -26,6 +36,9 @@ PROGRESS_RE = re.compile(r"(\d+)/(\d+) kB \((\d+)%\)")
 # made in the same second never name the same directories.
 TAG_RE = re.compile(r"[0-9]{8}T[0-9]{6}_[0-9a-f]{8}")
 DIRECTORY_EXISTS_EXIT = 3
+POLL_INTERVAL_S = 0.5
+SLOT_RELEASE_TIMEOUT_S = 20.0
+DEFAULT_VERIFY_TIMEOUT_S = 120.0
 
 
 def new_tag(now: float) -> str:
@@ -161,7 +174,11 @@ class Commands:
 
     def server_status(self) -> str:
         """pg_ctl status: exit 0 running, 3 not running, 4 no data directory."""
-        return f"{q(self.bin / 'pg_ctl')} status -D {q(self.data_dir)}"
+        return server_status_command(self.node)
+
+    def stop_unless_stopped(self) -> str:
+        """The admin's stop command; its failure counts only if the server still runs."""
+        return f"( {self.stop()} ) || {{ {self.server_status()} >/dev/null; test $? -eq 3; }}"
 
     def move_aside(self) -> str:
         """Rename the data directory (never delete); refuse if the target exists."""
@@ -256,6 +273,7 @@ def build_plan(
     previous_job: int = 0,
     seen_application_name: str = "",
     sync_state: str = "",
+    verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S,
 ) -> RebuildPlan:
     """The ordered steps of a rebuild of ``node``, exactly as they will run.
 
@@ -265,70 +283,64 @@ def build_plan(
     """
     cmd = Commands(node, tag, node.application_name or seen_application_name)
     host = node.ssh.host if node.ssh else "localhost"
-    steps: list[PlanStep] = []
+    steps: list[Step] = []
     if slot_missing:
         steps.append(
-            PlanStep(
+            Step(
                 "create_slot",
                 f"create slot {cmd.slot} on {cluster.primary.name}",
-                StepKind.SQL,
-                f"SELECT pg_catalog.pg_create_physical_replication_slot('{cmd.slot}')",
+                SlotChange(SlotOp.CREATE, cmd.slot),
             )
         )
     steps += [
-        PlanStep("stop", f"stop {node.name}", StepKind.REMOTE, cmd.stop()),
-        PlanStep(
+        Step("stop", f"stop {node.name}", RemoteCommand(cmd.stop_unless_stopped())),
+        Step(
             "check_stopped",
             "check the server is stopped",
-            StepKind.REMOTE,
-            cmd.server_status() + "   # expect exit 3",
+            RemoteCommand(cmd.server_status(), ok_exits=(SERVER_STOPPED_EXIT,)),
         ),
-        PlanStep(
+        Step(
             "slot_released",
             f"wait until slot {cmd.slot} is inactive",
-            StepKind.CHECK,
-            f"SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = '{cmd.slot}'",  # noqa: S608 (display text; the slot name is validated)
+            Wait(Probe.SLOT_INACTIVE, SLOT_RELEASE_TIMEOUT_S, POLL_INTERVAL_S, (cmd.slot,)),
         ),
-        PlanStep(
+        Step(
             "keep_wal",
             f"keep the old replica's WAL in {cmd.rollback_slot}",
-            StepKind.SQL,
-            f"SELECT pg_catalog.pg_copy_physical_replication_slot('{cmd.slot}', "
-            f"'{cmd.rollback_slot}')   # only if the slot has a restart_lsn",
+            SlotChange(SlotOp.COPY, cmd.rollback_slot, source=cmd.slot),
         ),
-        PlanStep(
+        Step(
             "move_aside",
             f"move the data directory aside to {cmd.old_dir}",
-            StepKind.REMOTE,
-            cmd.move_aside(),
+            RemoteCommand(cmd.move_aside()),
         ),
-        PlanStep(
+        Step(
             "basebackup",
             f"pg_basebackup from {cluster.primary.name}",
-            StepKind.REMOTE,
-            cmd.basebackup(),
+            RemoteCommand(cmd.basebackup(), stream=True),
         ),
     ]
     restore = cmd.restore_files()
     if restore:
         steps.append(
-            PlanStep(
-                "restore_files", "restore replica-local config files", StepKind.REMOTE, restore
-            )
+            Step("restore_files", "restore replica-local config files", RemoteCommand(restore))
         )
     steps += [
-        PlanStep("start", f"start {node.name}", StepKind.REMOTE, cmd.start()),
-        PlanStep(
+        Step("start", f"start {node.name}", RemoteCommand(cmd.start())),
+        Step(
             "verify",
             "verify it streams",
-            StepKind.CHECK,
-            verify_text(cmd.slot, cmd.application_name, sync_state),
+            Wait(
+                Probe.STREAMING,
+                verify_timeout_s,
+                POLL_INTERVAL_S,
+                (cmd.slot, cmd.application_name, sync_state),
+            ),
         ),
-        PlanStep(
+        Step(
             "release_wal",
             f"drop {cmd.rollback_slot}",
-            StepKind.SQL,
-            f"SELECT pg_catalog.pg_drop_replication_slot('{cmd.rollback_slot}')",
+            SlotChange(SlotOp.DROP, cmd.rollback_slot),
         ),
     ]
     return RebuildPlan(
@@ -361,7 +373,7 @@ def plan_digest(plan: RebuildPlan) -> str:
         plan.rollback_slot,
         plan.application_name,
         plan.sync_state,
-        *(f"{step.key}|{step.kind.value}|{step.text}" for step in plan.steps),
+        *(f"{step.key}|{action_kind(step.action)}|{describe(step.action)}" for step in plan.steps),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
