@@ -67,11 +67,14 @@ class Executor(Protocol):
 class StepFailed(ReplbotError):
     """One action of a plan failed; ``output`` is the tail of what it printed."""
 
-    def __init__(self, key: str, reason: str, output: str = "") -> None:
+    def __init__(
+        self, key: str, reason: str, output: str = "", exit_status: int | None = None
+    ) -> None:
         super().__init__(f"{key}: {reason}")
         self.key = key
         self.reason = reason
         self.output = output
+        self.exit_status = exit_status  # of a remote command outside its ok_exits
 
 
 @dataclass
@@ -150,6 +153,7 @@ class PlanRunner:
                     key,
                     f"exit status {outcome.exit_status}",
                     _tail(outcome.stderr or outcome.stdout),
+                    outcome.exit_status,
                 )
         elif isinstance(action, Sql):
             await executor.sql(action)

@@ -421,10 +421,25 @@ class RebuildService:
             elif step.key in ("start", "verify"):
                 log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
                 output = tail(log_tail.stdout or exc.output, 12)
-            reason = exc.reason
-            if step.key == "verify":
-                reason = f"{run.node.name} does not stream ({executor.last_seen or 'no answer'})"
-            raise RebuildStepFailed(step.key, reason, output) from exc
+            raise RebuildStepFailed(
+                step.key, self._reason(run, step, exc, executor), output
+            ) from exc
+
+    def _reason(self, run: _Run, step: Step, exc: StepFailed, executor: HostExecutor) -> str:
+        """Why a step failed, in the words of the rebuild."""
+        name, status = run.node.name, exc.exit_status
+        reasons = {
+            "stop": "the stop command failed",
+            "slot_released": f"slot {run.plan.slot} is still active: another process uses it",
+            "check_stopped": f"{name} is still running (pg_ctl status exit {status})",
+            "move_aside": f"could not move {run.plan.data_dir} aside",
+            "basebackup": f"pg_basebackup exited with {status}",
+            "restore_files": "could not restore local files",
+            "start": f"{name} did not start",
+            "verify": f"{name} does not stream after {self._settings.verify_timeout_s:g} s "
+            f"({executor.last_seen or 'no answer'})",
+        }
+        return reasons.get(step.key, exc.reason)
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
         return next((s for s in (await self._pg.snapshot(node)).slots if s.name == name), None)
