@@ -11,6 +11,7 @@ import hashlib
 import re
 import secrets
 import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import PurePath, PurePosixPath
 
@@ -28,6 +29,7 @@ from bot.services.plans.model import (
     action_kind,
     describe,
 )
+from bot.services.rebuild.rollback import RollbackAction
 from bot.services.replication import STANDBY_MINIMUMS
 
 ROLLBACK_SUFFIX = "_rb"
@@ -175,6 +177,10 @@ class Commands:
     def server_status(self) -> str:
         """pg_ctl status: exit 0 running, 3 not running, 4 no data directory."""
         return server_status_command(self.node)
+
+    def start_unless_running(self) -> str:
+        """The admin's start command, unless a server already runs on the data directory."""
+        return f"{self.server_status()} >/dev/null || ( {self.start()} )"
 
     def stop_unless_stopped(self) -> str:
         """The admin's stop command; its failure counts only if the server still runs."""
@@ -357,6 +363,62 @@ def build_plan(
         application_name=cmd.application_name,
         sync_state=sync_state,
     )
+
+
+def rollback_steps(actions: Sequence[RollbackAction], cmd: Commands) -> tuple[Step, ...]:
+    """The typed steps of a rollback decision (:func:`decide_rollback`), as they run."""
+    steps: list[Step] = []
+    for action in actions:
+        if action is RollbackAction.STOP_NEW:
+            steps += [
+                Step("stop_new", "stop the new copy", RemoteCommand(cmd.stop_unless_stopped())),
+                Step(
+                    "check_new_stopped",
+                    "check the new copy is stopped",
+                    RemoteCommand(cmd.server_status(), ok_exits=(SERVER_STOPPED_EXIT,)),
+                ),
+            ]
+        elif action is RollbackAction.SET_ASIDE_NEW:
+            steps.append(
+                Step(
+                    "set_aside_new",
+                    f"set the new copy aside as {cmd.failed_dir}",
+                    RemoteCommand(cmd.set_aside_new()),
+                )
+            )
+        elif action is RollbackAction.PUT_BACK_OLD:
+            steps.append(
+                Step(
+                    "put_back_old", "put the old directory back", RemoteCommand(cmd.put_back_old())
+                )
+            )
+        elif action is RollbackAction.RESTORE_SLOT:
+            steps += [
+                Step(
+                    "slot_released",
+                    f"wait until slot {cmd.slot} is inactive",
+                    Wait(Probe.SLOT_INACTIVE, SLOT_RELEASE_TIMEOUT_S, POLL_INTERVAL_S, (cmd.slot,)),
+                ),
+                Step(
+                    "restore_slot",
+                    f"restore {cmd.slot} from {cmd.rollback_slot}",
+                    SlotChange(SlotOp.COPY, cmd.slot, source=cmd.rollback_slot),
+                ),
+                Step(
+                    "release_wal",
+                    f"drop {cmd.rollback_slot}",
+                    SlotChange(SlotOp.DROP, cmd.rollback_slot),
+                ),
+            ]
+        elif action is RollbackAction.START_OLD:
+            steps.append(
+                Step(
+                    "start_old",
+                    f"start the old {cmd.node.name}",
+                    RemoteCommand(cmd.start_unless_running()),
+                )
+            )
+    return tuple(steps)
 
 
 def plan_digest(plan: RebuildPlan) -> str:

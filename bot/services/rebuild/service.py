@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
@@ -24,7 +24,6 @@ from bot.errors import (
     RebuildStepFailed,
     RemoteError,
     ReplbotError,
-    SlotNotFound,
     UnknownNode,
 )
 from bot.models import (
@@ -56,6 +55,7 @@ from bot.services.rebuild.plan import (
     new_tag,
     parse_directories,
     require_rebuild_config,
+    rollback_steps,
 )
 from bot.services.rebuild.preflight import Preflight, tail
 from bot.services.rebuild.rollback import HostState, RollbackAction, decide_rollback
@@ -558,24 +558,19 @@ class RebuildService:
             decision = decide_rollback(state, moved_id)
             if decision.refusal is not None:
                 raise RebuildStepFailed("rollback", decision.refusal, self._dirs_text(cmd, state))
-            for action in decision.actions:
-                if action is RollbackAction.STOP_NEW:
-                    await shell.run(cmd.stop(), timeout)
-                    if (await shell.run(cmd.server_status(), timeout)).exit_status == 0:
-                        raise RebuildStepFailed("rollback", "the new server does not stop")
-                elif action is RollbackAction.SET_ASIDE_NEW:
-                    await self._move(shell, cmd.set_aside_new(), "set the new copy aside")
-                elif action is RollbackAction.PUT_BACK_OLD:
-                    await self._move(shell, cmd.put_back_old(), "put the old directory back")
-                    notes.append(
-                        f"old data directory restored (partial copy kept as {cmd.failed_dir})"
-                        if RollbackAction.SET_ASIDE_NEW in decision.actions
-                        else "old data directory restored"
-                    )
-                elif action is RollbackAction.RESTORE_SLOT:
-                    notes.append(await self._restore_slot(primary, cmd))
-                elif action is RollbackAction.START_OLD:
-                    await self._start_old(shell, node, cmd)
+            executor = HostExecutor(self._pg, shell, cluster, node, timeout)
+            for step in rollback_steps(decision.actions, cmd):
+                try:
+                    await self._runner.execute(step.key, step.action, executor)
+                except StepFailed as exc:
+                    output = exc.output
+                    if step.key == "start_old":
+                        log_tail = await shell.run(cmd.server_log_tail(), timeout)
+                        output = tail(log_tail.stdout or exc.output, 12)
+                    raise RebuildStepFailed(
+                        "rollback", self._rollback_reason(step.key, exc, node), output
+                    ) from exc
+            notes += self._rollback_notes(decision.actions, cmd)
             if primary_down is not None:
                 # The directories are back and the old server runs; the slot copy could not be
                 # looked at. Keep the lock: a later --rollback restores the slot (idempotent).
@@ -590,19 +585,6 @@ class RebuildService:
         finally:
             await shell.close()
         return "; ".join(n for n in notes if n)
-
-    async def _start_old(self, shell: RemoteShell, node: NodeConfig, cmd: Commands) -> None:
-        timeout = self._settings.command_timeout_s
-        if (await shell.run(cmd.server_status(), timeout)).exit_status == 0:
-            return
-        started = await shell.run(cmd.start(), timeout)
-        if started.exit_status != 0:
-            log_tail = await shell.run(cmd.server_log_tail(), timeout)
-            raise RebuildStepFailed(
-                "rollback",
-                f"the old {node.name} did not start",
-                tail(log_tail.stdout or started.stderr, 12),
-            )
 
     async def _observe(
         self, shell: RemoteShell, primary: NodeConfig, cmd: Commands
@@ -626,14 +608,6 @@ class RebuildService:
         )
         return state, primary_down
 
-    async def _move(self, shell: RemoteShell, command: str, what: str) -> None:
-        result = await shell.run(command, self._settings.command_timeout_s)
-        if result.exit_status != 0:
-            why = "the target exists" if result.exit_status == DIRECTORY_EXISTS_EXIT else ""
-            raise RebuildStepFailed(
-                "rollback", f"could not {what}" + (f": {why}" if why else ""), tail(result.stderr)
-            )
-
     @staticmethod
     def _dirs_text(cmd: Commands, state: HostState) -> str:
         present = [
@@ -647,17 +621,31 @@ class RebuildService:
         ]
         return "directories: " + (", ".join(present) or "none")
 
-    async def _restore_slot(self, primary: NodeConfig, cmd: Commands) -> str:
-        copy = await self._slot(primary, cmd.rollback_slot)
-        if copy is None:
-            return ""
-        with contextlib.suppress(RebuildStepFailed):
-            await self._wait_slot_inactive(primary, cmd.slot, "rollback")
-        with contextlib.suppress(SlotNotFound):
-            await self._pg.drop_slot(primary, cmd.slot)
-        await self._pg.copy_physical_slot(primary, cmd.rollback_slot, cmd.slot)
-        await self._pg.drop_slot(primary, cmd.rollback_slot)
-        return f"slot {cmd.slot} restored to the old replica's position"
+    @staticmethod
+    def _rollback_reason(key: str, exc: StepFailed, node: NodeConfig) -> str:
+        """Why a rollback step failed, in the words of the rebuild."""
+        exists = ": the target exists" if exc.exit_status == DIRECTORY_EXISTS_EXIT else ""
+        reasons = {
+            "stop_new": "the new server does not stop",
+            "check_new_stopped": "the new server does not stop",
+            "set_aside_new": "could not set the new copy aside" + exists,
+            "put_back_old": "could not put the old directory back" + exists,
+            "start_old": f"the old {node.name} did not start",
+        }
+        return reasons.get(key, exc.reason)
+
+    @staticmethod
+    def _rollback_notes(actions: Sequence[RollbackAction], cmd: Commands) -> list[str]:
+        notes: list[str] = []
+        if RollbackAction.PUT_BACK_OLD in actions:
+            notes.append(
+                f"old data directory restored (partial copy kept as {cmd.failed_dir})"
+                if RollbackAction.SET_ASIDE_NEW in actions
+                else "old data directory restored"
+            )
+        if RollbackAction.RESTORE_SLOT in actions:
+            notes.append(f"slot {cmd.slot} restored to the old replica's position")
+        return notes
 
     async def _streams_note(self, cluster: ClusterConfig, node: NodeConfig, slot: str) -> str:
         deadline = self._clock.monotonic() + self._settings.verify_timeout_s
