@@ -10,6 +10,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.services.plans.model import Step
 
 
 class Role(enum.IntEnum):
@@ -328,27 +332,10 @@ class RebuildState(enum.StrEnum):
         }
 
 
-class StepKind(enum.StrEnum):
-    """Where a plan step runs."""
-
-    SQL = "sql"  # on the primary, as the bot's role
-    REMOTE = "remote"  # on the replica host, over SSH (or locally in the demo)
-    CHECK = "check"  # the bot polls until a condition holds
-
-
-@dataclass(frozen=True)
-class PlanStep:
-    """One step of a rebuild, printable exactly as it will run."""
-
-    key: str
-    title: str
-    kind: StepKind
-    text: str
-
-
 @dataclass(frozen=True)
 class RebuildPlan:
-    """Everything a rebuild of one replica will do, in order."""
+    """Everything a rebuild of one replica will do, in order: typed steps of the one plan
+    model (:mod:`bot.services.plans.model`), shown and run as they are."""
 
     cluster: str
     node: str
@@ -358,7 +345,7 @@ class RebuildPlan:
     failed_dir: str
     slot: str
     rollback_slot: str
-    steps: tuple[PlanStep, ...]
+    steps: tuple[Step, ...]
     # id of the node's newest job when the plan was made (0: none); a confirmation is refused
     # when another job of the node ran since.
     previous_job: int = 0

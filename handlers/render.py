@@ -34,6 +34,7 @@ from bot.models import (
     User,
     WalSender,
 )
+from bot.services.plans.model import action_kind, describe
 
 TELEGRAM_LIMIT = 4096
 MAX_SLOT_LINES = 50  # per cluster in /slots
@@ -494,8 +495,8 @@ def rebuild_plan(plan: RebuildPlan) -> str:
     """Every step, with the exact SQL or shell command."""
     lines = [f"<b>plan for {esc(plan.cluster)}/{esc(plan.node)}</b> on {esc(plan.host)}:"]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)} [{esc(step.kind.value)}]")
-        lines.append(f"   {code(step.text)}")
+        lines.append(f"{index}. {esc(step.title)} [{esc(action_kind(step.action))}]")
+        lines.append(f"   {code(describe(step.action))}")
     return "\n".join(lines)
 
 

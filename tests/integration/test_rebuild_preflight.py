@@ -20,6 +20,7 @@ import pytest
 from bot.app import Runtime
 from bot.models import AuditEntry, CheckLevel, Outcome, RebuildState
 from bot.sandbox import PgBinaries, server_os_user
+from bot.services.plans.model import describe
 from handlers import render
 from tests.conftest import ADMIN_ID, TelegramHarness
 from tests.integration._helpers import (
@@ -174,7 +175,7 @@ async def test_missing_slot_is_created_as_the_first_step_and_the_rebuild_succeed
         assert slot.detail == f"slot {REPLICA} does not exist on {PRIMARY}"
         assert "will be created" in render.to_plain_text(render.rebuild_preflight(report))
         assert plan.steps[0].key == "create_slot"
-        assert f"pg_create_physical_replication_slot('{REPLICA}')" in plan.steps[0].text
+        assert f"pg_create_physical_replication_slot('{REPLICA}')" in describe(plan.steps[0].action)
 
         await service.start(plan, ADMIN_ID, ADMIN_ID)
         job = await service.wait(CLUSTER, REPLICA)

@@ -603,14 +603,17 @@ class FakeHost:
     def answer(self, command: str) -> CommandResult:
         cmd, data = self.cmd, self.data
         ok = CommandResult(0, "", "")
-        if command == cmd.stop():
+        if command in (cmd.stop(), cmd.stop_unless_stopped()):
             self.running_on = None
             self._set_slot_active(False)
             return ok
         if command == cmd.server_status():
             running = self.running_on is not None and self.dirs.get(data) == self.running_on
             return CommandResult(0 if running else 3, "", "")
-        if command == cmd.start():
+        running = self.running_on is not None and self.dirs.get(data) == self.running_on
+        if command == cmd.start_unless_running() and running:
+            return ok
+        if command in (cmd.start(), cmd.start_unless_running()):
             ident = self.dirs.get(data)
             if ident is None or ident in self.fail_start:
                 return CommandResult(1, "", "pg_ctl: could not start server")

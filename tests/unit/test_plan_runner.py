@@ -13,6 +13,8 @@ from bot.services.plans.model import (
     Plan,
     Probe,
     RemoteCommand,
+    SlotChange,
+    SlotOp,
     Sql,
     SqlTarget,
     Step,
@@ -56,6 +58,9 @@ class FakeExecutor:
     async def edit(self, action: FileEdit) -> None:
         self.log.append(f"edit {action.path}")
 
+    async def slot(self, action: SlotChange) -> None:
+        self.log.append(f"slot {action.op.value} {action.slot}")
+
 
 def _plan(*steps: Step) -> Plan:
     return Plan(kind="repair.resume", cluster="main", node="pg2", host="h", steps=steps)
@@ -66,6 +71,7 @@ STEPS = (
     Step("b", "B", Sql(SqlTarget.PRIMARY, "SELECT b", ("x",))),
     Step("c", "C", FileEdit("/f", "x = 1\n", "/f.orig"), undo=RemoteCommand("restore-c")),
     Step("d", "D", RemoteCommand("cmd-d", ok_exits=(0, 3))),
+    Step("e", "E", SlotChange(SlotOp.CREATE, "pg2"), undo=SlotChange(SlotOp.DROP, "pg2")),
 )
 
 
@@ -73,8 +79,14 @@ async def test_runs_every_step_in_order() -> None:
     executor = FakeExecutor()
     executor.exits["cmd-d"] = 3
     result = await PlanRunner(FakeClock()).run(_plan(*STEPS), executor)
-    assert result.ok and result.done == ["a", "b", "c", "d"]
-    assert executor.log == ["remote cmd-a", "sql SELECT b", "edit /f", "remote cmd-d"]
+    assert result.ok and result.done == ["a", "b", "c", "d", "e"]
+    assert executor.log == [
+        "remote cmd-a",
+        "sql SELECT b",
+        "edit /f",
+        "remote cmd-d",
+        "slot create pg2",
+    ]
 
 
 async def test_a_failed_step_undoes_what_was_done_newest_first() -> None:
@@ -132,7 +144,7 @@ async def test_a_cancel_during_a_step_undoes_then_reports_cancelled() -> None:
 def test_the_digest_changes_with_any_step_or_fact() -> None:
     base = _plan(*STEPS)
     assert plan_digest(base) == plan_digest(_plan(*STEPS))
-    changed = _plan(*STEPS[:3], Step("d", "D", RemoteCommand("cmd-d --other")))
+    changed = _plan(*STEPS[:3], Step("d", "D", RemoteCommand("cmd-d --other")), STEPS[4])
     assert plan_digest(changed) != plan_digest(base)
     with_fact = Plan(**{**base.__dict__, "facts": (("timeline", "2"),)})
     assert plan_digest(with_fact) != plan_digest(base)
@@ -147,7 +159,10 @@ def test_the_digest_changes_with_any_step_or_fact() -> None:
             Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET x = %s", ("8",)),
             "[replica] ALTER SYSTEM SET x = %s   -- params: 8",
         ),
-        (Wait(Probe.SLOT_INACTIVE, 30, args=("pg2",)), "wait ≤ 30 s for slot_inactive pg2"),
+        (
+            Wait(Probe.SLOT_INACTIVE, 30, args=("pg2",)),
+            "wait ≤ 30 s: slot pg2 inactive (pg_replication_slots.active = false)",
+        ),
     ],
 )
 def test_describe_shows_the_action_as_it_runs(

@@ -18,6 +18,7 @@ from bot.models import (
     WalSender,
     basebackup_pids,
 )
+from bot.services.plans.model import describe
 from bot.services.rebuild.plan import build_plan
 from bot.services.rebuild.preflight import DataDirLayout, parse_layout
 from bot.services.rebuild.verify import judge_streaming
@@ -242,7 +243,7 @@ def test_the_plan_names_the_new_copy_and_verify_expects_that_name(
     )
     assert plan.application_name == planned
     assert plan.sync_state == "sync"
-    steps = {s.key: s.text for s in plan.steps}
+    steps = {s.key: describe(s.action) for s in plan.steps}
     assert f"application_name={planned}" in steps["basebackup"]
     assert "pg_basebackup" not in steps["basebackup"].split("--dbname=")[1]
     assert steps["verify"].endswith(

@@ -16,14 +16,24 @@ travels base64-encoded so that no quoting of it is needed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import shlex
 from pathlib import PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig
-from bot.errors import NodeUnavailable, ReplbotError
+from bot.errors import NodeUnavailable, ReplbotError, SlotAlreadyExists, SlotNotFound
 from bot.models import CommandResult, NodeSnapshot
 from bot.ports import Postgres, RemoteShell
-from bot.services.plans.model import FileEdit, Probe, RemoteCommand, Sql, SqlTarget, Wait
+from bot.services.plans.model import (
+    FileEdit,
+    Probe,
+    RemoteCommand,
+    SlotChange,
+    SlotOp,
+    Sql,
+    SqlTarget,
+    Wait,
+)
 from bot.services.plans.runner import OutputSink, StepFailed
 from bot.services.rebuild.verify import judge_streaming
 
@@ -70,15 +80,33 @@ class HostExecutor:
 
     async def remote(self, action: RemoteCommand, on_output: OutputSink) -> CommandResult:
         """Run the command on the replica's host."""
-        timeout = action.timeout_s or self._timeout
-        if action.stream:
-            return await self._shell.stream(action.command, on_output, timeout)
-        return await self._shell.run(action.command, timeout)
+        if action.stream:  # no timeout unless the step sets one: a copy takes what it takes
+            return await self._shell.stream(action.command, on_output, action.timeout_s)
+        return await self._shell.run(action.command, action.timeout_s or self._timeout)
 
     async def sql(self, action: Sql) -> None:
         """Execute on the primary or on the replica."""
         node = self._cluster.primary if action.target is SqlTarget.PRIMARY else self._node
         await self._pg.execute(node, action.statement, action.params)
+
+    async def slot(self, action: SlotChange) -> None:
+        """Create (kept if it exists), drop (done if missing) or copy a slot on the primary."""
+        primary = self._cluster.primary
+        if action.op is SlotOp.CREATE:
+            with contextlib.suppress(SlotAlreadyExists):
+                await self._pg.create_physical_slot(primary, action.slot)
+        elif action.op is SlotOp.DROP:
+            with contextlib.suppress(SlotNotFound):
+                await self._pg.drop_slot(primary, action.slot)
+        else:
+            slots = {s.name: s for s in (await self._pg.snapshot(primary)).slots}
+            source = slots.get(action.source)
+            if source is None or source.restart_lsn is None:
+                return  # the source reserves no WAL: there is nothing to keep
+            stale = slots.get(action.slot)
+            if stale is not None and not stale.active:
+                await self._pg.drop_slot(primary, action.slot)
+            await self._pg.copy_physical_slot(primary, action.source, action.slot)
 
     async def edit(self, action: FileEdit) -> None:
         """Replace a file on the replica's host, original kept."""

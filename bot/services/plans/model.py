@@ -14,6 +14,8 @@ Actions:
 * :class:`Wait` — poll a named :class:`Probe` until it holds or ``timeout_s`` passes.
 * :class:`FileEdit` — replace a file on the replica's host with ``content``, keeping the
   original as ``backup_path`` (never overwritten if it exists).
+* :class:`SlotChange` — a physical slot on the primary, through the Postgres port's slot
+  statements (idempotent: a create keeps an existing slot, a drop of a missing one is done).
 """
 
 from __future__ import annotations
@@ -79,7 +81,25 @@ class FileEdit:
     backup_path: str
 
 
-Action = RemoteCommand | Sql | Wait | FileEdit
+class SlotOp(enum.StrEnum):
+    """What a :class:`SlotChange` does."""
+
+    CREATE = "create"  # kept as it is if it exists
+    DROP = "drop"  # nothing to do if it does not exist
+    COPY = "copy"  # copy ``source`` (when it reserves WAL) into ``slot``, replacing an
+    # inactive earlier copy: the copy keeps the WAL from the source's restart_lsn
+
+
+@dataclass(frozen=True)
+class SlotChange:
+    """Create, drop or copy a physical replication slot on the primary."""
+
+    op: SlotOp
+    slot: str
+    source: str = ""
+
+
+Action = RemoteCommand | Sql | Wait | FileEdit | SlotChange
 
 
 @dataclass(frozen=True)
@@ -111,8 +131,21 @@ class Plan:
     facts: tuple[tuple[str, str], ...] = field(default=())
 
 
+def action_kind(action: Action) -> str:
+    """Where an action runs, as a plan shows it: sql, remote, check or file."""
+    if isinstance(action, Sql | SlotChange):
+        return "sql"
+    if isinstance(action, RemoteCommand):
+        return "remote"
+    if isinstance(action, Wait):
+        return "check"
+    return "file"
+
+
 def describe(action: Action) -> str:
     """The exact text of an action, as ``--dry-run`` and the confirmation show it."""
+    if isinstance(action, SlotChange):
+        return _describe_slot(action)
     if isinstance(action, RemoteCommand):
         exits = (
             ""
@@ -124,9 +157,41 @@ def describe(action: Action) -> str:
         params = f"   -- params: {', '.join(map(str, action.params))}" if action.params else ""
         return f"[{action.target.value}] {action.statement}{params}"
     if isinstance(action, Wait):
-        args = f" {' '.join(action.args)}" if action.args else ""
-        return f"wait ≤ {action.timeout_s:g} s for {action.probe.value}{args}"
+        return _describe_wait(action)
     return f"write {action.path} (original kept as {action.backup_path}):\n{action.content}"
+
+
+def _describe_slot(action: SlotChange) -> str:
+    if action.op is SlotOp.CREATE:
+        return (
+            f"SELECT pg_catalog.pg_create_physical_replication_slot('{action.slot}')"
+            "   -- kept if it exists"
+        )
+    if action.op is SlotOp.DROP:
+        return f"SELECT pg_catalog.pg_drop_replication_slot('{action.slot}')   -- if it exists"
+    return (
+        f"SELECT pg_catalog.pg_copy_physical_replication_slot('{action.source}', "
+        f"'{action.slot}')   -- only if {action.source} has a restart_lsn"
+    )
+
+
+def _describe_wait(action: Wait) -> str:
+    head = f"wait ≤ {action.timeout_s:g} s: "
+    if action.probe is Probe.STREAMING:
+        slot, name, sync_state = (*action.args, "", "", "")[:3]
+        text = (
+            "replica: in recovery, pg_stat_wal_receiver.status = 'streaming'; "
+            f"primary: slot {slot} active, its walsender streaming as application_name {name}"
+        )
+        if sync_state in ("sync", "quorum", "potential"):
+            text += f", sync_state {sync_state}"
+        return head + text
+    if action.probe is Probe.SLOT_INACTIVE:
+        slot = action.args[0] if action.args else ""
+        return head + f"slot {slot} inactive (pg_replication_slots.active = false)"
+    if action.probe is Probe.SERVER_STOPPED:
+        return head + "pg_ctl status exits 3 (no server running)"
+    return head + "pg_ctl status exits 0 (server running)"
 
 
 def plan_digest(plan: Plan) -> str:

@@ -25,7 +25,16 @@ from typing import Protocol
 from bot.errors import ReplbotError
 from bot.models import CommandResult
 from bot.ports import Clock
-from bot.services.plans.model import Action, FileEdit, Plan, RemoteCommand, Sql, Step, Wait
+from bot.services.plans.model import (
+    Action,
+    FileEdit,
+    Plan,
+    RemoteCommand,
+    SlotChange,
+    Sql,
+    Step,
+    Wait,
+)
 
 log = logging.getLogger(__name__)
 OutputSink = Callable[[str], Awaitable[None]]
@@ -50,15 +59,22 @@ class Executor(Protocol):
         """Keep the original file as ``backup_path`` (unless it exists), then write ``content``."""
         ...
 
+    async def slot(self, action: SlotChange) -> None:
+        """Create, drop or copy the slot on the primary (idempotent, see SlotOp)."""
+        ...
+
 
 class StepFailed(ReplbotError):
     """One action of a plan failed; ``output`` is the tail of what it printed."""
 
-    def __init__(self, key: str, reason: str, output: str = "") -> None:
+    def __init__(
+        self, key: str, reason: str, output: str = "", exit_status: int | None = None
+    ) -> None:
         super().__init__(f"{key}: {reason}")
         self.key = key
         self.reason = reason
         self.output = output
+        self.exit_status = exit_status  # of a remote command outside its ok_exits
 
 
 @dataclass
@@ -137,11 +153,14 @@ class PlanRunner:
                     key,
                     f"exit status {outcome.exit_status}",
                     _tail(outcome.stderr or outcome.stdout),
+                    outcome.exit_status,
                 )
         elif isinstance(action, Sql):
             await executor.sql(action)
         elif isinstance(action, Wait):
             await self._wait(key, action, executor)
+        elif isinstance(action, SlotChange):
+            await executor.slot(action)
         else:
             await executor.edit(action)
 

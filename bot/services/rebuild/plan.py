@@ -11,13 +11,25 @@ import hashlib
 import re
 import secrets
 import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import PurePath, PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RebuildRefused
-from bot.models import PlanStep, RebuildPlan, StepKind
-from bot.services.rebuild.verify import verify_text
+from bot.models import RebuildPlan
+from bot.services.plans.executor import SERVER_STOPPED_EXIT, server_status_command
+from bot.services.plans.model import (
+    Probe,
+    RemoteCommand,
+    SlotChange,
+    SlotOp,
+    Step,
+    Wait,
+    action_kind,
+    describe,
+)
+from bot.services.rebuild.rollback import RollbackAction
 from bot.services.replication import STANDBY_MINIMUMS
 
 ROLLBACK_SUFFIX = "_rb"
@@ -26,6 +38,9 @@ PROGRESS_RE = re.compile(r"(\d+)/(\d+) kB \((\d+)%\)")
 # made in the same second never name the same directories.
 TAG_RE = re.compile(r"[0-9]{8}T[0-9]{6}_[0-9a-f]{8}")
 DIRECTORY_EXISTS_EXIT = 3
+POLL_INTERVAL_S = 0.5
+SLOT_RELEASE_TIMEOUT_S = 20.0
+DEFAULT_VERIFY_TIMEOUT_S = 120.0
 
 
 def new_tag(now: float) -> str:
@@ -161,7 +176,15 @@ class Commands:
 
     def server_status(self) -> str:
         """pg_ctl status: exit 0 running, 3 not running, 4 no data directory."""
-        return f"{q(self.bin / 'pg_ctl')} status -D {q(self.data_dir)}"
+        return server_status_command(self.node)
+
+    def start_unless_running(self) -> str:
+        """The admin's start command, unless a server already runs on the data directory."""
+        return f"{self.server_status()} >/dev/null || ( {self.start()} )"
+
+    def stop_unless_stopped(self) -> str:
+        """The admin's stop command; its failure counts only if the server still runs."""
+        return f"( {self.stop()} ) || {{ {self.server_status()} >/dev/null; test $? -eq 3; }}"
 
     def move_aside(self) -> str:
         """Rename the data directory (never delete); refuse if the target exists."""
@@ -256,6 +279,7 @@ def build_plan(
     previous_job: int = 0,
     seen_application_name: str = "",
     sync_state: str = "",
+    verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S,
 ) -> RebuildPlan:
     """The ordered steps of a rebuild of ``node``, exactly as they will run.
 
@@ -265,70 +289,64 @@ def build_plan(
     """
     cmd = Commands(node, tag, node.application_name or seen_application_name)
     host = node.ssh.host if node.ssh else "localhost"
-    steps: list[PlanStep] = []
+    steps: list[Step] = []
     if slot_missing:
         steps.append(
-            PlanStep(
+            Step(
                 "create_slot",
                 f"create slot {cmd.slot} on {cluster.primary.name}",
-                StepKind.SQL,
-                f"SELECT pg_catalog.pg_create_physical_replication_slot('{cmd.slot}')",
+                SlotChange(SlotOp.CREATE, cmd.slot),
             )
         )
     steps += [
-        PlanStep("stop", f"stop {node.name}", StepKind.REMOTE, cmd.stop()),
-        PlanStep(
+        Step("stop", f"stop {node.name}", RemoteCommand(cmd.stop_unless_stopped())),
+        Step(
             "check_stopped",
             "check the server is stopped",
-            StepKind.REMOTE,
-            cmd.server_status() + "   # expect exit 3",
+            RemoteCommand(cmd.server_status(), ok_exits=(SERVER_STOPPED_EXIT,)),
         ),
-        PlanStep(
+        Step(
             "slot_released",
             f"wait until slot {cmd.slot} is inactive",
-            StepKind.CHECK,
-            f"SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = '{cmd.slot}'",  # noqa: S608 (display text; the slot name is validated)
+            Wait(Probe.SLOT_INACTIVE, SLOT_RELEASE_TIMEOUT_S, POLL_INTERVAL_S, (cmd.slot,)),
         ),
-        PlanStep(
+        Step(
             "keep_wal",
             f"keep the old replica's WAL in {cmd.rollback_slot}",
-            StepKind.SQL,
-            f"SELECT pg_catalog.pg_copy_physical_replication_slot('{cmd.slot}', "
-            f"'{cmd.rollback_slot}')   # only if the slot has a restart_lsn",
+            SlotChange(SlotOp.COPY, cmd.rollback_slot, source=cmd.slot),
         ),
-        PlanStep(
+        Step(
             "move_aside",
             f"move the data directory aside to {cmd.old_dir}",
-            StepKind.REMOTE,
-            cmd.move_aside(),
+            RemoteCommand(cmd.move_aside()),
         ),
-        PlanStep(
+        Step(
             "basebackup",
             f"pg_basebackup from {cluster.primary.name}",
-            StepKind.REMOTE,
-            cmd.basebackup(),
+            RemoteCommand(cmd.basebackup(), stream=True),
         ),
     ]
     restore = cmd.restore_files()
     if restore:
         steps.append(
-            PlanStep(
-                "restore_files", "restore replica-local config files", StepKind.REMOTE, restore
-            )
+            Step("restore_files", "restore replica-local config files", RemoteCommand(restore))
         )
     steps += [
-        PlanStep("start", f"start {node.name}", StepKind.REMOTE, cmd.start()),
-        PlanStep(
+        Step("start", f"start {node.name}", RemoteCommand(cmd.start())),
+        Step(
             "verify",
             "verify it streams",
-            StepKind.CHECK,
-            verify_text(cmd.slot, cmd.application_name, sync_state),
+            Wait(
+                Probe.STREAMING,
+                verify_timeout_s,
+                POLL_INTERVAL_S,
+                (cmd.slot, cmd.application_name, sync_state),
+            ),
         ),
-        PlanStep(
+        Step(
             "release_wal",
             f"drop {cmd.rollback_slot}",
-            StepKind.SQL,
-            f"SELECT pg_catalog.pg_drop_replication_slot('{cmd.rollback_slot}')",
+            SlotChange(SlotOp.DROP, cmd.rollback_slot),
         ),
     ]
     return RebuildPlan(
@@ -347,6 +365,62 @@ def build_plan(
     )
 
 
+def rollback_steps(actions: Sequence[RollbackAction], cmd: Commands) -> tuple[Step, ...]:
+    """The typed steps of a rollback decision (:func:`decide_rollback`), as they run."""
+    steps: list[Step] = []
+    for action in actions:
+        if action is RollbackAction.STOP_NEW:
+            steps += [
+                Step("stop_new", "stop the new copy", RemoteCommand(cmd.stop_unless_stopped())),
+                Step(
+                    "check_new_stopped",
+                    "check the new copy is stopped",
+                    RemoteCommand(cmd.server_status(), ok_exits=(SERVER_STOPPED_EXIT,)),
+                ),
+            ]
+        elif action is RollbackAction.SET_ASIDE_NEW:
+            steps.append(
+                Step(
+                    "set_aside_new",
+                    f"set the new copy aside as {cmd.failed_dir}",
+                    RemoteCommand(cmd.set_aside_new()),
+                )
+            )
+        elif action is RollbackAction.PUT_BACK_OLD:
+            steps.append(
+                Step(
+                    "put_back_old", "put the old directory back", RemoteCommand(cmd.put_back_old())
+                )
+            )
+        elif action is RollbackAction.RESTORE_SLOT:
+            steps += [
+                Step(
+                    "slot_released",
+                    f"wait until slot {cmd.slot} is inactive",
+                    Wait(Probe.SLOT_INACTIVE, SLOT_RELEASE_TIMEOUT_S, POLL_INTERVAL_S, (cmd.slot,)),
+                ),
+                Step(
+                    "restore_slot",
+                    f"restore {cmd.slot} from {cmd.rollback_slot}",
+                    SlotChange(SlotOp.COPY, cmd.slot, source=cmd.rollback_slot),
+                ),
+                Step(
+                    "release_wal",
+                    f"drop {cmd.rollback_slot}",
+                    SlotChange(SlotOp.DROP, cmd.rollback_slot),
+                ),
+            ]
+        elif action is RollbackAction.START_OLD:
+            steps.append(
+                Step(
+                    "start_old",
+                    f"start the old {cmd.node.name}",
+                    RemoteCommand(cmd.start_unless_running()),
+                )
+            )
+    return tuple(steps)
+
+
 def plan_digest(plan: RebuildPlan) -> str:
     """A short hash of everything a plan will do: an approval is bound to it, and a plan
     computed again at the press that hashes differently is not run."""
@@ -361,7 +435,7 @@ def plan_digest(plan: RebuildPlan) -> str:
         plan.rollback_slot,
         plan.application_name,
         plan.sync_state,
-        *(f"{step.key}|{step.kind.value}|{step.text}" for step in plan.steps),
+        *(f"{step.key}|{action_kind(step.action)}|{describe(step.action)}" for step in plan.steps),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
@@ -24,8 +24,6 @@ from bot.errors import (
     RebuildStepFailed,
     RemoteError,
     ReplbotError,
-    SlotAlreadyExists,
-    SlotNotFound,
     UnknownNode,
 )
 from bot.models import (
@@ -34,9 +32,7 @@ from bot.models import (
     CheckItem,
     CheckLevel,
     NodeRole,
-    NodeSnapshot,
     Outcome,
-    PlanStep,
     PreflightReport,
     RebuildJob,
     RebuildPlan,
@@ -45,15 +41,21 @@ from bot.models import (
     SlotInfo,
 )
 from bot.ports import AuditLog, Clock, JobStore, Postgres, RemoteShell, ShellConnector
+from bot.services.plans.executor import HostExecutor
+from bot.services.plans.model import Step
+from bot.services.plans.runner import OutputSink, PlanRunner, StepFailed
 from bot.services.rebuild.plan import (
     DIRECTORY_EXISTS_EXIT,
+    POLL_INTERVAL_S,
     PROGRESS_RE,
+    SLOT_RELEASE_TIMEOUT_S,
     TAG_RE,
     Commands,
     build_plan,
     new_tag,
     parse_directories,
     require_rebuild_config,
+    rollback_steps,
 )
 from bot.services.rebuild.preflight import Preflight, tail
 from bot.services.rebuild.rollback import HostState, RollbackAction, decide_rollback
@@ -61,11 +63,13 @@ from bot.services.rebuild.verify import judge_streaming
 
 log = logging.getLogger(__name__)
 ProgressSink = Callable[[RebuildProgress], Awaitable[None]]
-SLOT_RELEASE_TIMEOUT_S = 20.0
-POLL_INTERVAL_S = 0.5
 
 
 async def _discard(_: RebuildProgress) -> None:
+    return None
+
+
+async def _no_output(_: str) -> None:
     return None
 
 
@@ -121,6 +125,7 @@ class RebuildService:
         self._jobs = jobs
         self._audit = audit
         self._clock = clock
+        self._runner = PlanRunner(clock)
         self._settings = config.rebuild
         self._preflight = Preflight(postgres, shells, jobs, config.rebuild)
         self._runs: dict[tuple[str, str], _Run] = {}
@@ -192,6 +197,7 @@ class RebuildService:
             latest_id,
             report.application_name,
             report.sync_state,
+            self._settings.verify_timeout_s,
         )
         return report, plan
 
@@ -362,7 +368,7 @@ class RebuildService:
         finally:
             self._runs.pop((run.cluster.name, run.node.name), None)
 
-    async def _enter(self, run: _Run, step: PlanStep, index: int) -> None:
+    async def _enter(self, run: _Run, step: Step, index: int) -> None:
         run.job = await self._jobs.update(run.job.id, step=step.key)
         await self._emit(
             run,
@@ -386,72 +392,54 @@ class RebuildService:
         except Exception:
             log.warning("rebuild progress could not be delivered", exc_info=True)
 
-    async def _do(self, run: _Run, step: PlanStep, cmd: Commands, shell: RemoteShell) -> None:
-        primary = run.cluster.primary
-        timeout = self._settings.command_timeout_s
-        key = step.key
-        if key == "create_slot":
-            with contextlib.suppress(SlotAlreadyExists):
-                await self._pg.create_physical_slot(primary, cmd.slot)
-        elif key == "stop":
-            result = await shell.run(cmd.stop(), timeout)
-            if result.exit_status != 0:
-                status = await shell.run(cmd.server_status(), timeout)
-                if status.exit_status != 3:
-                    raise RebuildStepFailed(
-                        key, "the stop command failed", tail(result.stderr or result.stdout)
-                    )
-        elif key == "check_stopped":
-            status = await shell.run(cmd.server_status(), timeout)
-            if status.exit_status != 3:
-                raise RebuildStepFailed(
-                    key,
-                    f"{run.node.name} is still running (pg_ctl status exit {status.exit_status})",
-                    tail(status.stdout),
-                )
-        elif key == "slot_released":
-            await self._wait_slot_inactive(primary, cmd.slot, key)
-        elif key == "keep_wal":
-            await self._keep_wal(run, cmd)
-        elif key == "move_aside":
-            # Record which directory is moved before moving it: the rollback moves a directory
-            # back only if it is this one (same device and inode), crash or not in between.
-            ident = await shell.run(cmd.data_dir_id(), timeout)
+    async def _do(self, run: _Run, step: Step, cmd: Commands, shell: RemoteShell) -> None:
+        """Run the step's own action through the plan runner; around three of them the
+        service keeps its books: the identity of the directory it moves (recorded before the
+        move), pg_basebackup's progress, and the server log when a start or verify fails."""
+        executor = HostExecutor(
+            self._pg, shell, run.cluster, run.node, self._settings.command_timeout_s
+        )
+        on_output: OutputSink = _no_output
+        if step.key == "move_aside":
+            # The rollback moves a directory back only if it is this one (same device and
+            # inode), crash or not in between: so the identity is stored before the move.
+            ident = await shell.run(cmd.data_dir_id(), self._settings.command_timeout_s)
             moved_id = ident.stdout.strip()
             if ident.exit_status != 0 or not moved_id:
                 raise RebuildStepFailed(
-                    key, f"could not stat {cmd.data_dir}", tail(ident.stderr or ident.stdout)
+                    step.key, f"could not stat {cmd.data_dir}", tail(ident.stderr or ident.stdout)
                 )
             run.job = await self._jobs.update(run.job.id, moved_id=moved_id)
-            result = await shell.run(cmd.move_aside(), timeout)
-            if result.exit_status != 0:
-                raise RebuildStepFailed(
-                    key, f"could not move {cmd.data_dir} aside", tail(result.stderr)
-                )
-        elif key == "basebackup":
-            await self._basebackup(run, cmd, shell)
-        elif key == "restore_files":
-            restore = cmd.restore_files()
-            assert restore is not None
-            result = await shell.run(restore, timeout)
-            if result.exit_status != 0:
-                raise RebuildStepFailed(key, "could not restore local files", tail(result.stderr))
-        elif key == "start":
-            result = await shell.run(cmd.start(), timeout)
-            if result.exit_status != 0:
-                log_tail = await shell.run(cmd.server_log_tail(), timeout)
-                raise RebuildStepFailed(
-                    key,
-                    f"{run.node.name} did not start",
-                    tail(log_tail.stdout or result.stderr or result.stdout, 12),
-                )
-        elif key == "verify":
-            await self._verify(run, cmd, shell)
-        elif key == "release_wal":
-            with contextlib.suppress(SlotNotFound):
-                await self._pg.drop_slot(primary, cmd.rollback_slot)
-        else:  # pragma: no cover - plans only contain the keys above
-            raise RebuildStepFailed(key, "unknown step")
+        elif step.key == "basebackup":
+            on_output = self._progress_sink(run)
+        try:
+            await self._runner.execute(step.key, step.action, executor, on_output)
+        except StepFailed as exc:
+            output = exc.output
+            if step.key == "basebackup":
+                output = tail(run.output, 10)
+            elif step.key in ("start", "verify"):
+                log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
+                output = tail(log_tail.stdout or exc.output, 12)
+            raise RebuildStepFailed(
+                step.key, self._reason(run, step, exc, executor), output
+            ) from exc
+
+    def _reason(self, run: _Run, step: Step, exc: StepFailed, executor: HostExecutor) -> str:
+        """Why a step failed, in the words of the rebuild."""
+        name, status = run.node.name, exc.exit_status
+        reasons = {
+            "stop": "the stop command failed",
+            "slot_released": f"slot {run.plan.slot} is still active: another process uses it",
+            "check_stopped": f"{name} is still running (pg_ctl status exit {status})",
+            "move_aside": f"could not move {run.plan.data_dir} aside",
+            "basebackup": f"pg_basebackup exited with {status}",
+            "restore_files": "could not restore local files",
+            "start": f"{name} did not start",
+            "verify": f"{name} does not stream after {self._settings.verify_timeout_s:g} s "
+            f"({executor.last_seen or 'no answer'})",
+        }
+        return reasons.get(step.key, exc.reason)
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
         return next((s for s in (await self._pg.snapshot(node)).slots if s.name == name), None)
@@ -482,18 +470,8 @@ class RebuildService:
                 )
             await self._clock.sleep(POLL_INTERVAL_S)
 
-    async def _keep_wal(self, run: _Run, cmd: Commands) -> None:
-        primary = run.cluster.primary
-        slot = await self._slot(primary, cmd.slot)
-        if slot is None or slot.restart_lsn is None:
-            run.job = await self._jobs.update(run.job.id, detail="slot reserves no WAL to keep")
-            return
-        stale = await self._slot(primary, cmd.rollback_slot)
-        if stale is not None and not stale.active:
-            await self._pg.drop_slot(primary, cmd.rollback_slot)
-        await self._pg.copy_physical_slot(primary, cmd.slot, cmd.rollback_slot)
-
-    async def _basebackup(self, run: _Run, cmd: Commands, shell: RemoteShell) -> None:
+    def _progress_sink(self, run: _Run) -> OutputSink:
+        """pg_basebackup's output -> progress (done/total kB, rate, ETA) and the job's output."""
         buffer = ""
         samples: list[tuple[float, int]] = []
 
@@ -519,43 +497,7 @@ class RebuildService:
                     eta = max(0.0, (latest.total_kb - latest.done_kb) * 1024 / rate)
             await self._emit(run, backup=latest, rate_bytes_s=rate, eta_s=eta)
 
-        result = await shell.stream(cmd.basebackup(), on_output, timeout=None)
-        if result.exit_status != 0:
-            raise RebuildStepFailed(
-                "basebackup",
-                f"pg_basebackup exited with {result.exit_status}",
-                tail(result.stdout, 10),
-            )
-
-    async def _verify(self, run: _Run, cmd: Commands, shell: RemoteShell) -> None:
-        """Poll both sides until :func:`judge_streaming` says the replica streams as planned."""
-        deadline = self._clock.monotonic() + self._settings.verify_timeout_s
-        primary = run.cluster.primary
-        seen = "no answer yet"
-        while self._clock.monotonic() < deadline:
-            down = ""
-            try:
-                replica: NodeSnapshot | None = await self._pg.snapshot(run.node)
-            except NodeUnavailable as exc:
-                replica, down = None, f" ({exc.reason})"
-            try:
-                snap = await self._pg.snapshot(primary)
-                slot = next((s for s in snap.slots if s.name == cmd.slot), None)
-                verdict = judge_streaming(
-                    replica, slot, snap.walsenders, cmd.application_name, run.plan.sync_state
-                )
-                if verdict.ok:
-                    return
-                seen = verdict.seen.replace("does not answer", "does not answer" + down, 1)
-            except NodeUnavailable as exc:
-                seen = f"primary: {exc.reason}"
-            await self._clock.sleep(POLL_INTERVAL_S)
-        log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
-        raise RebuildStepFailed(
-            "verify",
-            f"{run.node.name} does not stream after {self._settings.verify_timeout_s:g} s ({seen})",
-            tail(log_tail.stdout, 12),
-        )
+        return on_output
 
     # --- endings -----------------------------------------------------------------------------
 
@@ -616,24 +558,19 @@ class RebuildService:
             decision = decide_rollback(state, moved_id)
             if decision.refusal is not None:
                 raise RebuildStepFailed("rollback", decision.refusal, self._dirs_text(cmd, state))
-            for action in decision.actions:
-                if action is RollbackAction.STOP_NEW:
-                    await shell.run(cmd.stop(), timeout)
-                    if (await shell.run(cmd.server_status(), timeout)).exit_status == 0:
-                        raise RebuildStepFailed("rollback", "the new server does not stop")
-                elif action is RollbackAction.SET_ASIDE_NEW:
-                    await self._move(shell, cmd.set_aside_new(), "set the new copy aside")
-                elif action is RollbackAction.PUT_BACK_OLD:
-                    await self._move(shell, cmd.put_back_old(), "put the old directory back")
-                    notes.append(
-                        f"old data directory restored (partial copy kept as {cmd.failed_dir})"
-                        if RollbackAction.SET_ASIDE_NEW in decision.actions
-                        else "old data directory restored"
-                    )
-                elif action is RollbackAction.RESTORE_SLOT:
-                    notes.append(await self._restore_slot(primary, cmd))
-                elif action is RollbackAction.START_OLD:
-                    await self._start_old(shell, node, cmd)
+            executor = HostExecutor(self._pg, shell, cluster, node, timeout)
+            for step in rollback_steps(decision.actions, cmd):
+                try:
+                    await self._runner.execute(step.key, step.action, executor)
+                except StepFailed as exc:
+                    output = exc.output
+                    if step.key == "start_old":
+                        log_tail = await shell.run(cmd.server_log_tail(), timeout)
+                        output = tail(log_tail.stdout or exc.output, 12)
+                    raise RebuildStepFailed(
+                        "rollback", self._rollback_reason(step.key, exc, node), output
+                    ) from exc
+            notes += self._rollback_notes(decision.actions, cmd)
             if primary_down is not None:
                 # The directories are back and the old server runs; the slot copy could not be
                 # looked at. Keep the lock: a later --rollback restores the slot (idempotent).
@@ -648,19 +585,6 @@ class RebuildService:
         finally:
             await shell.close()
         return "; ".join(n for n in notes if n)
-
-    async def _start_old(self, shell: RemoteShell, node: NodeConfig, cmd: Commands) -> None:
-        timeout = self._settings.command_timeout_s
-        if (await shell.run(cmd.server_status(), timeout)).exit_status == 0:
-            return
-        started = await shell.run(cmd.start(), timeout)
-        if started.exit_status != 0:
-            log_tail = await shell.run(cmd.server_log_tail(), timeout)
-            raise RebuildStepFailed(
-                "rollback",
-                f"the old {node.name} did not start",
-                tail(log_tail.stdout or started.stderr, 12),
-            )
 
     async def _observe(
         self, shell: RemoteShell, primary: NodeConfig, cmd: Commands
@@ -684,14 +608,6 @@ class RebuildService:
         )
         return state, primary_down
 
-    async def _move(self, shell: RemoteShell, command: str, what: str) -> None:
-        result = await shell.run(command, self._settings.command_timeout_s)
-        if result.exit_status != 0:
-            why = "the target exists" if result.exit_status == DIRECTORY_EXISTS_EXIT else ""
-            raise RebuildStepFailed(
-                "rollback", f"could not {what}" + (f": {why}" if why else ""), tail(result.stderr)
-            )
-
     @staticmethod
     def _dirs_text(cmd: Commands, state: HostState) -> str:
         present = [
@@ -705,17 +621,31 @@ class RebuildService:
         ]
         return "directories: " + (", ".join(present) or "none")
 
-    async def _restore_slot(self, primary: NodeConfig, cmd: Commands) -> str:
-        copy = await self._slot(primary, cmd.rollback_slot)
-        if copy is None:
-            return ""
-        with contextlib.suppress(RebuildStepFailed):
-            await self._wait_slot_inactive(primary, cmd.slot, "rollback")
-        with contextlib.suppress(SlotNotFound):
-            await self._pg.drop_slot(primary, cmd.slot)
-        await self._pg.copy_physical_slot(primary, cmd.rollback_slot, cmd.slot)
-        await self._pg.drop_slot(primary, cmd.rollback_slot)
-        return f"slot {cmd.slot} restored to the old replica's position"
+    @staticmethod
+    def _rollback_reason(key: str, exc: StepFailed, node: NodeConfig) -> str:
+        """Why a rollback step failed, in the words of the rebuild."""
+        exists = ": the target exists" if exc.exit_status == DIRECTORY_EXISTS_EXIT else ""
+        reasons = {
+            "stop_new": "the new server does not stop",
+            "check_new_stopped": "the new server does not stop",
+            "set_aside_new": "could not set the new copy aside" + exists,
+            "put_back_old": "could not put the old directory back" + exists,
+            "start_old": f"the old {node.name} did not start",
+        }
+        return reasons.get(key, exc.reason)
+
+    @staticmethod
+    def _rollback_notes(actions: Sequence[RollbackAction], cmd: Commands) -> list[str]:
+        notes: list[str] = []
+        if RollbackAction.PUT_BACK_OLD in actions:
+            notes.append(
+                f"old data directory restored (partial copy kept as {cmd.failed_dir})"
+                if RollbackAction.SET_ASIDE_NEW in actions
+                else "old data directory restored"
+            )
+        if RollbackAction.RESTORE_SLOT in actions:
+            notes.append(f"slot {cmd.slot} restored to the old replica's position")
+        return notes
 
     async def _streams_note(self, cluster: ClusterConfig, node: NodeConfig, slot: str) -> str:
         deadline = self._clock.monotonic() + self._settings.verify_timeout_s
