@@ -65,6 +65,13 @@ class Postgres(Protocol):
         """Settings whose value comes from postgresql.auto.conf (they travel with a backup)."""
         ...
 
+    async def run_plan_sql(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int]
+    ) -> None:
+        """Run one statement of a plan step (values bound client-side, so utility statements
+        such as ``ALTER SYSTEM SET x = %s`` work); ServerRefused carries the SQLSTATE."""
+        ...
+
 
 class AuditLog(Protocol):
     """Append-only audit storage."""

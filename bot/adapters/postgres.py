@@ -20,7 +20,12 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
-from bot.adapters.monitor_pg import MIN_SUPPORTED_VERSION, parse_snapshot, poll_sql
+from bot.adapters.monitor_pg import (
+    MIN_SUPPORTED_VERSION,
+    WALDIR_PRIVILEGE_SQL,
+    parse_snapshot,
+    poll_sql,
+)
 from bot.config import NodeConfig
 from bot.errors import (
     NodeUnavailable,
@@ -46,6 +51,8 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
        (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int
 """
 
+
+_WALDIR_RECHECK_S = 300.0
 
 _Conn = psycopg.AsyncConnection[TupleRow]
 Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
@@ -76,6 +83,8 @@ class PsycopgPostgres:
         self._max_idle = max_idle_per_node
         self._idle_seconds = idle_seconds
         self._idle: dict[tuple[str, str], list[tuple[float, _Conn]]] = {}
+        # (cluster, node) -> (monotonic time checked, the role may call pg_ls_waldir())
+        self._waldir: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def close(self) -> None:
         """Close every kept connection."""
@@ -179,15 +188,28 @@ class PsycopgPostgres:
     async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
         """The node's replication state: the probe statement, on a kept connection."""
         versions: list[int] = []
+        waldir = await self._waldir_allowed(node)
 
         def statements(version: int) -> list[tuple[str, Sequence[Any]]]:
             versions.append(version)
-            return [(poll_sql(version), ())]
+            return [(poll_sql(version, waldir=waldir), ())]
 
         (rows,) = await self._run(node, statements)
         if not rows:
             raise NodeUnavailable(node.name, "the probe returned no row")
         return parse_snapshot(node.cluster, node.name, versions[-1], rows[0])
+
+    async def _waldir_allowed(self, node: NodeConfig) -> bool:
+        """Whether the bot's role may call pg_ls_waldir() on ``node`` (re-checked every 5 min,
+        so a GRANT is noticed without a restart)."""
+        known = self._waldir.get(_key(node))
+        now = time.monotonic()
+        if known is not None and now - known[0] < _WALDIR_RECHECK_S:
+            return known[1]
+        rows = await self._fetch(node, WALDIR_PRIVILEGE_SQL)
+        allowed = bool(rows and rows[0][0])
+        self._waldir[_key(node)] = (now, allowed)
+        return allowed
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         """Current values of the named settings (missing names are absent)."""
@@ -263,6 +285,49 @@ class PsycopgPostgres:
             (list(names), "%postgresql.auto.conf"),
         )
         return {str(name): str(value) for name, value in rows}
+
+    async def run_plan_sql(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int]
+    ) -> None:
+        """Run one statement of a plan step. Values are bound client-side (quoted by psycopg):
+        ``ALTER SYSTEM`` takes no server-side parameters. A dead kept connection is replaced
+        once, as in :meth:`_run`."""
+        conn = await self._take_idle(node)
+        if conn is not None:
+            try:
+                await self._client_execute(node, conn, statement, params, fresh=False)
+                return
+            except _StaleConnection:
+                pass
+        await self._client_execute(node, await self._open(node), statement, params, fresh=True)
+
+    async def _client_execute(
+        self,
+        node: NodeConfig,
+        conn: psycopg.AsyncConnection[TupleRow],
+        statement: str,
+        params: Sequence[str | int],
+        fresh: bool,
+    ) -> None:
+        kept = False
+        try:
+            async with asyncio.timeout(self._timeout + 1):
+                cursor = psycopg.AsyncClientCursor(conn)
+                await cursor.execute(statement, tuple(params))
+            kept = self._release(node, conn)
+        except pg_errors.QueryCanceled as exc:
+            raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+        except TimeoutError as exc:
+            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+        except psycopg.Error as exc:
+            if not is_connection_failure(conn, exc):
+                raise ServerRefused(node.name, exc.sqlstate or "?", _reason(exc)) from exc
+            if not fresh:
+                raise _StaleConnection from exc
+            raise NodeUnavailable(node.name, _reason(exc)) from exc
+        finally:
+            if not kept:
+                await conn.close()
 
 
 def is_connection_failure(conn: psycopg.AsyncConnection[Any], exc: psycopg.Error) -> bool:
