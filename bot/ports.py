@@ -65,6 +65,11 @@ class Postgres(Protocol):
         """Settings whose value comes from postgresql.auto.conf (they travel with a backup)."""
         ...
 
+    async def missing_alter_system_privileges(self, node: NodeConfig, parameter: str) -> list[str]:
+        """What the bot's role lacks to ``ALTER SYSTEM SET parameter`` and reload on ``node``
+        (PostgreSQL 15+: the grants; 14: superuser); empty when it may."""
+        ...
+
     async def run_plan_sql(
         self, node: NodeConfig, statement: str, params: Sequence[str | int]
     ) -> None:

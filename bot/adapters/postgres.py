@@ -54,6 +54,18 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
 
 _WALDIR_RECHECK_S = 300.0
 
+_PRIVILEGES_SQL = """
+SELECT r.rolsuper,
+       pg_catalog.has_parameter_privilege(%s, 'ALTER SYSTEM'),
+       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')
+  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
+_PRIVILEGES_14_SQL = """
+SELECT r.rolsuper, NULL::bool,
+       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')
+  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
+
 _Conn = psycopg.AsyncConnection[TupleRow]
 Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
 
@@ -285,6 +297,31 @@ class PsycopgPostgres:
             (list(names), "%postgresql.auto.conf"),
         )
         return {str(name): str(value) for name, value in rows}
+
+    async def missing_alter_system_privileges(self, node: NodeConfig, parameter: str) -> list[str]:
+        """What the bot's role lacks to ``ALTER SYSTEM SET parameter`` and reload on ``node``.
+
+        PostgreSQL 15+ grants it per parameter (``GRANT ALTER SYSTEM ON PARAMETER``) and
+        ``pg_reload_conf()`` by ``GRANT EXECUTE``; on 14 only a superuser may ALTER SYSTEM.
+        """
+
+        def statements(version: int) -> list[tuple[str, Sequence[Any]]]:
+            if version >= 150000:
+                return [(_PRIVILEGES_SQL, (parameter,))]
+            return [(_PRIVILEGES_14_SQL, ())]
+
+        (rows,) = await self._run(node, statements)
+        superuser, alter, reload = rows[0]
+        if superuser:
+            return []
+        if alter is None:
+            return ["superuser (ALTER SYSTEM on PostgreSQL 14)"]
+        missing = []
+        if not alter:
+            missing.append(f"GRANT ALTER SYSTEM ON PARAMETER {parameter}")
+        if not reload:
+            missing.append("GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf()")
+        return missing
 
     async def run_plan_sql(
         self, node: NodeConfig, statement: str, params: Sequence[str | int]

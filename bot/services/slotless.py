@@ -149,6 +149,16 @@ class SlotlessService:
             own = None
         return primary, replica_sender(cluster, replica, primary), own
 
+    async def _require_privileges(self, replica: NodeConfig) -> None:
+        """Refuse before anything changes when the bot may not set primary_slot_name."""
+        missing = await self._pg.missing_alter_system_privileges(replica, "primary_slot_name")
+        if missing:
+            raise SlotChangeRefused(
+                f"the bot's role may not set primary_slot_name on {replica.name}; it needs "
+                + " and ".join(missing)
+                + " (granted on the primary, replicated to the replica)"
+            )
+
     # --- /attachslot -------------------------------------------------------------------
 
     async def attach_plan(self, node: str, slot: str | None, cluster: str | None) -> SlotPlan:
@@ -167,6 +177,7 @@ class SlotlessService:
                 "connection (editing postgresql.auto.conf over SSH is not done yet); "
                 "start it first"
             )
+        await self._require_privileges(replica)
         if any(s.name == name for s in primary.slots):
             raise SlotChangeRefused(
                 f"slot {name} already exists on {found.primary.name}; name another one, "
@@ -252,6 +263,7 @@ class SlotlessService:
             )
         if not any(s.name == name for s in primary.slots):
             raise SlotChangeRefused(f"slot {name} does not exist on {found.primary.name}")
+        await self._require_privileges(replica)
         steps = (
             Step(
                 "reset_primary_slot_name",

@@ -276,11 +276,19 @@ async def test_detachslot_through_the_console_leaves_no_slot_and_the_replica_str
     pg_binaries: PgBinaries,
 ) -> None:
     with scratch_set(pg_binaries) as rset:  # the usual set: pg2 streams through slot pg2
-        grant_slot_privileges(rset)
         runtime = await _runtime(rset)
         try:
             refused = await console(runtime, OPERATOR_ID, "/detachslot pg2")
             assert refused == ["❌ /detachslot needs the admin role; you are operator"]
+            # without the grants, refused before anything changes, naming what is missing
+            (no_grant,) = await console(runtime, ADMIN_ID, "/detachslot pg2")
+            assert no_grant == (
+                "❌ the bot's role may not set primary_slot_name on pg2; it needs GRANT ALTER "
+                "SYSTEM ON PARAMETER primary_slot_name and GRANT EXECUTE ON FUNCTION "
+                "pg_catalog.pg_reload_conf() (granted on the primary, replicated to the replica)"
+            )
+            assert walsender_slot(rset) == "streaming|pg2"
+            grant_slot_privileges(rset)
             out = await console(runtime, ADMIN_ID, "/detachslot pg2", "1")
             text = "\n".join(out)
             assert text.startswith("⚠️ Take slot pg2 away from pg2 and drop it on pg1?"), text
@@ -302,9 +310,10 @@ async def test_detachslot_through_the_console_leaves_no_slot_and_the_replica_str
             status = "\n".join(await console(runtime, VIEWER_ID, "/status"))
             assert re.search(r"^✅ pg2 replica · streaming$", status, re.M), status
             assert "⚠️ no slot:" in status  # the bot now sees it as slotless
-            rows = list(reversed(await runtime.services.audit.recent(10)))
+            rows = list(reversed(await runtime.services.audit.recent(20)))
             assert outcomes(rows) == [
                 (OPERATOR_ID, "detachslot", Outcome.REFUSED),
+                (ADMIN_ID, "detachslot", Outcome.REFUSED),
                 (ADMIN_ID, "detachslot", Outcome.OK),
                 (ADMIN_ID, "detachslot.confirm", Outcome.INTENT),
                 (ADMIN_ID, "detachslot.confirm", Outcome.OK),

@@ -32,6 +32,11 @@ class PlanPostgres(FakePostgres):
     statements: list[tuple[str, str]] = field(default_factory=list)
     refuse: dict[str, ServerRefused] = field(default_factory=dict)
 
+    missing: list[str] = field(default_factory=list)
+
+    async def missing_alter_system_privileges(self, node: NodeConfig, parameter: str) -> list[str]:
+        return list(self.missing)
+
     async def run_plan_sql(
         self, node: NodeConfig, statement: str, params: Sequence[str | int]
     ) -> None:
@@ -106,3 +111,11 @@ async def test_a_replica_already_on_a_slot_is_refused() -> None:
     )
     with pytest.raises(SlotChangeRefused, match="already streams through slot pg2"):
         await service(pg, FakeClock(), SlotOverrides()).attach_plan("pg2", None, None)
+
+
+async def test_missing_privileges_refuse_before_anything_changes() -> None:
+    pg = slotless_pg()
+    pg.missing = ["GRANT ALTER SYSTEM ON PARAMETER primary_slot_name"]
+    with pytest.raises(SlotChangeRefused, match="needs GRANT ALTER SYSTEM ON PARAMETER"):
+        await service(pg, FakeClock(), SlotOverrides()).attach_plan("pg2", None, None)
+    assert pg.statements == []
