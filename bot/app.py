@@ -177,7 +177,7 @@ async def open_runtime(
         clock=clock,
         alerts=alerts,
         monitor=monitor,
-        slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock),
+        slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
     )
     return Runtime(
         config,

@@ -1174,6 +1174,19 @@ def slot_change_outcome(outcome: SlotChangeOutcome) -> str:
     where = f"{esc(outcome.cluster)}/{esc(outcome.node)}"
     slot = code(outcome.slot)
     config_line = 'slot = "' + outcome.slot + '"'
+    if outcome.ok and outcome.kind == "attachslot" and "edit_auto_conf" in outcome.done:
+        text = (
+            f"{OK} slot {slot} created for {where}, which is stopped: primary_slot_name is set "
+            "in its postgresql.auto.conf (the original is kept beside it), so it streams "
+            "through the slot once started. The slot keeps WAL from now on; what the replica "
+            "needs from before may already be gone (/status shows it once it runs)."
+        )
+        if not outcome.in_config:
+            text += (
+                f"\nAdd {code(config_line)} to {esc(outcome.node)} in the config; until then "
+                "the bot remembers it only until it restarts."
+            )
+        return text
     if outcome.ok and outcome.kind == "attachslot":
         text = (
             f"{OK} {where} streams through slot {slot}: the primary's walsender for it holds "

@@ -18,14 +18,26 @@ back, which is why :meth:`SlotlessService.detach` drops the slot of a retired re
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.config import ClusterConfig, NodeConfig
-from bot.errors import NodeUnavailable, SlotChangeRefused, UnknownNode
+from bot.errors import NodeUnavailable, RemoteError, SlotChangeRefused, UnknownNode
 from bot.models import NodeRole, NodeSnapshot, SlotlessRisk, WalSender, basebackup_pids
-from bot.ports import Clock, Postgres
-from bot.services.plans.model import Plan, Probe, Sql, SqlTarget, Step, Wait, plan_digest
+from bot.ports import Clock, Postgres, RemoteShell, ShellConnector
+from bot.services.plans.model import (
+    FileEdit,
+    Plan,
+    Probe,
+    RemoteCommand,
+    Sql,
+    SqlTarget,
+    Step,
+    Wait,
+    plan_digest,
+)
 from bot.services.replication import match_sender, validate_slot_name
 from bot.services.slotview import SlotOverrides, slotless_risk
 
@@ -97,7 +109,13 @@ class SlotlessService:
         overrides: SlotOverrides,
         clock: Clock,
         verify_timeout_s: float = VERIFY_TIMEOUT_S,
+        shells: ShellConnector | None = None,
+        command_timeout_s: float = 30.0,
     ) -> None:
+        """``shells`` reach a stopped replica's host (SSH, or local in the demo), to point it
+        at the slot in its postgresql.auto.conf; without them a stopped replica is refused."""
+        self._shells = shells
+        self._command_timeout = command_timeout_s
         self._clusters = tuple(clusters)
         self._pg = postgres
         self._overrides = overrides
@@ -171,18 +189,14 @@ class SlotlessService:
             raise SlotChangeRefused(
                 f"{replica.name} already streams through slot {sender.slot_name}; nothing to do"
             )
-        if own is None or not own.ok:
-            raise SlotChangeRefused(
-                f"{replica.name} does not answer: primary_slot_name is set over its SQL "
-                "connection (editing postgresql.auto.conf over SSH is not done yet); "
-                "start it first"
-            )
-        await self._require_privileges(replica)
         if any(s.name == name for s in primary.slots):
             raise SlotChangeRefused(
                 f"slot {name} already exists on {found.primary.name}; name another one, "
                 f"or drop it first (/dropslot {name})"
             )
+        if own is None or not own.ok:
+            return await self._attach_stopped_plan(found, replica, name, original.slot == name)
+        await self._require_privileges(replica)
         risk = slotless_risk(
             found.name, dataclasses.replace(replica, slot=None), primary, sender, own
         )
@@ -193,18 +207,7 @@ class SlotlessService:
                 f"catch up by streaming; rebuild it (/rebuild {replica.name})"
             )
         steps = (
-            Step(
-                "create_slot",
-                f"create physical slot {name} on {found.primary.name}, reserving WAL now",
-                Sql(
-                    SqlTarget.PRIMARY,
-                    "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)",
-                    (name,),
-                ),
-                undo=Sql(
-                    SqlTarget.PRIMARY, "SELECT pg_catalog.pg_drop_replication_slot(%s)", (name,)
-                ),
-            ),
+            _create_slot_step(found, name),
             Step(
                 "set_primary_slot_name",
                 f"set primary_slot_name on {replica.name}",
@@ -233,6 +236,75 @@ class SlotlessService:
             facts=(("slot", name), ("replica_slot", "none"), ("wal_available", "yes")),
         )
         return SlotPlan(plan, name, risk, in_config=original.slot == name)
+
+    async def _attach_stopped_plan(
+        self, cluster: ClusterConfig, replica: NodeConfig, name: str, in_config: bool
+    ) -> SlotPlan:
+        """The replica does not answer: if it is stopped (``pg_ctl status``), create the slot
+        and set ``primary_slot_name`` in its postgresql.auto.conf over the shell, keeping the
+        original file; it uses the slot when it starts. Refused without shell access."""
+        if self._shells is None or replica.data_dir is None or replica.pg_bin_dir is None:
+            raise SlotChangeRefused(
+                f"{replica.name} does not answer; to attach a slot while it is stopped the bot "
+                "needs its data_dir, pg_bin_dir and SSH access in the config (or start it first)"
+            )
+        data = str(replica.data_dir)
+        status = f"{shlex.quote(str(replica.pg_bin_dir / 'pg_ctl'))} status -D {shlex.quote(data)}"
+        path = str(replica.data_dir / "postgresql.auto.conf")
+        shell = await self._connect(replica)
+        try:
+            probe = await shell.run(status, self._command_timeout)
+            if probe.exit_status != 3:
+                raise SlotChangeRefused(
+                    f"{replica.name} does not answer over SQL but is not stopped "
+                    f"(pg_ctl status exited {probe.exit_status}); fix its connection first"
+                )
+            current = await shell.run(f"cat -- {shlex.quote(path)}", self._command_timeout)
+        finally:
+            await shell.close()
+        if current.exit_status != 0:
+            raise SlotChangeRefused(f"cannot read {path}: {current.stderr.strip()[-200:]}")
+        kept = [
+            line
+            for line in current.stdout.splitlines()
+            if not line.strip().startswith("primary_slot_name")
+        ]
+        content = "\n".join([*kept, f"primary_slot_name = '{name}'"]) + "\n"
+        tag = hashlib.sha256(current.stdout.encode()).hexdigest()[:8]
+        backup = f"{path}.replbot-{tag}"
+        steps = (
+            Step(
+                "check_stopped",
+                f"{replica.name} is stopped",
+                RemoteCommand(status, ok_exits=(3,)),
+            ),
+            _create_slot_step(cluster, name),
+            Step(
+                "edit_auto_conf",
+                f"set primary_slot_name in {replica.name}'s postgresql.auto.conf",
+                FileEdit(path, content, backup),
+                undo=RemoteCommand(f"cp -p -- {shlex.quote(backup)} {shlex.quote(path)}"),
+            ),
+        )
+        plan = Plan(
+            kind="attachslot",
+            cluster=cluster.name,
+            node=replica.name,
+            host=cluster.primary.name,
+            steps=steps,
+            keeps=(backup,),
+            facts=(("slot", name), ("replica", "stopped")),
+        )
+        return SlotPlan(plan, name, None, in_config=in_config)
+
+    async def _connect(self, replica: NodeConfig) -> RemoteShell:
+        assert self._shells is not None
+        try:
+            return await self._shells.connect(replica)
+        except RemoteError as exc:
+            raise SlotChangeRefused(
+                f"cannot reach {replica.name}'s host: {exc.user_message}"
+            ) from exc
 
     async def attach(
         self, node: str, slot: str | None, cluster: str | None, digest: str
@@ -376,8 +448,34 @@ class SlotlessService:
             await self._pg.run_plan_sql(node, action.statement, action.params)
         elif isinstance(action, Wait):
             await self._wait(cluster, replica, action)
-        else:  # RemoteCommand / FileEdit: not used by these plans yet
-            raise SlotChangeRefused(f"step {step.key}: {type(action).__name__} is not supported")
+        else:
+            await self._execute_remote(replica, step.key, action)
+
+    async def _execute_remote(
+        self, replica: NodeConfig, key: str, action: RemoteCommand | FileEdit
+    ) -> None:
+        """A command on the replica's host; a FileEdit keeps the original first (an existing
+        copy is never overwritten) and replaces the file in one rename, mode and owner kept."""
+        if isinstance(action, FileEdit):
+            path, backup = shlex.quote(action.path), shlex.quote(action.backup_path)
+            tmp = shlex.quote(action.path + ".replbot-new")
+            command = (
+                f"{{ test -e {backup} || cp -p -- {path} {backup}; }} && cp -p -- {path} {tmp} "
+                f"&& printf '%s' {shlex.quote(action.content)} > {tmp} && mv -f -- {tmp} {path}"
+            )
+            ok_exits: tuple[int, ...] = (0,)
+        else:
+            command, ok_exits = action.command, action.ok_exits
+        shell = await self._connect(replica)
+        try:
+            result = await shell.run(command, action_timeout(action, self._command_timeout))
+        except RemoteError as exc:
+            raise SlotChangeRefused(exc.user_message) from exc
+        finally:
+            await shell.close()
+        if result.exit_status not in ok_exits:
+            tail = (result.stderr or result.stdout).strip()[-300:]
+            raise SlotChangeRefused(f"{key}: exit {result.exit_status}: {tail}")
 
     async def _wait(self, cluster: ClusterConfig, replica: NodeConfig, wait: Wait) -> None:
         deadline = self._clock.monotonic() + wait.timeout_s
@@ -433,6 +531,27 @@ def _probe(
         mine = f"{receiver.status} slot {receiver.slot_name or '–'}" if receiver else "not running"
         return False, f"walsenders: {seen or 'none'}; WAL receiver: {mine}"
     return False, f"unknown probe {wait.probe.value}"
+
+
+def action_timeout(action: RemoteCommand | FileEdit, default: float) -> float:
+    """The timeout of one remote action."""
+    if isinstance(action, RemoteCommand) and action.timeout_s is not None:
+        return action.timeout_s
+    return default
+
+
+def _create_slot_step(cluster: ClusterConfig, name: str) -> Step:
+    """Create physical slot ``name`` on the primary, reserving WAL now; undo: drop it."""
+    return Step(
+        "create_slot",
+        f"create physical slot {name} on {cluster.primary.name}, reserving WAL now",
+        Sql(
+            SqlTarget.PRIMARY,
+            "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)",
+            (name,),
+        ),
+        undo=Sql(SqlTarget.PRIMARY, "SELECT pg_catalog.pg_drop_replication_slot(%s)", (name,)),
+    )
 
 
 def _configured(clusters: Sequence[ClusterConfig], cluster: str, node: str) -> NodeConfig:

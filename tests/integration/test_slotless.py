@@ -9,11 +9,13 @@ slot away and drops it. Each test has its own set (they stop nodes and change se
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.app import Runtime, open_runtime, redactor_for
+from bot.config import parse_config
 from bot.logsetup import install_redaction
 from bot.models import AlertRule, Outcome, Severity
 from bot.sandbox import LocalReplicationSet, PgBinaries
@@ -23,6 +25,7 @@ from tests.conftest import (
     LEDGER,
     OPERATOR_ID,
     VIEWER_ID,
+    config_toml,
     make_config,
     short_tmpdir,
 )
@@ -321,3 +324,53 @@ async def test_detachslot_through_the_console_leaves_no_slot_and_the_replica_str
             ]
         finally:
             await runtime.close()
+
+
+async def test_attachslot_to_a_stopped_replica_edits_its_auto_conf_keeping_the_original(
+    slotless: SlotlessReplicationSet,
+) -> None:
+    base = short_tmpdir("rba")
+    replica = slotless.node("pg2")
+    text = config_toml(slotless, base / "audit.sqlite3", "REPLBOT_TEST_DB_PASSWORD")
+    text = text.replace(
+        'name = "pg2"\n',
+        'name = "pg2"\nshell = "local"\n'
+        f'data_dir = "{replica.data_dir}"\npg_bin_dir = "{slotless.binaries.bindir}"\n',
+    )
+    config = parse_config(tomllib.loads(text), {"REPLBOT_TEST_DB_PASSWORD": slotless.bot_password})
+    LEDGER.audit_paths.append(config.audit.path)
+    redactor = redactor_for(config)
+    install_redaction(redactor)
+    runtime = await open_runtime(config, redactor)
+    LEDGER.secrets.update(redactor.secrets)
+    auto_conf = replica.data_dir / "postgresql.auto.conf"
+    original = auto_conf.read_text()
+    assert "primary_slot_name" not in original
+    try:
+        slotless.stop_node("pg2")
+        out = "\n".join(await console(runtime, ADMIN_ID, "/attachslot pg2", "1"))
+        assert "1. pg2 is stopped" in out, out
+        assert "pg_ctl status -D" in out and "# ok: exit 3" in out, out
+        assert re.search(
+            r"^\(message 1 updated\) ✅ slot pg2 created for main/pg2, which is stopped: ",
+            out,
+            re.M,
+        ), out
+        edited = auto_conf.read_text()
+        assert edited.startswith(original.rstrip("\n"))
+        assert edited.endswith("primary_slot_name = 'pg2'\n")
+        (backup,) = replica.data_dir.glob("postgresql.auto.conf.replbot-*")
+        assert backup.read_text() == original
+        restart = slotless.psql(
+            "pg1",
+            "SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'pg2'",
+        )
+        assert restart == "t"  # reserved WAL from the moment it was created
+        slotless.start_node("pg2")
+        await wait_until(
+            lambda: walsender_slot(slotless) == "streaming|pg2", "pg2 streaming via its slot"
+        )
+        status = "\n".join(await console(runtime, VIEWER_ID, "/status"))
+        assert re.search(r"^✅ pg2 replica · streaming · slot pg2$", status, re.M), status
+    finally:
+        await runtime.close()
