@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ class SlotlessService:
         """Check the replica can get a slot now and return the plan; refuse otherwise."""
         found, replica = self.resolve(node, cluster)
         original = _configured(self._clusters, found.name, replica.name)
-        name = validate_slot_name(slot or original.slot or replica.name)
+        name = validate_slot_name(slot or original.slot or _slot_name_for(replica.name))
         primary, sender, own = await self._state(found, replica)
         if sender is not None and sender.slot_name is not None:
             raise SlotChangeRefused(
@@ -531,6 +532,11 @@ def _probe(
         mine = f"{receiver.status} slot {receiver.slot_name or '–'}" if receiver else "not running"
         return False, f"walsenders: {seen or 'none'}; WAL receiver: {mine}"
     return False, f"unknown probe {wait.probe.value}"
+
+
+def _slot_name_for(node: str) -> str:
+    """A valid slot name derived from a node name ("pg-2" -> "pg_2")."""
+    return re.sub(r"[^a-z0-9_]", "_", node.lower())[:63]
 
 
 def action_timeout(action: RemoteCommand | FileEdit, default: float) -> float:

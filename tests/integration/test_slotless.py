@@ -210,6 +210,7 @@ async def test_attachslot_through_telegram_puts_the_walsender_on_a_slot_that_kee
         confirm = question.params["reply_markup"]["inline_keyboard"][0][0]
         assert confirm["text"] == "Attach slot to pg2"
         message_id = question.result["message_id"]
+        await audit_rows(tg, 4)  # the question's row is written after the reply
         mark = tg.api.mark()
         tg.api.push_callback(ADMIN_ID, confirm["callback_data"], message_id)
         edit = await tg.api.await_for(
