@@ -449,8 +449,10 @@ class SlotlessService:
             await self._pg.run_plan_sql(node, action.statement, action.params)
         elif isinstance(action, Wait):
             await self._wait(cluster, replica, action)
-        else:
+        elif isinstance(action, RemoteCommand | FileEdit):
             await self._execute_remote(replica, step.key, action)
+        else:  # an action kind these plans never contain
+            raise SlotChangeRefused(f"step {step.key}: {type(action).__name__} is not supported")
 
     async def _execute_remote(
         self, replica: NodeConfig, key: str, action: RemoteCommand | FileEdit
