@@ -28,6 +28,8 @@ from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
 from bot.services.replication import ReplicationService
+from bot.services.slotless import SlotlessService
+from bot.services.slotview import SlotOverrides
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
@@ -155,6 +157,7 @@ async def open_runtime(
     # "local" nodes (the demo) run commands on this host, as the PostgreSQL OS user if root.
     shells = RoutingConnector(LocalConnector("postgres" if os.geteuid() == 0 else None))
     rebuild = RebuildService(config, postgres, shells, jobs, audit, clock, redact)
+    slot_overrides = SlotOverrides()  # slots attached/detached from the chat, for every reader
     monitor = MonitorService(
         config,
         PsycopgMonitorProbe(config.monitor.timeout_s),
@@ -162,17 +165,19 @@ async def open_runtime(
         clock,
         metrics,
         rebuilding=rebuild.running_jobs,
+        overrides=slot_overrides,
     )
     services = Services(
         config=config,
         authz=Authorizer(config.users, config.telegram.allowed_chat_ids),
-        replication=ReplicationService(config, postgres),
+        replication=ReplicationService(config, postgres, slot_overrides),
         confirmations=ConfirmationService(clock, config.telegram.confirm_timeout_s),
         rebuild=rebuild,
         audit=CountingAuditLog(audit, metrics, known_commands),
         clock=clock,
         alerts=alerts,
         monitor=monitor,
+        slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
     )
     return Runtime(
         config,

@@ -134,6 +134,9 @@ class Thresholds:
     slot_inactive_after_s: float = 600.0
     slot_retained_warning: int = 1024**3
     slot_retained_critical: int = 5 * 1024**3
+    # slotless replica: warn when its replay position is within this share of the WAL the
+    # primary keeps (current LSN − oldest segment in pg_wal) from the oldest kept WAL
+    slotless_margin_pct: float = 25.0
 
 
 @dataclass(frozen=True)
@@ -392,6 +395,7 @@ _THRESHOLD_KEYS = {
     "slot_inactive_after",
     "slot_retained_warning",
     "slot_retained_critical",
+    "slotless_margin_pct",
 }
 
 
@@ -450,7 +454,10 @@ def _parse_thresholds(key: str, table: Mapping[str, Any], base: Thresholds) -> T
         slot_retained_critical=_size(
             table, key, "slot_retained_critical", base.slot_retained_critical
         ),
+        slotless_margin_pct=_number(table, key, "slotless_margin_pct", base.slotless_margin_pct, 0),
     )
+    if result.slotless_margin_pct > 100:
+        raise ConfigError(f"{key}.slotless_margin_pct", "must be a percentage from 0 to 100")
     pairs = (
         ("lag_bytes", result.lag_bytes_warning, result.lag_bytes_critical),
         ("lag_time", result.lag_time_warning_s, result.lag_time_critical_s),

@@ -15,7 +15,8 @@ as it is. Adapters translate library errors into these with ``raise ... from exc
     ├── SlotError
     │   ├── SlotAlreadyExists
     │   ├── SlotNotFound
-    │   └── SlotActive
+    │   ├── SlotActive
+    │   └── SlotChangeRefused      /attachslot, /detachslot refused or failed (state said why)
     ├── AuditError                  audit log unusable or chain broken
     ├── RemoteError                 SSH / remote command could not run (connection, timeout)
     ├── RebuildError
@@ -105,6 +106,10 @@ class SlotNotFound(SlotError):
 
 class SlotActive(SlotError):
     """The slot is in use by a walsender and cannot be dropped."""
+
+
+class SlotChangeRefused(SlotError):
+    """/attachslot or /detachslot may not run (or stopped) for a stated reason."""
 
 
 class AuditError(ReplbotError):

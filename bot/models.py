@@ -144,6 +144,7 @@ class ReplicaView:
     sender: WalSender | None
     receiver: NodeSnapshot | None  # the replica's own probe (None when it did not answer)
     down_reason: str | None = None
+    slotless: SlotlessRisk | None = None  # set when no slot protects this replica
 
     @property
     def lag_bytes(self) -> int | None:
@@ -467,6 +468,7 @@ class AlertRule(enum.StrEnum):
     ROLE_MISMATCH = "role_mismatch"
     ROLE_CHANGE = "role_change"  # an event: pg_is_in_recovery() flipped
     TIMELINE_CHANGE = "timeline_change"  # an event: the node's timeline changed
+    SLOTLESS_WAL = "slotless_wal"  # replica without a slot close to the oldest WAL kept
 
 
 @dataclass(frozen=True)
@@ -507,6 +509,7 @@ class NodeSnapshot:
     receiver: ReceiverInfo | None = None
     server_version: str | None = None  # e.g. "16.4 (Debian 16.4-1)"
     replay_delay_s: float | None = None
+    wal_keep: WalKeep | None = None  # primaries only: what keeps WAL for slotless replicas
 
     @property
     def ok(self) -> bool:
@@ -652,3 +655,70 @@ class OutboxItem:
     message: OutgoingMessage
     created_at: float
     attempts: int = 0
+
+
+# --- replicas without a slot -----------------------------------------------------------------
+
+
+def lsn_int(lsn: str) -> int:
+    """'0/3000060' -> 50331744 (byte position in the WAL)."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+@dataclass(frozen=True)
+class WalKeep:
+    """What protects a replica without a slot on a primary: the WAL it still has.
+
+    ``oldest_segment`` is the oldest WAL segment file in the primary's ``pg_wal``
+    (``pg_ls_waldir()``; None when the bot's role may not call it — it needs ``pg_monitor``
+    or an explicit ``GRANT EXECUTE``). A replica whose replay position is before its start
+    can no longer catch up by streaming.
+    """
+
+    wal_keep_size: int  # bytes
+    segment_size: int  # bytes
+    archive_mode: str  # off | on | always
+    waldir_readable: bool
+    oldest_segment: str | None = None
+
+    @property
+    def oldest_lsn(self) -> int | None:
+        """Byte position where the oldest segment in pg_wal starts (None when unknown)."""
+        name = self.oldest_segment
+        if name is None or len(name) != 24 or self.segment_size <= 0:
+            return None
+        try:
+            log, seg = int(name[8:16], 16), int(name[16:24], 16)
+        except ValueError:
+            return None
+        return log * 0x100000000 + seg * self.segment_size
+
+    @property
+    def archiving(self) -> bool:
+        """True when archive_mode is on (a restore_command could still fetch removed WAL)."""
+        return self.archive_mode in {"on", "always"}
+
+
+@dataclass(frozen=True)
+class SlotlessRisk:
+    """A configured replica that streams (or would stream) without a slot, and its margin.
+
+    ``kept_bytes`` = primary's current LSN − start of its oldest WAL segment; ``margin_bytes``
+    = replica's replay position − that start (negative: the WAL it needs is gone).
+    """
+
+    cluster: str
+    node: str
+    replay_lsn: str | None
+    oldest_segment: str | None
+    kept_bytes: int | None
+    margin_bytes: int | None
+    wal_keep_size: int | None
+    archive_mode: str | None
+    waldir_readable: bool | None
+
+    @property
+    def lost(self) -> bool:
+        """True when the replica needs WAL the primary no longer has."""
+        return self.margin_bytes is not None and self.margin_bytes < 0

@@ -68,8 +68,20 @@ class Postgres(Protocol):
     async def execute(
         self, node: NodeConfig, statement: str, params: Sequence[str | int] = ()
     ) -> list[tuple[object, ...]]:
-        """Run one plan statement (values bound, autocommit); its rows. ServerRefused if
-        the server refuses it."""
+        """Run one plan statement (values bound client-side, so utility statements such as
+        ``ALTER SYSTEM SET x = %s`` work; autocommit); its rows. ServerRefused if refused."""
+        ...
+
+    async def missing_alter_system_privileges(self, node: NodeConfig, parameter: str) -> list[str]:
+        """What the bot's role lacks to ``ALTER SYSTEM SET parameter`` and reload on ``node``
+        (PostgreSQL 15+: the grants; 14: superuser); empty when it may."""
+        ...
+
+    async def run_plan_sql(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int]
+    ) -> None:
+        """Run one statement of a plan step (values bound client-side, so utility statements
+        such as ``ALTER SYSTEM SET x = %s`` work); ServerRefused carries the SQLSTATE."""
         ...
 
 

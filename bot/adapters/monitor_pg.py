@@ -7,7 +7,9 @@ the rebuild's preflight and verify, so every reader sees the same columns, parsi
 
 A single statement returns everything — role, version, timeline, WAL position, replay delay,
 ``pg_stat_replication`` joined to its slots (``json_agg``), ``pg_replication_slots`` with
-the WAL each one retains (``json_agg``) and ``pg_stat_wal_receiver`` (``row_to_json``) — so
+the WAL each one retains (``json_agg``), ``pg_stat_wal_receiver`` (``row_to_json``) and, on a
+primary, what keeps WAL for replicas without a slot (``wal_keep_size``, ``archive_mode`` and the
+oldest segment still in ``pg_wal``: :class:`bot.models.WalKeep`) — so
 a poll costs one round trip on an open connection. The statement is chosen once per
 connection from ``conn.info.server_version`` (``inactive_since`` and
 ``invalidation_reason`` exist from PostgreSQL 17).
@@ -32,7 +34,7 @@ from psycopg.rows import TupleRow
 
 from bot.config import NodeConfig
 from bot.errors import NodeUnavailable
-from bot.models import NodeSnapshot, ReceiverInfo, SlotInfo, WalSender
+from bot.models import NodeSnapshot, ReceiverInfo, SlotInfo, WalKeep, WalSender
 
 MIN_SUPPORTED_VERSION = 140000  # PostgreSQL 14–18 are supported
 _CLOSE_TIMEOUT_S = 1.0
@@ -94,20 +96,47 @@ SELECT pg_catalog.pg_is_in_recovery(),
           FROM (SELECT status, slot_name::text AS slot_name, received_tli,
                        written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn,
                        sender_host, sender_port
-                  FROM pg_catalog.pg_stat_wal_receiver) w)
+                  FROM pg_catalog.pg_stat_wal_receiver) w),
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN pg_catalog.json_build_object(
+         'wal_keep', pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_keep_size')),
+         'segment_size', pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size')),
+         'archive_mode', pg_catalog.current_setting('archive_mode'),
+         'readable', pg_catalog.has_function_privilege('pg_catalog.pg_ls_waldir()', 'EXECUTE'),
+         'oldest', {oldest}) END
 """
 
+# The oldest WAL segment in pg_wal (a directory listing: ≈0.3 ms with a few hundred files).
+# Ordered by log/segment, not timeline: older timelines' files sort first by name. Only in
+# the statement when the role may call pg_ls_waldir() (checked per connection): PostgreSQL
+# checks function privileges when the plan starts, even inside a CASE branch never taken.
+_OLDEST_SQL = """(SELECT name FROM pg_catalog.pg_ls_waldir()
+                    WHERE name ~ '^[0-9A-F]{24}$' ORDER BY substr(name, 9) LIMIT 1)"""
 
-def poll_sql(server_version: int) -> str:
-    """The poll statement for a server of ``server_version`` (e.g. 150018)."""
+#: Whether the connected role may list pg_wal (pg_monitor or an explicit GRANT EXECUTE).
+WALDIR_PRIVILEGE_SQL = (
+    "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_ls_waldir()', 'EXECUTE')"
+)
+
+
+def poll_sql(server_version: int, waldir: bool = False) -> str:
+    """The poll statement for a server of ``server_version`` (e.g. 150018).
+
+    ``waldir``: the role may call ``pg_ls_waldir()`` (:data:`WALDIR_PRIVILEGE_SQL`), so the
+    statement also reads the oldest WAL segment of a primary.
+    """
+    oldest = _OLDEST_SQL if waldir else "NULL::text"
     if server_version >= 170000:
         return _POLL_SQL.format(
             current=_CURRENT,
             inactive_since="extract(epoch FROM inactive_since)::float8",
             invalidation_reason="invalidation_reason",
+            oldest=oldest,
         )
     return _POLL_SQL.format(
-        current=_CURRENT, inactive_since="NULL::float8", invalidation_reason="NULL::text"
+        current=_CURRENT,
+        inactive_since="NULL::float8",
+        invalidation_reason="NULL::text",
+        oldest=oldest,
     )
 
 
@@ -165,8 +194,14 @@ class PsycopgMonitorProbe:
         if version < MIN_SUPPORTED_VERSION:
             await conn.close()
             raise NodeUnavailable(node.name, f"PostgreSQL {version} is older than 14")
+        try:
+            cursor = await conn.execute(WALDIR_PRIVILEGE_SQL)
+            allowed = await cursor.fetchone()
+        except BaseException:
+            await conn.close()
+            raise
         self._conns[key] = conn
-        self._sql[key] = poll_sql(version)
+        self._sql[key] = poll_sql(version, waldir=bool(allowed and allowed[0]))
         return conn
 
     async def _discard(self, key: tuple[str, str]) -> None:
@@ -185,7 +220,8 @@ class PsycopgMonitorProbe:
 
 def parse_snapshot(cluster: str, node: str, version: int, row: tuple[Any, ...]) -> NodeSnapshot:
     """The NodeSnapshot of one row of :func:`poll_sql` (``at`` is left to the caller)."""
-    in_recovery, timeline, lsn, server_version, delay, senders, slots, receiver = row
+    in_recovery, timeline, lsn, server_version, delay, senders, slots, receiver = row[:8]
+    wal = row[8] if len(row) > 8 else None
     return NodeSnapshot(
         cluster=cluster,
         node=node,
@@ -199,6 +235,17 @@ def parse_snapshot(cluster: str, node: str, version: int, row: tuple[Any, ...]) 
         receiver=_receiver(receiver) if receiver else None,
         server_version=None if server_version is None else str(server_version),
         replay_delay_s=_float(delay),
+        wal_keep=_wal_keep(wal) if wal else None,
+    )
+
+
+def _wal_keep(item: dict[str, Any]) -> WalKeep:
+    return WalKeep(
+        wal_keep_size=int(item["wal_keep"]),
+        segment_size=int(item["segment_size"]),
+        archive_mode=str(item["archive_mode"]),
+        waldir_readable=bool(item["readable"]),
+        oldest_segment=item.get("oldest"),
     )
 
 

@@ -20,7 +20,12 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
-from bot.adapters.monitor_pg import MIN_SUPPORTED_VERSION, parse_snapshot, poll_sql
+from bot.adapters.monitor_pg import (
+    MIN_SUPPORTED_VERSION,
+    WALDIR_PRIVILEGE_SQL,
+    parse_snapshot,
+    poll_sql,
+)
 from bot.config import NodeConfig
 from bot.errors import (
     NodeUnavailable,
@@ -46,6 +51,20 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
        (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int
 """
 
+
+_WALDIR_RECHECK_S = 300.0
+
+_PRIVILEGES_SQL = """
+SELECT r.rolsuper,
+       pg_catalog.has_parameter_privilege(%s, 'ALTER SYSTEM'),
+       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')
+  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
+_PRIVILEGES_14_SQL = """
+SELECT r.rolsuper, NULL::bool,
+       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')
+  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
 
 _Conn = psycopg.AsyncConnection[TupleRow]
 Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
@@ -76,6 +95,8 @@ class PsycopgPostgres:
         self._max_idle = max_idle_per_node
         self._idle_seconds = idle_seconds
         self._idle: dict[tuple[str, str], list[tuple[float, _Conn]]] = {}
+        # (cluster, node) -> (monotonic time checked, the role may call pg_ls_waldir())
+        self._waldir: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def close(self) -> None:
         """Close every kept connection."""
@@ -179,15 +200,28 @@ class PsycopgPostgres:
     async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
         """The node's replication state: the probe statement, on a kept connection."""
         versions: list[int] = []
+        waldir = await self._waldir_allowed(node)
 
         def statements(version: int) -> list[tuple[str, Sequence[Any]]]:
             versions.append(version)
-            return [(poll_sql(version), ())]
+            return [(poll_sql(version, waldir=waldir), ())]
 
         (rows,) = await self._run(node, statements)
         if not rows:
             raise NodeUnavailable(node.name, "the probe returned no row")
         return parse_snapshot(node.cluster, node.name, versions[-1], rows[0])
+
+    async def _waldir_allowed(self, node: NodeConfig) -> bool:
+        """Whether the bot's role may call pg_ls_waldir() on ``node`` (re-checked every 5 min,
+        so a GRANT is noticed without a restart)."""
+        known = self._waldir.get(_key(node))
+        now = time.monotonic()
+        if known is not None and now - known[0] < _WALDIR_RECHECK_S:
+            return known[1]
+        rows = await self._fetch(node, WALDIR_PRIVILEGE_SQL)
+        allowed = bool(rows and rows[0][0])
+        self._waldir[_key(node)] = (now, allowed)
+        return allowed
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         """Current values of the named settings (missing names are absent)."""
@@ -250,8 +284,16 @@ class PsycopgPostgres:
     async def execute(
         self, node: NodeConfig, statement: str, params: Sequence[str | int] = ()
     ) -> list[tuple[object, ...]]:
-        """Run one plan statement (values bound, autocommit); its rows."""
-        return list(await self._fetch(node, statement, params))
+        """Run one plan statement (values bound client-side, autocommit); its rows."""
+        conn = await self._take_idle(node)
+        if conn is not None:
+            try:
+                return await self._client_execute(node, conn, statement, params, fresh=False)
+            except _StaleConnection:
+                pass
+        return await self._client_execute(
+            node, await self._open(node), statement, params, fresh=True
+        )
 
     async def total_database_size(self, node: NodeConfig) -> int:
         """Sum of pg_database_size over all databases, in bytes."""
@@ -269,6 +311,69 @@ class PsycopgPostgres:
             (list(names), "%postgresql.auto.conf"),
         )
         return {str(name): str(value) for name, value in rows}
+
+    async def missing_alter_system_privileges(self, node: NodeConfig, parameter: str) -> list[str]:
+        """What the bot's role lacks to ``ALTER SYSTEM SET parameter`` and reload on ``node``.
+
+        PostgreSQL 15+ grants it per parameter (``GRANT ALTER SYSTEM ON PARAMETER``) and
+        ``pg_reload_conf()`` by ``GRANT EXECUTE``; on 14 only a superuser may ALTER SYSTEM.
+        """
+
+        def statements(version: int) -> list[tuple[str, Sequence[Any]]]:
+            if version >= 150000:
+                return [(_PRIVILEGES_SQL, (parameter,))]
+            return [(_PRIVILEGES_14_SQL, ())]
+
+        (rows,) = await self._run(node, statements)
+        superuser, alter, reload = rows[0]
+        if superuser:
+            return []
+        if alter is None:
+            return ["superuser (ALTER SYSTEM on PostgreSQL 14)"]
+        missing = []
+        if not alter:
+            missing.append(f"GRANT ALTER SYSTEM ON PARAMETER {parameter}")
+        if not reload:
+            missing.append("GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf()")
+        return missing
+
+    async def run_plan_sql(
+        self, node: NodeConfig, statement: str, params: Sequence[str | int]
+    ) -> None:
+        """Run one statement of a plan step. Values are bound client-side (quoted by psycopg):
+        ``ALTER SYSTEM`` takes no server-side parameters. A dead kept connection is replaced
+        once, as in :meth:`_run`."""
+        await self.execute(node, statement, params)
+
+    async def _client_execute(
+        self,
+        node: NodeConfig,
+        conn: psycopg.AsyncConnection[TupleRow],
+        statement: str,
+        params: Sequence[str | int],
+        fresh: bool,
+    ) -> list[tuple[object, ...]]:
+        kept = False
+        try:
+            async with asyncio.timeout(self._timeout + 1):
+                cursor = psycopg.AsyncClientCursor(conn)
+                await cursor.execute(statement, tuple(params))
+                rows = list(await cursor.fetchall()) if cursor.description else []
+            kept = self._release(node, conn)
+            return rows
+        except pg_errors.QueryCanceled as exc:
+            raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+        except TimeoutError as exc:
+            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+        except psycopg.Error as exc:
+            if not is_connection_failure(conn, exc):
+                raise ServerRefused(node.name, exc.sqlstate or "?", _reason(exc)) from exc
+            if not fresh:
+                raise _StaleConnection from exc
+            raise NodeUnavailable(node.name, _reason(exc)) from exc
+        finally:
+            if not kept:
+                await conn.close()
 
 
 def is_connection_failure(conn: psycopg.AsyncConnection[Any], exc: psycopg.Error) -> bool:

@@ -12,6 +12,7 @@ from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.replication import ReplicationService
+from bot.services.slotless import SlotlessService
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,4 @@ class Services:
     clock: Clock
     alerts: AlertService | None = None
     monitor: MonitorService | None = None
+    slotless: SlotlessService | None = None  # /attachslot, /detachslot

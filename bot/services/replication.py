@@ -27,6 +27,7 @@ from bot.models import (
     basebackup_pids,
 )
 from bot.ports import Postgres
+from bot.services.slotview import SlotOverrides, slotless_risk
 
 #: Settings that must be at least as high on a replica as on its primary (hot standby rule).
 STANDBY_MINIMUMS = (
@@ -59,9 +60,13 @@ def validate_slot_name(name: str) -> str:
 class ReplicationService:
     """Reads replication state across the configured clusters and manages slots."""
 
-    def __init__(self, config: AppConfig, postgres: Postgres) -> None:
+    def __init__(
+        self, config: AppConfig, postgres: Postgres, overrides: SlotOverrides | None = None
+    ) -> None:
+        """``overrides``: slots attached or detached from the chat, applied over the config."""
         self._config = config
         self._pg = postgres
+        self._overrides = overrides or SlotOverrides()
 
     @property
     def cluster_names(self) -> list[str]:
@@ -71,13 +76,13 @@ class ReplicationService:
     def clusters(self, name: str | None) -> list[ClusterConfig]:
         """The cluster called ``name``, or all clusters when ``name`` is None."""
         if name is None:
-            return list(self._config.clusters)
+            return [self._overrides.apply(c) for c in self._config.clusters]
         cluster = self._config.cluster(name)
         if cluster is None:
             raise UnknownCluster(
                 f"unknown cluster {name!r}; known: {', '.join(self.cluster_names)}"
             )
-        return [cluster]
+        return [self._overrides.apply(cluster)]
 
     def one_cluster(self, name: str | None) -> ClusterConfig:
         """The named cluster, or the only one; InvalidInput when the choice is ambiguous."""
@@ -111,7 +116,9 @@ class ReplicationService:
                 candidates.remove(sender)
             receiver = result if isinstance(result, NodeSnapshot) else None
             down = result.reason if isinstance(result, NodeUnavailable) else None
-            views.append(_replica_view(replica, sender, receiver, down, primary is not None))
+            view = _replica_view(replica, sender, receiver, down, primary is not None)
+            risk = slotless_risk(cluster.name, replica, primary, sender, receiver)
+            views.append(dataclasses.replace(view, slotless=risk) if risk is not None else view)
         return ClusterStatus(
             cluster=cluster.name,
             primary_node=cluster.primary.name,
@@ -200,6 +207,8 @@ class ReplicationService:
         )
         for replica, settings in zip(cluster.replicas, replica_settings, strict=True):
             items += _replica_items(replica, settings, primary_settings)
+        status = await self._cluster_status(cluster)
+        items += [slotless_item(view) for view in status.replicas if view.slotless is not None]
         return ClusterCheck(cluster.name, tuple(items))
 
 
@@ -446,3 +455,58 @@ def _replica_items(
             )
         )
     return items
+
+
+def slotless_item(view: ReplicaView) -> CheckItem:
+    """The /check line of a replica that no slot protects: what keeps its WAL today, the fix.
+
+    A warning while the WAL it needs is still on the primary; a failure once it is gone (only a
+    rebuild helps then). The oldest WAL segment comes from ``pg_ls_waldir()``, which needs
+    ``pg_monitor`` (or ``GRANT EXECUTE``); without it the line says so instead of failing.
+    """
+    risk = view.slotless
+    assert risk is not None
+    keep = (
+        f"wal_keep_size = {_mb(risk.wal_keep_size)}"
+        if risk.wal_keep_size is not None
+        else "wal_keep_size unknown"
+    )
+    if risk.waldir_readable is False:
+        oldest = (
+            "oldest WAL in pg_wal unknown: permission denied for pg_ls_waldir() "
+            "(GRANT pg_monitor, or EXECUTE ON FUNCTION pg_ls_waldir(), to the bot's role)"
+        )
+    elif risk.oldest_segment is None:
+        oldest = "oldest WAL in pg_wal unknown"
+    else:
+        oldest = f"oldest WAL in pg_wal {risk.oldest_segment}"
+        if risk.kept_bytes is not None:
+            oldest += f" ({_mb(risk.kept_bytes)} kept)"
+        if risk.margin_bytes is not None and risk.margin_bytes >= 0:
+            oldest += f", replica {_mb(risk.margin_bytes)} ahead of it"
+    archive = f"archive_mode = {risk.archive_mode or '?'}"
+    detail = f"streams without a replication slot; protected only by {keep}, {oldest}, {archive}"
+    if risk.lost:
+        return CheckItem(
+            view.node,
+            "slot",
+            CheckLevel.FAIL,
+            f"no slot, and the WAL it needs from {risk.replay_lsn} is gone "
+            f"(oldest on the primary: {risk.oldest_segment})",
+            f"it can no longer catch up by streaming: /rebuild {view.node}",
+        )
+    return CheckItem(
+        view.node,
+        "slot",
+        CheckLevel.WARN,
+        detail,
+        f"/attachslot {view.node} (the primary then keeps the WAL until the replica has it)",
+    )
+
+
+def _mb(value: int) -> str:
+    """Bytes as PostgreSQL shows sizes: kB / MB / GB."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if value >= size:
+            return f"{value / size:.4g}{unit}"
+    return f"{value}B"

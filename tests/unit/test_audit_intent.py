@@ -100,6 +100,8 @@ def test_the_state_changing_commands_and_actions_are_flagged_where_declared() ->
     ] == [False, False, False, True, False]
     assert not rebuild.changes_state_with(["pg2", "--abandon"])  # both ask to confirm first
     assert {name for name, spec in registry.ACTIONS.items() if spec.changes_state} == {
+        "attachslot",
+        "detachslot",
         "dropslot",
         "rebuild",
         "rebuild_abandon",

@@ -22,6 +22,8 @@ slot_at_risk        wal_status extended / unreserved / lost                immed
 role_mismatch       in recovery ≠ configured role                          immediate
 role_change         pg_is_in_recovery() flipped (event)                    immediate
 timeline_change     timeline changed (event)                               immediate
+slotless_wal        replica without a slot: its position − oldest WAL      < 25 % of the WAL
+                    segment in the primary's pg_wal (critical: behind it)  kept, 2 polls
 =================== ===================================================== ====================
 
 ``pg_basebackup`` walsenders (:func:`bot.models.basebackup_pids`) never count as replicas: they
@@ -50,6 +52,7 @@ from bot.models import (
     replay_lag_seconds,
 )
 from bot.services.replication import match_sender
+from bot.services.slotview import slotless_risk
 
 NODE_RULES = (AlertRule.NODE_DOWN, AlertRule.ROLE_MISMATCH)
 REPLICA_RULES = (AlertRule.NOT_STREAMING, AlertRule.BYTE_LAG, AlertRule.TIME_LAG)
@@ -78,6 +81,7 @@ def evaluate(
     previous: Mapping[str, NodeFacts] | None = None,
     slot_rates: Mapping[str, float] | None = None,
     rebuilding: Mapping[str, int] | None = None,
+    positions: Mapping[str, str] | None = None,
 ) -> Evaluation:
     """Apply every rule to one poll of ``cluster``.
 
@@ -87,7 +91,9 @@ def evaluate(
 
     ``snapshots`` maps each node name to its snapshot of this poll, or None when no fresh
     answer is available (the node's poll is still running). ``previous`` holds each node's
-    last known role and timeline; ``slot_rates`` the WAL growth of each slot in bytes/s.
+    last known role and timeline; ``slot_rates`` the WAL growth of each slot in bytes/s;
+    ``positions`` each replica's last known WAL position (for a replica without a slot that
+    stopped: the WAL it will need when it comes back).
     """
     found = _Found(cluster.name)
     polled = [snapshots.get(n.name) for n in cluster.nodes]
@@ -122,6 +128,17 @@ def evaluate(
             thresholds,
             found,
             jobs.get(replica.name),
+        )
+    for replica in cluster.replicas:
+        _slotless_rule(
+            cluster.name,
+            replica,
+            primary if primary_ok else None,
+            matched.get(replica.name),
+            snapshots.get(replica.name),
+            (positions or {}).get(replica.name),
+            thresholds,
+            found,
         )
     if primary_ok and primary is not None:
         users = {r.slot: r.name for r in cluster.replicas if r.slot}
@@ -193,6 +210,7 @@ def _cluster_unreachable(
     )
     for node in cluster.nodes:
         found.unknown.update((node.name, rule) for rule in (*NODE_RULES, *REPLICA_RULES))
+        found.unknown.add((node.name, AlertRule.SLOTLESS_WAL))
     found.unknown.update((cluster.primary.name, rule) for rule in SLOT_RULES)
 
 
@@ -458,6 +476,51 @@ def _slot_risk(slot: SlotInfo) -> Severity | None:
     if slot.wal_status == "extended":
         return Severity.WARNING
     return None
+
+
+def _slotless_rule(
+    cluster: str,
+    replica: NodeConfig,
+    primary: NodeSnapshot | None,
+    sender: WalSender | None,
+    snapshot: NodeSnapshot | None,
+    last_position: str | None,
+    thresholds: Thresholds,
+    found: _Found,
+) -> None:
+    """A replica no slot protects, measured in bytes of WAL the primary still keeps.
+
+    margin = replica position − start of the oldest segment in the primary's pg_wal; kept =
+    primary's current LSN − that start. Warning when margin < slotless_margin_pct % of kept,
+    critical when margin < 0 (the WAL it needs is gone). An idle primary keeps its WAL and a
+    caught-up replica has margin = kept, so neither makes it fire. Unknown (state kept) while
+    the primary, the oldest segment or the replica's position cannot be read.
+    """
+    if primary is None:
+        found.unknown.add((replica.name, AlertRule.SLOTLESS_WAL))
+        return
+    if primary.wal_keep is None:
+        return  # a probe without the WAL facts (none for this rule to judge)
+    risk = slotless_risk(cluster, replica, primary, sender, snapshot, last_position)
+    if risk is None:
+        return  # a slot protects it: resolved
+    if risk.margin_bytes is None or risk.kept_bytes is None:
+        found.unknown.add((replica.name, AlertRule.SLOTLESS_WAL))
+        return
+    figures: dict[str, FigureValue] = {
+        "position": risk.replay_lsn,
+        "oldest_segment": risk.oldest_segment,
+        "margin": risk.margin_bytes,
+        "kept": risk.kept_bytes,
+        "wal_keep_size": risk.wal_keep_size,
+        "archive_mode": risk.archive_mode,
+        "margin_pct": thresholds.slotless_margin_pct,
+        "connected": sender is not None,
+    }
+    if risk.lost:
+        found.add(replica.name, AlertRule.SLOTLESS_WAL, Severity.CRITICAL, figures)
+    elif risk.margin_bytes < risk.kept_bytes * thresholds.slotless_margin_pct / 100:
+        found.add(replica.name, AlertRule.SLOTLESS_WAL, Severity.WARNING, figures, polls=2)
 
 
 class GrowthTracker:

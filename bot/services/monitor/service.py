@@ -27,6 +27,7 @@ from bot.ports import Clock, MonitorProbe
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.metrics import Metrics
 from bot.services.monitor.rules import GrowthTracker, evaluate, replica_senders
+from bot.services.slotview import SlotOverrides, replica_position
 
 log = logging.getLogger(__name__)
 MAX_SETTLE_S = 1.0
@@ -54,8 +55,13 @@ class MonitorService:
         clock: Clock,
         metrics: Metrics | None = None,
         rebuilding: Callable[[str], Mapping[str, int]] | None = None,
+        overrides: SlotOverrides | None = None,
     ) -> None:
-        """``rebuilding(cluster)``: replica name -> id of the rebuild job running on it now."""
+        """``rebuilding(cluster)``: replica name -> id of the rebuild job running on it now;
+        ``overrides``: slots attached or detached from the chat, applied over the config."""
+        self._overrides = overrides or SlotOverrides()
+        # (cluster, replica) -> its last known WAL position (for the slotless rule)
+        self._positions: dict[tuple[str, str], str] = {}
         self._config = config
         self._rebuilding = rebuilding
         self._probe = probe
@@ -187,7 +193,9 @@ class MonitorService:
     async def _evaluate(
         self, cluster: ClusterConfig, snapshots: dict[str, NodeSnapshot | None]
     ) -> None:
+        cluster = self._overrides.apply(cluster)
         primary = snapshots.get(cluster.primary.name)
+        positions = self._remember_positions(cluster, snapshots)
         rates: dict[str, float] = {}
         if primary is not None and primary.ok and not primary.in_recovery:
             prefix = f"{cluster.name}/"
@@ -204,9 +212,26 @@ class MonitorService:
             self._alerts.facts_of(cluster.name),
             rates,
             self._rebuilding(cluster.name) if self._rebuilding is not None else None,
+            positions,
         )
         await self._alerts.process(evaluation)
         self._record_metrics(cluster, snapshots)
+
+    def _remember_positions(
+        self, cluster: ClusterConfig, snapshots: Mapping[str, NodeSnapshot | None]
+    ) -> dict[str, str]:
+        """Each replica's WAL position now, or the last one seen (it may be stopped)."""
+        primary = snapshots.get(cluster.primary.name)
+        senders = replica_senders(cluster, primary) if primary is not None else {}
+        positions: dict[str, str] = {}
+        for replica in cluster.replicas:
+            key = (cluster.name, replica.name)
+            now = replica_position(senders.get(replica.name), snapshots.get(replica.name))
+            if now is not None:
+                self._positions[key] = now
+            if key in self._positions:
+                positions[replica.name] = self._positions[key]
+        return positions
 
     def _record_metrics(
         self, cluster: ClusterConfig, snapshots: dict[str, NodeSnapshot | None]

@@ -1,0 +1,568 @@
+"""Replicas without a replication slot: see the risk, and attach or detach a slot.
+
+Without a slot the primary does not know what a replica has received: it removes WAL on its
+own schedule (``wal_keep_size``, ``max_wal_size``, archiving), and a replica that falls behind
+the oldest WAL still in the primary's ``pg_wal`` can only be rebuilt. With a slot the primary
+keeps the WAL until the replica has it (and keeps it for ever for a replica that never comes
+back, which is why :meth:`SlotlessService.detach` drops the slot of a retired replica).
+
+* :func:`slotless_risk` — pure: is a configured replica unprotected, and how close is it to
+  the oldest WAL the primary still has? Used by /status, /check and the monitor rule.
+* :class:`SlotOverrides` — the bot's own record of a slot attached or detached from the chat,
+  keyed by (cluster, node), applied over the configuration by every reader.
+* :class:`SlotlessService` — ``/attachslot`` and ``/detachslot``: a typed
+  :class:`~bot.services.plans.model.Plan` first (shown, hashed, confirmed), then the very steps
+  of that plan run here, keyed by ``step.key``, until the generic plan runner takes over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.config import ClusterConfig, NodeConfig
+from bot.errors import NodeUnavailable, RemoteError, SlotChangeRefused, UnknownNode
+from bot.models import NodeRole, NodeSnapshot, SlotlessRisk, WalSender, basebackup_pids
+from bot.ports import Clock, Postgres, RemoteShell, ShellConnector
+from bot.services.plans.model import (
+    FileEdit,
+    Plan,
+    Probe,
+    RemoteCommand,
+    Sql,
+    SqlTarget,
+    Step,
+    Wait,
+    plan_digest,
+)
+from bot.services.replication import match_sender, validate_slot_name
+from bot.services.slotview import SlotOverrides, slotless_risk
+
+VERIFY_TIMEOUT_S = 30.0
+_POLL_S = 0.5
+
+
+def replica_sender(
+    cluster: ClusterConfig, replica: NodeConfig, primary: NodeSnapshot
+) -> WalSender | None:
+    """The walsender of ``replica`` on ``primary`` (base backups never count)."""
+    backups = basebackup_pids(primary.walsenders)
+    candidates = [s for s in primary.walsenders if s.pid not in backups]
+    for other in cluster.replicas:
+        sender = match_sender(other, candidates)
+        if other.name == replica.name:
+            return sender
+        if sender is not None:
+            candidates.remove(sender)
+    return None
+
+
+# --- fixing it ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """A plan of /attachslot or /detachslot with what it was computed from."""
+
+    plan: Plan
+    slot: str
+    risk: SlotlessRisk | None  # attach: the replica's margin now
+    in_config: bool  # the configuration names this slot for the replica already
+
+    @property
+    def digest(self) -> str:
+        """What a confirmation binds."""
+        return plan_digest(self.plan)
+
+
+@dataclass(frozen=True)
+class SlotChangeOutcome:
+    """What an /attachslot or /detachslot run did, step by step."""
+
+    kind: str  # "attachslot" | "detachslot"
+    cluster: str
+    node: str
+    slot: str
+    done: tuple[str, ...]  # step keys that ran
+    failed_step: str | None = None
+    error: str | None = None
+    undone: tuple[str, ...] = ()  # undo actions that ran (step keys)
+    undo_errors: tuple[str, ...] = ()
+    in_config: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """True when every step ran."""
+        return self.failed_step is None
+
+
+class SlotlessService:
+    """Plans and runs /attachslot and /detachslot against one replica and its primary."""
+
+    def __init__(
+        self,
+        clusters: Sequence[ClusterConfig],
+        postgres: Postgres,
+        overrides: SlotOverrides,
+        clock: Clock,
+        verify_timeout_s: float = VERIFY_TIMEOUT_S,
+        shells: ShellConnector | None = None,
+        command_timeout_s: float = 30.0,
+    ) -> None:
+        """``shells`` reach a stopped replica's host (SSH, or local in the demo), to point it
+        at the slot in its postgresql.auto.conf; without them a stopped replica is refused."""
+        self._shells = shells
+        self._command_timeout = command_timeout_s
+        self._clusters = tuple(clusters)
+        self._pg = postgres
+        self._overrides = overrides
+        self._clock = clock
+        self._verify_timeout = verify_timeout_s
+
+    @property
+    def overrides(self) -> SlotOverrides:
+        """The bot's record of slots it attached or detached."""
+        return self._overrides
+
+    def cluster_names(self) -> list[str]:
+        """Configured cluster names."""
+        return [c.name for c in self._clusters]
+
+    def resolve(self, node: str, cluster: str | None) -> tuple[ClusterConfig, NodeConfig]:
+        """The configured replica ``node`` (with the bot's slot overrides applied)."""
+        matches = [
+            (c, n)
+            for c in self._clusters
+            if cluster is None or c.name == cluster
+            for n in c.nodes
+            if n.name == node
+        ]
+        if not matches:
+            where = f" in cluster {cluster!r}" if cluster else ""
+            raise UnknownNode(f"unknown node {node!r}{where}")
+        if len(matches) > 1:
+            raise UnknownNode(f"{node} exists in several clusters; name the cluster too")
+        found, replica = matches[0]
+        if replica.role is NodeRole.PRIMARY:
+            raise SlotChangeRefused(f"{replica.name} is the primary of {found.name}, not a replica")
+        applied = self._overrides.apply(found)
+        node_now = applied.node(replica.name)
+        assert node_now is not None
+        return applied, node_now
+
+    async def _state(
+        self, cluster: ClusterConfig, replica: NodeConfig
+    ) -> tuple[NodeSnapshot, WalSender | None, NodeSnapshot | None]:
+        primary = await self._pg.snapshot(cluster.primary)
+        if primary.in_recovery:
+            raise SlotChangeRefused(
+                f"{cluster.primary.name} is in recovery: it is not the primary of {cluster.name}"
+            )
+        try:
+            own: NodeSnapshot | None = await self._pg.snapshot(replica)
+        except NodeUnavailable:
+            own = None
+        return primary, replica_sender(cluster, replica, primary), own
+
+    async def _require_privileges(self, replica: NodeConfig) -> None:
+        """Refuse before anything changes when the bot may not set primary_slot_name."""
+        missing = await self._pg.missing_alter_system_privileges(replica, "primary_slot_name")
+        if missing:
+            raise SlotChangeRefused(
+                f"the bot's role may not set primary_slot_name on {replica.name}; it needs "
+                + " and ".join(missing)
+                + " (granted on the primary, replicated to the replica)"
+            )
+
+    # --- /attachslot -------------------------------------------------------------------
+
+    async def attach_plan(self, node: str, slot: str | None, cluster: str | None) -> SlotPlan:
+        """Check the replica can get a slot now and return the plan; refuse otherwise."""
+        found, replica = self.resolve(node, cluster)
+        original = _configured(self._clusters, found.name, replica.name)
+        name = validate_slot_name(slot or original.slot or _slot_name_for(replica.name))
+        primary, sender, own = await self._state(found, replica)
+        if sender is not None and sender.slot_name is not None:
+            raise SlotChangeRefused(
+                f"{replica.name} already streams through slot {sender.slot_name}; nothing to do"
+            )
+        if any(s.name == name for s in primary.slots):
+            raise SlotChangeRefused(
+                f"slot {name} already exists on {found.primary.name}; name another one, "
+                f"or drop it first (/dropslot {name})"
+            )
+        if own is None or not own.ok:
+            return await self._attach_stopped_plan(found, replica, name, original.slot == name)
+        await self._require_privileges(replica)
+        risk = slotless_risk(
+            found.name, dataclasses.replace(replica, slot=None), primary, sender, own
+        )
+        if risk is not None and risk.lost:
+            raise SlotChangeRefused(
+                f"{replica.name} needs WAL from {risk.replay_lsn}, but the oldest WAL on "
+                f"{found.primary.name} is segment {risk.oldest_segment}: it can no longer "
+                f"catch up by streaming; rebuild it (/rebuild {replica.name})"
+            )
+        steps = (
+            _create_slot_step(found, name),
+            Step(
+                "set_primary_slot_name",
+                f"set primary_slot_name on {replica.name}",
+                Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
+                undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
+            ),
+            Step(
+                "reload",
+                f"reload {replica.name}'s configuration (its WAL receiver reconnects)",
+                Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
+                undo=Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
+            ),
+            Step(
+                "verify",
+                f"the primary's walsender for {replica.name} holds slot {name}",
+                Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, (name, replica.name, "")),
+            ),
+        )
+        plan = Plan(
+            kind="attachslot",
+            cluster=found.name,
+            node=replica.name,
+            host=found.primary.name,
+            steps=steps,
+            keeps=(),
+            facts=(("slot", name), ("replica_slot", "none"), ("wal_available", "yes")),
+        )
+        return SlotPlan(plan, name, risk, in_config=original.slot == name)
+
+    async def _attach_stopped_plan(
+        self, cluster: ClusterConfig, replica: NodeConfig, name: str, in_config: bool
+    ) -> SlotPlan:
+        """The replica does not answer: if it is stopped (``pg_ctl status``), create the slot
+        and set ``primary_slot_name`` in its postgresql.auto.conf over the shell, keeping the
+        original file; it uses the slot when it starts. Refused without shell access."""
+        if self._shells is None or replica.data_dir is None or replica.pg_bin_dir is None:
+            raise SlotChangeRefused(
+                f"{replica.name} does not answer; to attach a slot while it is stopped the bot "
+                "needs its data_dir, pg_bin_dir and SSH access in the config (or start it first)"
+            )
+        data = str(replica.data_dir)
+        status = f"{shlex.quote(str(replica.pg_bin_dir / 'pg_ctl'))} status -D {shlex.quote(data)}"
+        path = str(replica.data_dir / "postgresql.auto.conf")
+        shell = await self._connect(replica)
+        try:
+            probe = await shell.run(status, self._command_timeout)
+            if probe.exit_status != 3:
+                raise SlotChangeRefused(
+                    f"{replica.name} does not answer over SQL but is not stopped "
+                    f"(pg_ctl status exited {probe.exit_status}); fix its connection first"
+                )
+            current = await shell.run(f"cat -- {shlex.quote(path)}", self._command_timeout)
+        finally:
+            await shell.close()
+        if current.exit_status != 0:
+            raise SlotChangeRefused(f"cannot read {path}: {current.stderr.strip()[-200:]}")
+        kept = [
+            line
+            for line in current.stdout.splitlines()
+            if not line.strip().startswith("primary_slot_name")
+        ]
+        content = "\n".join([*kept, f"primary_slot_name = '{name}'"]) + "\n"
+        tag = hashlib.sha256(current.stdout.encode()).hexdigest()[:8]
+        backup = f"{path}.replbot-{tag}"
+        steps = (
+            Step(
+                "check_stopped",
+                f"{replica.name} is stopped",
+                RemoteCommand(status, ok_exits=(3,)),
+            ),
+            _create_slot_step(cluster, name),
+            Step(
+                "edit_auto_conf",
+                f"set primary_slot_name in {replica.name}'s postgresql.auto.conf",
+                FileEdit(path, content, backup),
+                undo=RemoteCommand(f"cp -p -- {shlex.quote(backup)} {shlex.quote(path)}"),
+            ),
+        )
+        plan = Plan(
+            kind="attachslot",
+            cluster=cluster.name,
+            node=replica.name,
+            host=cluster.primary.name,
+            steps=steps,
+            keeps=(backup,),
+            facts=(("slot", name), ("replica", "stopped")),
+        )
+        return SlotPlan(plan, name, None, in_config=in_config)
+
+    async def _connect(self, replica: NodeConfig) -> RemoteShell:
+        assert self._shells is not None
+        try:
+            return await self._shells.connect(replica)
+        except RemoteError as exc:
+            raise SlotChangeRefused(
+                f"cannot reach {replica.name}'s host: {exc.user_message}"
+            ) from exc
+
+    async def attach(
+        self, node: str, slot: str | None, cluster: str | None, digest: str
+    ) -> SlotChangeOutcome:
+        """Re-check the state, refuse if the plan changed, then run it (undo on failure)."""
+        planned = await self.attach_plan(node, slot, cluster)
+        if planned.digest != digest:
+            raise SlotChangeRefused("the plan changed since it was shown; run the command again")
+        found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
+        outcome = await self._run(found, replica, planned)
+        if outcome.ok:
+            self._overrides.set(found.name, replica.name, planned.slot)
+        return outcome
+
+    # --- /detachslot -------------------------------------------------------------------
+
+    async def detach_plan(self, node: str, cluster: str | None) -> SlotPlan:
+        """The plan that takes ``node``'s slot away and drops it; refuse if it has none."""
+        found, replica = self.resolve(node, cluster)
+        primary, sender, own = await self._state(found, replica)
+        name = sender.slot_name if sender is not None and sender.slot_name else replica.slot
+        if name is None:
+            raise SlotChangeRefused(f"{replica.name} uses no slot; nothing to detach")
+        if own is None or not own.ok:
+            raise SlotChangeRefused(
+                f"{replica.name} does not answer: primary_slot_name is reset over its SQL "
+                "connection; start it first (or /dropslot the slot of a replica that is gone)"
+            )
+        if not any(s.name == name for s in primary.slots):
+            raise SlotChangeRefused(f"slot {name} does not exist on {found.primary.name}")
+        await self._require_privileges(replica)
+        steps = (
+            Step(
+                "reset_primary_slot_name",
+                f"clear primary_slot_name on {replica.name}",
+                Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
+                undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
+            ),
+            Step(
+                "reload",
+                f"reload {replica.name}'s configuration (its WAL receiver reconnects)",
+                Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
+                undo=Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
+            ),
+            Step(
+                "wait_inactive",
+                f"slot {name} is released (no walsender holds it)",
+                Wait(Probe.SLOT_INACTIVE, self._verify_timeout, _POLL_S, (name,)),
+            ),
+            Step(
+                "drop_slot",
+                f"drop slot {name} on {found.primary.name}",
+                Sql(SqlTarget.PRIMARY, "SELECT pg_catalog.pg_drop_replication_slot(%s)", (name,)),
+            ),
+            Step(
+                "verify",
+                f"{replica.name} streams again, without a slot",
+                Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, ("", replica.name, "")),
+            ),
+        )
+        plan = Plan(
+            kind="detachslot",
+            cluster=found.name,
+            node=replica.name,
+            host=found.primary.name,
+            steps=steps,
+            facts=(("slot", name),),
+        )
+        original = _configured(self._clusters, found.name, replica.name)
+        return SlotPlan(plan, name, None, in_config=original.slot == name)
+
+    async def detach(self, node: str, cluster: str | None, digest: str) -> SlotChangeOutcome:
+        """Re-check, refuse a changed plan, run it; the bot then records "no slot"."""
+        planned = await self.detach_plan(node, cluster)
+        if planned.digest != digest:
+            raise SlotChangeRefused("the plan changed since it was shown; run the command again")
+        found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
+        outcome = await self._run(found, replica, planned)
+        if outcome.ok or "drop_slot" in outcome.done:
+            self._overrides.set(found.name, replica.name, None)
+        return outcome
+
+    # --- running a plan ----------------------------------------------------------------
+
+    async def _run(
+        self, cluster: ClusterConfig, replica: NodeConfig, planned: SlotPlan
+    ) -> SlotChangeOutcome:
+        """Run the steps in order; on a failure run the undo of the finished ones, newest
+        first. A slot dropped as undo is always one this run created (it held nothing the
+        replica needed); ``drop_slot`` of a detach runs only once the slot is released."""
+        plan = planned.plan
+        done: list[Step] = []
+        failed: Step | None = None
+        error = ""
+        for step in plan.steps:
+            try:
+                await self._execute(cluster, replica, step)
+            except (NodeUnavailable, SlotChangeRefused) as exc:
+                failed, error = step, exc.user_message
+                break
+            done.append(step)
+        base = SlotChangeOutcome(
+            kind=plan.kind,
+            cluster=cluster.name,
+            node=replica.name,
+            slot=planned.slot,
+            done=tuple(s.key for s in done),
+            in_config=planned.in_config,
+        )
+        if failed is None:
+            return base
+        undone: list[str] = []
+        undo_errors: list[str] = []
+        for step in reversed(done):
+            if step.undo is None:
+                continue
+            try:
+                if step.key == "create_slot":  # the replica let go of it (undo above)
+                    released = Wait(Probe.SLOT_INACTIVE, self._verify_timeout, _POLL_S)
+                    await self._wait(
+                        cluster, replica, dataclasses.replace(released, args=(planned.slot,))
+                    )
+                await self._execute(cluster, replica, dataclasses.replace(step, action=step.undo))
+                undone.append(step.key)
+            except (NodeUnavailable, SlotChangeRefused) as exc:
+                undo_errors.append(f"{step.key}: {exc.user_message}")
+                if step.key == "create_slot":
+                    break
+        return dataclasses.replace(
+            base,
+            failed_step=failed.key,
+            error=error,
+            undone=tuple(undone),
+            undo_errors=tuple(undo_errors),
+        )
+
+    async def _execute(self, cluster: ClusterConfig, replica: NodeConfig, step: Step) -> None:
+        action = step.action
+        if isinstance(action, Sql):
+            node = cluster.primary if action.target is SqlTarget.PRIMARY else replica
+            await self._pg.run_plan_sql(node, action.statement, action.params)
+        elif isinstance(action, Wait):
+            await self._wait(cluster, replica, action)
+        elif isinstance(action, RemoteCommand | FileEdit):
+            await self._execute_remote(replica, step.key, action)
+        else:  # an action kind these plans never contain
+            raise SlotChangeRefused(f"step {step.key}: {type(action).__name__} is not supported")
+
+    async def _execute_remote(
+        self, replica: NodeConfig, key: str, action: RemoteCommand | FileEdit
+    ) -> None:
+        """A command on the replica's host; a FileEdit keeps the original first (an existing
+        copy is never overwritten) and replaces the file in one rename, mode and owner kept."""
+        if isinstance(action, FileEdit):
+            path, backup = shlex.quote(action.path), shlex.quote(action.backup_path)
+            tmp = shlex.quote(action.path + ".replbot-new")
+            command = (
+                f"{{ test -e {backup} || cp -p -- {path} {backup}; }} && cp -p -- {path} {tmp} "
+                f"&& printf '%s' {shlex.quote(action.content)} > {tmp} && mv -f -- {tmp} {path}"
+            )
+            ok_exits: tuple[int, ...] = (0,)
+        else:
+            command, ok_exits = action.command, action.ok_exits
+        shell = await self._connect(replica)
+        try:
+            result = await shell.run(command, action_timeout(action, self._command_timeout))
+        except RemoteError as exc:
+            raise SlotChangeRefused(exc.user_message) from exc
+        finally:
+            await shell.close()
+        if result.exit_status not in ok_exits:
+            tail = (result.stderr or result.stdout).strip()[-300:]
+            raise SlotChangeRefused(f"{key}: exit {result.exit_status}: {tail}")
+
+    async def _wait(self, cluster: ClusterConfig, replica: NodeConfig, wait: Wait) -> None:
+        deadline = self._clock.monotonic() + wait.timeout_s
+        last = "no answer yet"
+        while True:
+            try:
+                primary = await self._pg.snapshot(cluster.primary)
+                own = await self._pg.snapshot(replica) if wait.probe is Probe.STREAMING else None
+                holds, last = _probe(replica, primary, own, wait)
+                if holds:
+                    return
+            except NodeUnavailable as exc:
+                last = exc.user_message
+            if self._clock.monotonic() >= deadline:
+                raise SlotChangeRefused(
+                    f"{wait.probe.value} not reached within {wait.timeout_s:g} s ({last})"
+                )
+            await self._clock.sleep(wait.interval_s)
+
+
+def _probe(
+    replica: NodeConfig, primary: NodeSnapshot, own: NodeSnapshot | None, wait: Wait
+) -> tuple[bool, str]:
+    """(holds?, what was seen) for one poll of a Wait of these plans.
+
+    ``streaming`` is verified from both sides: the primary's walsender for the replica holds
+    the slot (``active_pid``; none for an empty slot argument) and streams, and the replica's
+    WAL receiver streams through that same slot.
+    """
+    if wait.probe is Probe.SLOT_INACTIVE:
+        slot = next((s for s in primary.slots if s.name == wait.args[0]), None)
+        if slot is None or not slot.active:
+            return True, "released"
+        return False, f"slot {wait.args[0]} still held by walsender {slot.active_pid}"
+    if wait.probe is Probe.STREAMING:
+        want = wait.args[0] or None
+        backups = basebackup_pids(primary.walsenders)
+        candidates = [s for s in primary.walsenders if s.pid not in backups]
+        if want is not None:
+            sender = next((s for s in candidates if s.slot_name == want), None)
+        else:
+            sender = next((s for s in candidates if s.application_name == replica.name), None)
+        receiver = own.receiver if own is not None else None
+        primary_ok = sender is not None and sender.state == "streaming" and sender.slot_name == want
+        replica_ok = (
+            receiver is not None and receiver.status == "streaming" and receiver.slot_name == want
+        )
+        if primary_ok and replica_ok:
+            return True, "streaming"
+        seen = ", ".join(
+            f"{s.application_name} {s.state} slot {s.slot_name or '–'}" for s in candidates
+        )
+        mine = f"{receiver.status} slot {receiver.slot_name or '–'}" if receiver else "not running"
+        return False, f"walsenders: {seen or 'none'}; WAL receiver: {mine}"
+    return False, f"unknown probe {wait.probe.value}"
+
+
+def _slot_name_for(node: str) -> str:
+    """A valid slot name derived from a node name ("pg-2" -> "pg_2")."""
+    return re.sub(r"[^a-z0-9_]", "_", node.lower())[:63]
+
+
+def action_timeout(action: RemoteCommand | FileEdit, default: float) -> float:
+    """The timeout of one remote action."""
+    if isinstance(action, RemoteCommand) and action.timeout_s is not None:
+        return action.timeout_s
+    return default
+
+
+def _create_slot_step(cluster: ClusterConfig, name: str) -> Step:
+    """Create physical slot ``name`` on the primary, reserving WAL now; undo: drop it."""
+    return Step(
+        "create_slot",
+        f"create physical slot {name} on {cluster.primary.name}, reserving WAL now",
+        Sql(
+            SqlTarget.PRIMARY,
+            "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)",
+            (name,),
+        ),
+        undo=Sql(SqlTarget.PRIMARY, "SELECT pg_catalog.pg_drop_replication_slot(%s)", (name,)),
+    )
+
+
+def _configured(clusters: Sequence[ClusterConfig], cluster: str, node: str) -> NodeConfig:
+    found = next(c for c in clusters if c.name == cluster).node(node)
+    assert found is not None
+    return found
