@@ -27,10 +27,12 @@ from bot.services.monitor.metrics import CountingAuditLog, Metrics
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
+from bot.services.repair.service import RepairService
 from bot.services.replication import ReplicationService
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
+from handlers.repair import repair_target
 
 
 def redactor_for(config: AppConfig) -> Redactor:
@@ -118,6 +120,8 @@ class Runtime:
         """Stop the monitor, interrupt running rebuilds (state kept for the next start), close
         the databases."""
         await self.stop_monitor()
+        if self.services.repair is not None:
+            await self.services.repair.shutdown()
         await self.services.rebuild.shutdown()
         await self.postgres.close()
         await self.jobs.close()
@@ -147,7 +151,10 @@ async def open_runtime(
     alert_store = SqliteAlertStore(config.audit.path)
     await alert_store.open()
     metrics = Metrics()
-    alerts = AlertService(config, alert_store, AlertRenderer(config.monitor.mute_button_s), clock)
+    renderer = AlertRenderer(
+        config.monitor.mute_button_s, repair_target=lambda alert: repair_target(config, alert)
+    )
+    alerts = AlertService(config, alert_store, renderer, clock)
     await alerts.load()  # /alerts shows what fires even before (or without) the monitor
     metrics.add_collector(lambda: _alert_gauges(metrics, alerts))
     known_commands = {*COMMANDS, *ACTIONS, "alert", "button"}
@@ -155,6 +162,7 @@ async def open_runtime(
     # "local" nodes (the demo) run commands on this host, as the PostgreSQL OS user if root.
     shells = RoutingConnector(LocalConnector("postgres" if os.geteuid() == 0 else None))
     rebuild = RebuildService(config, postgres, shells, jobs, audit, clock, redact)
+    repair = RepairService(config, postgres, shells, jobs, audit, clock, rebuild, redact)
     monitor = MonitorService(
         config,
         PsycopgMonitorProbe(config.monitor.timeout_s),
@@ -173,6 +181,7 @@ async def open_runtime(
         clock=clock,
         alerts=alerts,
         monitor=monitor,
+        repair=repair,
     )
     return Runtime(
         config,

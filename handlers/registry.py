@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from handlers import admin, alerts, rebuild, replication
+from handlers import admin, alerts, rebuild, repair, replication
 from handlers.base import ActionSpec, CommandSpec, HandlerGroup
 
-GROUPS: tuple[HandlerGroup, ...] = (replication.group, rebuild.group, alerts.group, admin.group)
+GROUPS: tuple[HandlerGroup, ...] = (
+    replication.group,
+    rebuild.group,
+    repair.group,
+    alerts.group,
+    admin.group,
+)
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for group in GROUPS for spec in group.commands}
 ACTIONS: dict[str, ActionSpec] = {spec.name: spec for group in GROUPS for spec in group.actions}

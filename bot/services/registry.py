@@ -11,6 +11,7 @@ from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
+from bot.services.repair.service import RepairService
 from bot.services.replication import ReplicationService
 
 
@@ -27,3 +28,4 @@ class Services:
     clock: Clock
     alerts: AlertService | None = None
     monitor: MonitorService | None = None
+    repair: RepairService | None = None

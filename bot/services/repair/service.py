@@ -33,6 +33,7 @@ from bot.services.repair.parameters import build_parameters
 from bot.services.repair.resume import build_resume
 
 log = logging.getLogger(__name__)
+SHOWN_KEPT = 64
 RepairSink = Callable[[RepairProgress], Awaitable[None]]
 RewindHook = Callable[[Diagnosis], Awaitable[RewindVerdict | None]]
 
@@ -94,6 +95,7 @@ class RepairService:
         self._diagnoser = Diagnoser(postgres, shells, config.rebuild.command_timeout_s)
         self._runner = PlanRunner(clock)
         self._runs: dict[tuple[str, str], _Run] = {}
+        self._shown: dict[str, Plan] = {}  # digest -> plan shown (for the diff at a press)
         self._shutting_down = False
 
     def resolve(
@@ -123,6 +125,10 @@ class RepairService:
             plan = build_resume(diag, cluster, node, self._settings, tag)
         elif chosen is PathName.PARAMETERS:
             plan = build_parameters(diag, cluster, node, self._settings, tag)
+        if plan is not None:
+            while len(self._shown) >= SHOWN_KEPT:
+                self._shown.pop(next(iter(self._shown)))
+            self._shown[plan_digest(plan)] = plan
         return RepairProposal(
             diagnosis=diag,
             options=options,
@@ -139,20 +145,21 @@ class RepairService:
         cluster_name: str,
         tag: str,
         digest: str,
-        shown: Plan | None,
         requested_by: int,
         confirmed_by: int | None,
         sink: RepairSink = _discard,
     ) -> tuple[RebuildJob, Plan]:
         """Recompute the proposal; run it only if its plan is the approved one (``digest``).
 
-        Raises :class:`PlanChanged` (with the difference to ``shown`` when given) otherwise.
+        Raises :class:`PlanChanged` otherwise, with the difference to the plan shown (when
+        this process showed it).
         """
         if self._shutting_down:
             raise RebuildRefused("the bot is shutting down")
         cluster, node = self.resolve(node_name, cluster_name)
         fresh = await self.diagnose(node.name, cluster.name, tag)
         if fresh.plan is None or fresh.digest != digest:
+            shown = self._shown.get(digest)
             diff = plan_diff(shown, fresh.plan) if shown and fresh.plan else []
             raise PlanChanged(node.name, diff)
         plan = fresh.plan
