@@ -61,24 +61,32 @@ class AlertRenderer:
         blocks = [block for _, block in chunk]
         if len(chunk) > 1:
             blocks.insert(0, render.alert_header([notice for notice, _ in chunk]))
-        rows = tuple(self._buttons(notice) for notice, _ in chunk if notice.kind in _WITH_BUTTONS)
+        rows = tuple(
+            row
+            for notice, _ in chunk
+            if notice.kind in _WITH_BUTTONS
+            for row in self._button_rows(notice)
+        )
         parts = render.split_message("\n\n".join(blocks), self._limit)
         return [
             OutgoingMessage(part, rows if index == len(parts) - 1 else ())
             for index, part in enumerate(parts)
         ]
 
-    def _buttons(self, notice: AlertNotice) -> tuple[MessageButton, ...]:
+    def _button_rows(self, notice: AlertNotice) -> list[tuple[MessageButton, ...]]:
+        """Ack and Mute; under them Repair, for an alert about a repairable replica."""
         alert = notice.alert
         ack, mute = render.alert_button_labels(alert, self._mute_s)
-        buttons: tuple[MessageButton, ...] = (
-            MessageButton(ack, f"{BUTTON_PREFIX}:ack:{alert.id}"),
-            MessageButton(mute, f"{BUTTON_PREFIX}:mute:{alert.id}"),
-        )
+        rows: list[tuple[MessageButton, ...]] = [
+            (
+                MessageButton(ack, f"{BUTTON_PREFIX}:ack:{alert.id}"),
+                MessageButton(mute, f"{BUTTON_PREFIX}:mute:{alert.id}"),
+            )
+        ]
         if self._repair_target is not None and self._repair_target(alert) is not None:
             label = render.alert_repair_label(alert)
-            buttons += (MessageButton(label, f"{BUTTON_PREFIX}:repair:{alert.id}"),)
-        return buttons
+            rows.append((MessageButton(label, f"{BUTTON_PREFIX}:repair:{alert.id}"),))
+        return rows
 
 
 class DeliveryRenderer:

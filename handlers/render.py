@@ -1297,3 +1297,11 @@ def alert_repair_label(alert: Alert) -> str:
 def repair_button_refused(node: str) -> str:
     """A non-admin pressed an alert's Repair button."""
     return f"only an admin may repair {node}; ask one to press Repair or run /repair {node}"
+
+
+def demo_param_lowered(node: str, log_tail: str) -> str:
+    """/demo lower-param: the replica now refuses to start, as in the runbook."""
+    return (
+        f"{WARN} {esc(node)} now refuses to start: its max_worker_processes is 4, the "
+        f"primary's 6. Server log:\n<pre>{esc(log_tail)}</pre>\nTry {code('/repair ' + node)}."
+    )

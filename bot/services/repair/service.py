@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable, RebuildRefused
@@ -160,7 +160,8 @@ class RepairService:
         fresh = await self.diagnose(node.name, cluster.name, tag)
         if fresh.plan is None or fresh.digest != digest:
             shown = self._shown.get(digest)
-            diff = plan_diff(shown, fresh.plan) if shown and fresh.plan else []
+            now = fresh.plan or (replace(shown, steps=(), facts=()) if shown else None)
+            diff = plan_diff(shown, now) if shown and now else []
             raise PlanChanged(node.name, diff)
         plan = fresh.plan
         job = await self._jobs.create(
