@@ -218,8 +218,10 @@ class RepairService:
 
         try:
             result = await self._runner.run(plan, executor, on_step)
-            if current and result.ok:
-                await self._record(job, f"{plan.kind}.{current[-1].key}", Outcome.OK, "")
+            if current:
+                outcome = Outcome.OK if result.ok else Outcome.FAILED
+                reason = "" if result.ok else (result.failed.reason if result.failed else "")
+                await self._record(job, f"{plan.kind}.{current[-1].key}", outcome, reason)
             if result.ok:
                 await self._end(run, RebuildState.SUCCEEDED, f"{node.name} streams", result)
             else:
