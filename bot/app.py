@@ -27,12 +27,14 @@ from bot.services.monitor.metrics import CountingAuditLog, Metrics
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
 from bot.services.registry import Services
+from bot.services.repair.service import RepairService
 from bot.services.replication import ReplicationService
 from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
+from handlers.repair import repair_target
 
 
 def redactor_for(config: AppConfig) -> Redactor:
@@ -120,6 +122,8 @@ class Runtime:
         """Stop the monitor, interrupt running rebuilds (state kept for the next start), close
         the databases."""
         await self.stop_monitor()
+        if self.services.repair is not None:
+            await self.services.repair.shutdown()
         await self.services.rebuild.shutdown()
         await self.postgres.close()
         await self.jobs.close()
@@ -149,7 +153,10 @@ async def open_runtime(
     alert_store = SqliteAlertStore(config.audit.path)
     await alert_store.open()
     metrics = Metrics()
-    alerts = AlertService(config, alert_store, AlertRenderer(config.monitor.mute_button_s), clock)
+    renderer = AlertRenderer(
+        config.monitor.mute_button_s, repair_target=lambda alert: repair_target(config, alert)
+    )
+    alerts = AlertService(config, alert_store, renderer, clock)
     await alerts.load()  # /alerts shows what fires even before (or without) the monitor
     metrics.add_collector(lambda: _alert_gauges(metrics, alerts))
     known_commands = {*COMMANDS, *ACTIONS, "alert", "button"}
@@ -158,6 +165,7 @@ async def open_runtime(
     shells = RoutingConnector(LocalConnector("postgres" if os.geteuid() == 0 else None))
     rebuild = RebuildService(config, postgres, shells, jobs, audit, clock, redact)
     slot_overrides = SlotOverrides()  # slots attached/detached from the chat, for every reader
+    repair = RepairService(config, postgres, shells, jobs, audit, clock, rebuild, redact)
     monitor = MonitorService(
         config,
         PsycopgMonitorProbe(config.monitor.timeout_s),
@@ -178,6 +186,7 @@ async def open_runtime(
         alerts=alerts,
         monitor=monitor,
         slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
+        repair=repair,
     )
     return Runtime(
         config,

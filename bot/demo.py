@@ -28,7 +28,7 @@ DEMO_USER_ID = 1
 DEMO_USER_NAME = "demo-admin"
 PASSWORD_ENV = "REPLBOT_DEMO_DB_PASSWORD"  # noqa: S105 (the variable's name)
 DEMO_MONITOR_INTERVAL = "2s"
-DEMO_USAGE = "/demo stop-replica [NODE] | start-replica [NODE] | wait SECONDS"
+DEMO_USAGE = "/demo stop-replica [NODE] | start-replica [NODE] | lower-param [NODE] | wait SECONDS"
 
 
 def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
@@ -139,6 +139,8 @@ async def _console(
         await run_console(runtime.dispatcher, DEMO_USER_ID, DEMO_USER_NAME, lines, out, chat)
         if commands:
             await runtime.services.rebuild.wait_all()
+            if runtime.services.repair is not None:
+                await runtime.services.repair.wait_all()
     finally:
         await runtime.close()
 
@@ -155,13 +157,18 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
             await asyncio.sleep(int(rest[0]))
             await ctx.chat.send(Reply(render.demo_waited(int(rest[0]))))
             return
-        if action not in {"stop-replica", "start-replica"} or len(rest) > 1:
+        if action not in {"stop-replica", "start-replica", "lower-param"} or len(rest) > 1:
             raise InvalidInput(f"usage: {DEMO_USAGE}")
         replicas = [n.name for n in pgset.nodes if n.role == NodeRole.REPLICA.value]
         name = rest[0] if rest else replicas[0]
         if name not in replicas:
             raise InvalidInput(f"{name} is not a replica of the demo ({', '.join(replicas)})")
         try:
+            if action == "lower-param":
+                log_tail = await asyncio.to_thread(pgset.lower_param, name)
+                ctx.audit_note = f"lower-param {name}"
+                await ctx.chat.send(Reply(render.demo_param_lowered(name, log_tail)))
+                return
             if action == "stop-replica":
                 await asyncio.to_thread(pgset.stop_node, name)
             else:

@@ -426,6 +426,7 @@ class RebuildJob:
     # "device:inode" of the data directory this job moved aside, recorded before the rename;
     # a rollback moves a directory back only when it is that very directory.
     moved_id: str = ""
+    kind: str = "rebuild"  # or the repair path ("repair.resume", ...): same lock, own rollback
 
 
 @dataclass(frozen=True)

@@ -162,8 +162,10 @@ class JobStore(Protocol):
         old_dir: str,
         failed_dir: str,
         rollback_slot: str,
+        kind: str = "rebuild",
     ) -> RebuildJob:
-        """Insert a RUNNING job; RebuildRefused if the node's lock is held."""
+        """Insert a RUNNING job; RebuildRefused if the node's lock is held. ``kind``
+        "rebuild", or the repair path holding the same per-node lock."""
         ...
 
     async def update(

@@ -854,6 +854,46 @@ class LocalReplicationSet:
             timeout=90,
         )  # fmt: skip
 
+    def lower_param(
+        self,
+        name: str,
+        setting: str = "max_worker_processes",
+        replica_value: int = 4,
+        primary_value: int = 6,
+        timeout: float = 60,
+    ) -> str:
+        """Make replica ``name`` refuse to start as in the runbook: the primary runs with
+        ``setting = primary_value`` (ALTER SYSTEM, restart), the replica replays that and is
+        then restarted with its own ``setting = replica_value`` in its postgresql.auto.conf.
+
+        Returns the tail of the replica's log (the FATAL with the reason)."""
+        if setting not in {"max_worker_processes", "max_connections", "max_wal_senders"}:
+            raise SandboxError(f"{setting} is not a setting this demo lowers")
+        node, primary = self.node(name), self.primary
+        self.psql(primary.name, f"ALTER SYSTEM SET {setting} = {int(primary_value)}")
+        self.stop_node(primary.name)
+        self.start_node(primary.name, timeout)
+        self.wait_streaming(name, timeout)
+        target = self.psql(primary.name, "SELECT pg_catalog.pg_current_wal_lsn()")
+        deadline = time.monotonic() + timeout
+        replayed = f"SELECT pg_catalog.pg_last_wal_replay_lsn() >= {_quote(target)}::pg_lsn"
+        while self.psql(name, replayed) != "t":
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{name} did not replay the primary's {setting} change")
+            time.sleep(0.05)
+        self.stop_node(name)
+        auto_conf = node.data_dir / "postgresql.auto.conf"
+        with auto_conf.open("a") as f:  # appending keeps the file's owner and mode
+            f.write(f"{setting} = '{int(replica_value)}'\n")
+        try:
+            self.start_node(name, timeout)
+        except SandboxError:
+            pass
+        else:
+            raise SandboxError(f"{name} started with {setting} = {replica_value}")
+        lines = node.log_file.read_text(errors="replace").splitlines() if node.log_file else []
+        return "\n".join(lines[-3:])
+
     def stop(self) -> None:
         """Stop every running server of this set (replicas first); idempotent."""
         errors: list[str] = []

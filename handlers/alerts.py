@@ -1,20 +1,22 @@
 """/alerts, /mute, /unmute; the Acknowledge and Mute buttons of alert messages; and the
 AlertFormatter that turns alert notices into messages with those buttons.
 
-Button data is ``al:ack:<id>`` / ``al:mute:<id>``; the dispatcher routes it to :func:`press`
-after checking :data:`BUTTON_ROLE`, and audits the press like any command.
+Button data is ``al:ack:<id>`` / ``al:mute:<id>`` / ``al:repair:<id>`` (alerts about a
+replica); the dispatcher routes it to :func:`press` after checking :data:`BUTTON_ROLE`, and
+audits the press like any command. Repair needs an admin (checked by handlers/repair.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.errors import InvalidInput
-from bot.models import AlertNotice, MessageButton, NoticeKind, OutgoingMessage, Role
+from bot.models import Alert, AlertNotice, MessageButton, NoticeKind, OutgoingMessage, Role
 from bot.services.monitor.alerts import AlertService
 from bot.units import parse_duration
 from handlers import parsing, render
 from handlers.base import CommandContext, HandlerGroup, Reply
+from handlers.repair import press_repair
 
 group = HandlerGroup()
 BUTTON_PREFIX = "al"
@@ -28,9 +30,16 @@ _WITH_BUTTONS = {NoticeKind.FIRING, NoticeKind.REPEAT, NoticeKind.ESCALATED}
 class AlertRenderer:
     """The AlertFormatter port: groups notices into as few messages as Telegram allows."""
 
-    def __init__(self, mute_button_s: float, limit: int = render.TELEGRAM_LIMIT) -> None:
+    def __init__(
+        self,
+        mute_button_s: float,
+        limit: int = render.TELEGRAM_LIMIT,
+        repair_target: Callable[[Alert], str | None] | None = None,
+    ) -> None:
+        """``repair_target`` names the replica an alert may be repaired on (a Repair button)."""
         self._mute_s = mute_button_s
         self._limit = limit
+        self._repair_target = repair_target
 
     def messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
         """One message for all ``notices`` unless it would pass 4096 characters or 20 alerts."""
@@ -52,20 +61,32 @@ class AlertRenderer:
         blocks = [block for _, block in chunk]
         if len(chunk) > 1:
             blocks.insert(0, render.alert_header([notice for notice, _ in chunk]))
-        rows = tuple(self._buttons(notice) for notice, _ in chunk if notice.kind in _WITH_BUTTONS)
+        rows = tuple(
+            row
+            for notice, _ in chunk
+            if notice.kind in _WITH_BUTTONS
+            for row in self._button_rows(notice)
+        )
         parts = render.split_message("\n\n".join(blocks), self._limit)
         return [
             OutgoingMessage(part, rows if index == len(parts) - 1 else ())
             for index, part in enumerate(parts)
         ]
 
-    def _buttons(self, notice: AlertNotice) -> tuple[MessageButton, ...]:
+    def _button_rows(self, notice: AlertNotice) -> list[tuple[MessageButton, ...]]:
+        """Ack and Mute; under them Repair, for an alert about a repairable replica."""
         alert = notice.alert
         ack, mute = render.alert_button_labels(alert, self._mute_s)
-        return (
-            MessageButton(ack, f"{BUTTON_PREFIX}:ack:{alert.id}"),
-            MessageButton(mute, f"{BUTTON_PREFIX}:mute:{alert.id}"),
-        )
+        rows: list[tuple[MessageButton, ...]] = [
+            (
+                MessageButton(ack, f"{BUTTON_PREFIX}:ack:{alert.id}"),
+                MessageButton(mute, f"{BUTTON_PREFIX}:mute:{alert.id}"),
+            )
+        ]
+        if self._repair_target is not None and self._repair_target(alert) is not None:
+            label = render.alert_repair_label(alert)
+            rows.append((MessageButton(label, f"{BUTTON_PREFIX}:repair:{alert.id}"),))
+        return rows
 
 
 class DeliveryRenderer:
@@ -152,16 +173,19 @@ async def unmute(ctx: CommandContext) -> None:
 def button_name(data: str) -> str:
     """The audit name of a pressed alert button: 'ack:12' -> 'alert.ack'."""
     action = data.partition(":")[0]
-    return f"alert.{action}" if action in {"ack", "mute"} else "alert.button"
+    return f"alert.{action}" if action in {"ack", "mute", "repair"} else "alert.button"
 
 
 async def press(ctx: CommandContext, data: str) -> None:
     """Acknowledge or mute the alert named in ``data`` ('ack:12' / 'mute:12')."""
     action, _, ident = data.partition(":")
-    if action not in {"ack", "mute"} or not ident.isascii() or not ident.isdigit():
+    if action not in {"ack", "mute", "repair"} or not ident.isascii() or not ident.isdigit():
         raise InvalidInput("this button is not valid")
     service = _service(ctx)
     alert_id = int(ident)
+    if action == "repair":
+        await press_repair(ctx, await service.get(alert_id))
+        return
     if action == "ack":
         alert = await service.acknowledge(alert_id, ctx.user.name)
         text = render.alert_acknowledged(alert)

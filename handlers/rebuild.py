@@ -101,7 +101,7 @@ async def rebuild(ctx: CommandContext) -> None:
         ctx.audit_note = "dry run: " + ("preflight ok" if report.ok else "preflight failed")
         await ctx.chat.send(Reply(render.rebuild_dry_run(report, plan)))
     elif mode == "run":
-        await _request_rebuild(ctx, node, cluster)
+        await request_rebuild(ctx, node, cluster)
     elif mode == "cancel":
         job = await service.cancel(node, cluster, by=ctx.user.name)
         ctx.audit_note = f"cancel of job {job.id} requested"
@@ -171,7 +171,8 @@ async def _check_lock_holder(ctx: CommandContext, params: dict[str, str]) -> Non
         raise RebuildRefused(render.rebuild_job_changed(node, params["job"]))
 
 
-async def _request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -> None:
+async def request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -> None:
+    """Preflight, the plan and its confirmation button (also offered by /repair's full path)."""
     service = ctx.services.rebuild
     resolved_cluster, resolved_node = service.resolve(node, cluster)
     holder = await service.lock_holder(resolved_cluster.name, resolved_node.name)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from handlers import admin, alerts, rebuild, replication, slotless
+from handlers import admin, alerts, rebuild, repair, replication, slotless
 from handlers.base import ActionSpec, CommandSpec, HandlerGroup
 
 GROUPS: tuple[HandlerGroup, ...] = (
     replication.group,
     rebuild.group,
+    repair.group,
+    slotless.group,
     alerts.group,
     admin.group,
-    slotless.group,
 )
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for group in GROUPS for spec in group.commands}

@@ -43,8 +43,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS rebuild_jobs_one_per_node
 
 _COLUMNS = (
     "id, cluster, node, state, step, requested_by, confirmed_by, old_dir, failed_dir, "
-    "rollback_slot, started_at, updated_at, detail, moved_id"
+    "rollback_slot, started_at, updated_at, detail, moved_id, kind"
 )
+
+
+_INFO = "PRAGMA table_info(rebuild_jobs)"
 
 
 class SqliteJobStore:
@@ -62,6 +65,11 @@ class SqliteJobStore:
             # a job store written before moved_id existed
             await self._db.execute(
                 "ALTER TABLE rebuild_jobs ADD COLUMN moved_id TEXT NOT NULL DEFAULT ''"
+            )
+        if "kind" not in {row[1] for row in await (await self._db.execute(_INFO)).fetchall()}:
+            # repair jobs share the per-node lock with rebuilds (one long action per replica)
+            await self._db.execute(
+                "ALTER TABLE rebuild_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rebuild'"
             )
 
     async def close(self) -> None:
@@ -84,14 +92,15 @@ class SqliteJobStore:
         old_dir: str,
         failed_dir: str,
         rollback_slot: str,
+        kind: str = "rebuild",
     ) -> RebuildJob:
         """Insert a RUNNING job; RebuildRefused if the node's lock is held."""
         now = time.time()
         try:
             cursor = await self._conn.execute(
                 "INSERT INTO rebuild_jobs (cluster, node, state, step, requested_by, "
-                "confirmed_by, old_dir, failed_dir, rollback_slot, started_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "confirmed_by, old_dir, failed_dir, rollback_slot, started_at, updated_at, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     cluster,
                     node,
@@ -104,6 +113,7 @@ class SqliteJobStore:
                     rollback_slot,
                     now,
                     now,
+                    kind,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -193,4 +203,5 @@ def _job(row: tuple[Any, ...]) -> RebuildJob:
         updated_at=float(row[11]),
         detail=str(row[12]),
         moved_id=str(row[13]),
+        kind=str(row[14]),
     )

@@ -11,6 +11,7 @@ from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
+from bot.services.repair.service import RepairService
 from bot.services.replication import ReplicationService
 from bot.services.slotless import SlotlessService
 
@@ -29,3 +30,4 @@ class Services:
     alerts: AlertService | None = None
     monitor: MonitorService | None = None
     slotless: SlotlessService | None = None  # /attachslot, /detachslot
+    repair: RepairService | None = None

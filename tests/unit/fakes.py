@@ -294,6 +294,7 @@ class NoJobs:
         old_dir: str,
         failed_dir: str,
         rollback_slot: str,
+        kind: str = "rebuild",
     ) -> RebuildJob:
         raise AssertionError("unit tests do not start rebuilds")
 
@@ -502,6 +503,7 @@ class FakeJobStore:
         old_dir: str,
         failed_dir: str,
         rollback_slot: str,
+        kind: str = "rebuild",
     ) -> RebuildJob:
         if await self.holding_lock(cluster, node) is not None:
             raise RebuildRefused(f"rebuild of {node} refused: already in progress")
@@ -519,6 +521,7 @@ class FakeJobStore:
             rollback_slot=rollback_slot,
             started_at=now,
             updated_at=now,
+            kind=kind,
         )
         self.jobs[job.id] = job
         return job

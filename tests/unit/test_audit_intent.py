@@ -107,6 +107,7 @@ def test_the_state_changing_commands_and_actions_are_flagged_where_declared() ->
         "rebuild_abandon",
         "rebuild_cleanup",
         "rebuild_rollback",
+        "repair",
     }
 
 

@@ -708,6 +708,11 @@ class RebuildService:
         job = await self._jobs.holding_lock(cluster.name, node.name)
         if job is None or job.state is RebuildState.RUNNING:
             raise RebuildRefused(f"no interrupted rebuild of {node.name} to roll back")
+        if job.kind != "rebuild":
+            raise RebuildRefused(
+                f"job {job.id} of {node.name} is a {job.kind}, not a rebuild: nothing to move "
+                "back; check the node and use --abandon"
+            )
         cmd = self._commands_for(node, job)
         job = await self._jobs.update(job.id, state=RebuildState.RUNNING, step="rollback")
         plan = build_plan(cluster, node, job.old_dir.rsplit("-", 1)[-1], False)
@@ -758,7 +763,7 @@ class RebuildService:
         """The succeeded job whose old directory may be removed (the replica must stream)."""
         cluster, node = self.resolve(node_name, cluster_name)
         job = await self._jobs.latest(cluster.name, node.name)
-        if job is None or job.state is not RebuildState.SUCCEEDED:
+        if job is None or job.state is not RebuildState.SUCCEEDED or job.kind != "rebuild":
             raise RebuildRefused(f"no succeeded rebuild of {node.name} with an old directory")
         if "old directory removed" in job.detail:
             raise RebuildRefused(f"the old directory of {node.name} was already removed")
