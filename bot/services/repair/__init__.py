@@ -1,0 +1,1 @@
+"""/repair: diagnose a broken replica and mend it in proportion to the damage."""
