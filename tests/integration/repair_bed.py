@@ -67,8 +67,9 @@ class Divergence:
     database_oid: int
 
 
-def diverge(bed: RebuildBed, *, recycle_replica_wal: bool = False) -> Divergence:
-    """Promote pg2 and write on both sides; stop pg2 cleanly.
+def diverge(bed: RebuildBed, *, recycle_replica_wal: bool = False, stop: bool = True) -> Divergence:
+    """Promote pg2 and write on both sides; stop pg2 cleanly (unless ``stop`` is False:
+    then it keeps running as a primary).
 
     ``recycle_replica_wal``: after its writes, pg2 switches WAL segments and checkpoints
     until its WAL from before the fork is recycled (with ``wal_keep_size = 0`` that makes
@@ -104,7 +105,8 @@ def diverge(bed: RebuildBed, *, recycle_replica_wal: bool = False) -> Divergence
             )
             bed.psql(REPLICA, "SELECT pg_switch_wal()")
             bed.psql(REPLICA, "CHECKPOINT")
-    bed.pgset.stop_node(REPLICA)
+    if stop:
+        bed.pgset.stop_node(REPLICA)
     return Divergence(TABLE, relfilenode, db_oid)
 
 

@@ -171,3 +171,47 @@ async def test_rewind_is_refused_without_wal_log_hints_and_nothing_is_deleted(
         assert "wal_log_hints" in result.failed.output
         assert wal_files(bed.replica.data_dir) == before
         assert bed.replica.data_dir.is_dir() and side_dir(bed).is_dir()
+
+
+async def test_a_replica_running_as_a_primary_is_stopped_then_rewound(
+    pg_binaries: PgBinaries,
+) -> None:
+    with repair_bed(pg_binaries) as bed:
+        await probe(lambda: diverge(bed, stop=False))
+        async with host_of(bed.config()) as host:
+            facts = await host.facts()
+            assert facts.runs_as_primary and facts.target_timeline == 2
+            assert facts.divergence is not None and facts.divergence.kind == "diverged"
+            assert rewind_possible(rewind_preconditions(facts, host.node))
+            plan = build_rewind_plan(host.cluster, host.node, facts, TAG, REPLICA, False)
+            assert plan.steps[0].key == "stop" and "AS A PRIMARY" in plan.steps[0].title
+            result, output = await run(host, facts)
+        assert result.ok, (result.failed, output[-3000:])
+        await probe(bed.wait_streaming)
+        assert await probe(bed.slot_holder) == f"{REPLICA}|streaming|async"
+        expected = {"common": COMMON_ROWS, "primary": PRIMARY_ROWS}
+        for _ in range(200):
+            if await probe(sides, bed) == expected:
+                break
+            await asyncio.sleep(0.05)
+        assert await probe(sides, bed) == expected
+
+
+async def test_with_the_fallback_an_impossible_rewind_becomes_a_full_copy_keeping_the_old_data(
+    pg_binaries: PgBinaries,
+) -> None:
+    with repair_bed(pg_binaries, replica_wal_keep_size="0") as bed:
+        await probe(lambda: diverge(bed, recycle_replica_wal=True))
+        before = wal_files(bed.replica.data_dir)
+        async with host_of(bed.config()) as host:
+            facts = await host.facts()
+            result, output = await run(host, facts, fallback=True)
+        assert result.ok, (result.failed, output[-3000:])
+        assert "full copy follows" in output
+        await probe(bed.wait_streaming)
+        assert await probe(bed.slot_holder) == f"{REPLICA}|streaming|async"
+        assert await probe(sides, bed) == {"common": COMMON_ROWS, "primary": PRIMARY_ROWS}
+        data = bed.replica.data_dir
+        rewound = data.parent / f"{data.name}.replbot-rewound-{TAG}"
+        assert rewound.is_dir() and wal_files(side_dir(bed))  # nothing was deleted
+        assert wal_files(side_dir(bed)) <= before
