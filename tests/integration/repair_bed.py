@@ -38,12 +38,18 @@ def repair_bed(
     wal_log_hints: bool = True,
     replica_wal_keep_size: str = "256MB",
 ) -> Iterator[RebuildBed]:
-    """A started rebuild bed whose replica can be rewound (see the module docstring)."""
+    """A started rebuild bed whose replica can be rewound (see the module docstring).
+
+    ``wal_log_hints=False`` also turns data checksums off (initdb enables them by default
+    since PostgreSQL 18): the replica then has neither."""
+    initdb_args = ("--no-data-checksums",) if not wal_log_hints and binaries.major >= 18 else ()
     replica_settings = {
         "wal_log_hints": "on" if wal_log_hints else "off",
         "wal_keep_size": replica_wal_keep_size,
     }
-    with rebuild_bed(binaries, node_settings={REPLICA: replica_settings}) as bed:
+    with rebuild_bed(
+        binaries, node_settings={REPLICA: replica_settings}, initdb_args=initdb_args
+    ) as bed:
         bed.psql(PRIMARY, "\n".join(grant_statements(bed.pgset.repl_user)))
         yield bed
 
