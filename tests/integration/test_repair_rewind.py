@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -19,13 +19,17 @@ from bot.sandbox import PgBinaries
 from bot.services.plans.executor import HostExecutor
 from bot.services.plans.runner import PlanResult, PlanRunner
 from bot.services.repair.rewind import (
+    RewindCommands,
     RewindFacts,
     build_rewind_plan,
     gather_rewind_facts,
+    parse_identify_system,
     parse_rewind_estimate,
+    parse_timeline_history,
     rewind_possible,
     rewind_preconditions,
 )
+from bot.services.repair.timeline import classify_divergence, parse_history
 from tests.integration.rebuild_bed import CLUSTER, REPLICA, RebuildBed, opened, probe
 from tests.integration.repair_bed import (
     COMMON_ROWS,
@@ -173,6 +177,25 @@ async def test_rewind_is_refused_without_wal_log_hints_and_nothing_is_deleted(
         assert bed.replica.data_dir.is_dir() and side_dir(bed).is_dir()
 
 
+async def old_primary_view(bed: RebuildBed, host: Host, facts: RewindFacts) -> None:
+    """Seen the other way round, pg1 is an old primary after a failover to pg2: pg2's
+    TIMELINE_HISTORY (over a replication connection from the replica host) and pg1's
+    position say pg1 diverged at the same fork point."""
+    assert host.node.replication is not None and facts.divergence is not None
+    to_pg2 = replace(host.node.replication, port=bed.replica.port)
+    cmd = RewindCommands(replace(host.node, replication=to_pg2), TAG, REPLICA)
+    ident = await host.shell.run(cmd.identify_system(), 30)
+    _, timeline, pg2_lsn = parse_identify_system(ident.stdout)
+    history = await host.shell.run(cmd.timeline_history(timeline), 30)
+    assert history.exit_status == 0, history.stderr
+    text = parse_timeline_history(history.stdout)
+    assert timeline == 2 and parse_history(text)[0].timeline == 1
+    pg1_lsn = await probe(bed.psql, "pg1", "SELECT pg_current_wal_insert_lsn()")
+    seen = classify_divergence(1, pg1_lsn, "", timeline, text, pg2_lsn)
+    assert seen is not None and seen.kind == "diverged"
+    assert seen.fork_lsn == facts.divergence.fork_lsn and seen.fork_timeline == 1
+
+
 async def test_a_replica_running_as_a_primary_is_stopped_then_rewound(
     pg_binaries: PgBinaries,
 ) -> None:
@@ -183,6 +206,7 @@ async def test_a_replica_running_as_a_primary_is_stopped_then_rewound(
             assert facts.runs_as_primary and facts.target_timeline == 2
             assert facts.divergence is not None and facts.divergence.kind == "diverged"
             assert rewind_possible(rewind_preconditions(facts, host.node))
+            await old_primary_view(bed, host, facts)
             plan = build_rewind_plan(host.cluster, host.node, facts, TAG, REPLICA, False)
             assert plan.steps[0].key == "stop" and "AS A PRIMARY" in plan.steps[0].title
             result, output = await run(host, facts)
