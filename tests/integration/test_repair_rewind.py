@@ -22,6 +22,7 @@ from bot.services.repair.rewind import (
     RewindCommands,
     RewindFacts,
     build_rewind_plan,
+    dry_run_rewind,
     gather_rewind_facts,
     parse_identify_system,
     parse_rewind_estimate,
@@ -110,6 +111,8 @@ async def test_rewind_brings_a_promoted_replica_back_and_keeps_what_it_discarded
             assert facts.divergence.wal_past_fork_bytes > 0
             checks = rewind_preconditions(facts, host.node)
             assert rewind_possible(checks), checks
+            dry = await dry_run_rewind(host.shell, host.node, REPLICA, 60)
+            assert dry.ok and dry.copy_bytes is not None and dry.source_bytes, dry
             result, output = await run(host, facts)
         assert result.ok, (result.failed, output[-3000:])
         estimate = parse_rewind_estimate(output)
@@ -147,7 +150,9 @@ async def test_rewind_is_impossible_when_the_target_recycled_its_wal_and_nothing
         async with host_of(bed.config()) as host:
             facts = await host.facts()
             checks = {c.key: c for c in rewind_preconditions(facts, host.node)}
+            dry = await dry_run_rewind(host.shell, host.node, REPLICA, 60)
             result, output = await run(host, facts)
+        assert not dry.ok and "could not find previous WAL record" in dry.tail, dry
         assert checks["hints"].ok and checks["diverged"].ok
         # the segment check sees it before anything runs, and pg_rewind's dry-run agrees
         assert not checks["own_wal"].ok and checks["own_wal"].reason == "wal_missing"

@@ -50,7 +50,7 @@ from bot.errors import RemoteError, ReplbotError
 from bot.ports import Postgres, RemoteShell
 from bot.services.plans.model import Plan, Probe, RemoteCommand, Sql, SqlTarget, Step, Wait
 from bot.services.rebuild.plan import Commands, _guarded_move, require_rebuild_config
-from bot.services.repair.timeline import Divergence, classify_divergence, int_to_lsn, lsn_to_int
+from bot.services.repair.timeline import Divergence, classify_divergence, lsn_to_int
 
 #: Functions pg_rewind calls on the source; a role with EXECUTE on them needs no superuser.
 REWIND_FUNCTIONS = (
@@ -435,6 +435,36 @@ async def gather_rewind_facts(
 
 
 @dataclass(frozen=True)
+class RewindDryRun:
+    """What ``pg_rewind --dry-run`` said: ``ok``, the bytes it would copy (None when it did
+    not say) out of the source's total, and the tail of its output (the reason on failure)."""
+
+    ok: bool
+    copy_bytes: int | None
+    source_bytes: int | None
+    tail: str
+
+
+async def dry_run_rewind(
+    shell: RemoteShell, node: NodeConfig, application_name: str, timeout: float
+) -> RewindDryRun:
+    """Run ``pg_rewind --dry-run`` on a stopped target (read-only: it modifies nothing, and
+    ``--no-ensure-shutdown`` keeps it from starting the server): the diagnosis's bytes to
+    move, and its verdict ("could not find previous WAL record" → a full copy)."""
+    cmd = RewindCommands(node, "dry-run", application_name)
+    result = await shell.run(cmd.pg_rewind(dry_run=True), timeout)
+    output = result.stdout + result.stderr
+    estimate = parse_rewind_estimate(output)
+    lines = [line.strip() for line in output.replace("\r", "\n").splitlines() if line.strip()]
+    return RewindDryRun(
+        ok=result.exit_status == 0,
+        copy_bytes=estimate[0] if estimate else None,
+        source_bytes=estimate[1] if estimate else None,
+        tail="\n".join(lines[-5:]),
+    )
+
+
+@dataclass(frozen=True)
 class Precondition:
     """One requirement of the rewind path: ``ok``, a reason code, the values looked at."""
 
@@ -664,12 +694,13 @@ __all__ = [
     "REWIND_FUNCTIONS",
     "Precondition",
     "RewindCommands",
+    "RewindDryRun",
     "RewindFacts",
     "TargetState",
     "build_rewind_plan",
+    "dry_run_rewind",
     "gather_rewind_facts",
     "grant_statements",
-    "int_to_lsn",
     "missing_segments",
     "parse_rewind_estimate",
     "parse_target_probe",
