@@ -25,6 +25,7 @@ from bot.sandbox import (
     SandboxError,
     find_pg_binaries,
 )
+from bot.services.repair.rewind import grant_statements
 from handlers import render
 from handlers.base import CommandContext, CommandSpec, Reply
 from handlers.console import ConsoleChat, ConsoleNotifier, given_lines, run_console, stdin_lines
@@ -56,6 +57,11 @@ def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
         f'replication = {{ host = "127.0.0.1", port = {primary.port}, '
         f'user = "{pgset.repl_user}", passfile = "{pgset.passfile}" }}\n'
     )
+
+
+def grant_rewind_source(pgset: LocalReplicationSet) -> None:
+    """Let the demo's replication role be pg_rewind's source (no superuser needed)."""
+    pgset.psql(pgset.primary.name, "\n".join(grant_statements(pgset.repl_user)))
 
 
 def _toml_string(value: str) -> str:
@@ -116,6 +122,7 @@ def run_demo(
     )
     try:
         pgset.start()
+        grant_rewind_source(pgset)
         os.environ[PASSWORD_ENV] = pgset.bot_password
         config_path = base / "replbot.toml"
         config_path.write_text(demo_config_text(pgset, base / "audit.sqlite3"))

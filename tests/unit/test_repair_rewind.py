@@ -136,7 +136,14 @@ def test_a_standby_stopped_in_recovery_ends_at_its_minimum_recovery_point() -> N
 def test_all_preconditions_hold_for_a_cleanly_stopped_diverged_replica_with_its_wal() -> None:
     facts = facts_of(parse_target_probe(probe_output()))
     checks = rewind_preconditions(facts, replica())
-    assert [c.key for c in checks] == ["diverged", "hints", "shutdown", "own_wal", "pg_rewind"]
+    assert [c.key for c in checks] == [
+        "diverged",
+        "hints",
+        "shutdown",
+        "own_wal",
+        "source_grants",
+        "pg_rewind",
+    ]
     assert rewind_possible(checks), checks
     assert dict(checks[0].values)["fork_lsn"] == "0/302E7A0"
 
@@ -162,6 +169,16 @@ def test_each_missing_requirement_says_why(probe: str, key: str, reason: str) ->
     }
     assert not checks[key].ok and checks[key].reason == reason
     assert not rewind_possible(checks.values())
+
+
+def test_a_source_role_without_the_grants_is_named() -> None:
+    facts = facts_of(
+        parse_target_probe(probe_output()),
+        source_missing_grants=("pg_catalog.pg_read_binary_file(text)",),
+    )
+    checks = {c.key: c for c in rewind_preconditions(facts, replica())}
+    assert not checks["source_grants"].ok and checks["source_grants"].reason == "not_granted"
+    assert dict(checks["source_grants"].values)["missing"] == "pg_catalog.pg_read_binary_file(text)"
 
 
 def test_checksums_stand_in_for_wal_log_hints() -> None:

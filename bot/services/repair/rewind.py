@@ -367,6 +367,7 @@ class RewindFacts:
     target_timeline: int
     target_in_recovery: bool | None = None  # None: not running
     target_client_connections: int = 0
+    source_missing_grants: tuple[str, ...] = ()  # of REWIND_FUNCTIONS, for the source role
 
     @property
     def runs_as_primary(self) -> bool:
@@ -393,6 +394,7 @@ async def gather_rewind_facts(
         primary_history = parse_timeline_history(hist.stdout)
     primary = await pg.snapshot(cluster.primary)
     slot_exists = any(s.name == node.slot for s in primary.slots)
+    missing_grants = await _missing_grants(pg, cluster.primary, cmd.replication.user)
     target_lsn, target_tli = target.end_lsn, target.end_timeline
     in_recovery: bool | None = None
     clients = 0
@@ -431,7 +433,22 @@ async def gather_rewind_facts(
         target_timeline=target_tli,
         target_in_recovery=in_recovery,
         target_client_connections=clients,
+        source_missing_grants=missing_grants,
     )
+
+
+async def _missing_grants(pg: Postgres, primary: NodeConfig, role: str) -> tuple[str, ...]:
+    """Which of :data:`REWIND_FUNCTIONS` ``role`` may not execute on the primary."""
+    try:
+        rows = await pg.execute(
+            primary,
+            "SELECT f, pg_catalog.has_function_privilege(%s, f, 'EXECUTE')"
+            " FROM unnest(ARRAY[%s, %s, %s, %s]::text[]) AS f",
+            (role, *REWIND_FUNCTIONS),
+        )
+    except ReplbotError:  # e.g. no such role: then it may execute none of them
+        return REWIND_FUNCTIONS
+    return tuple(str(fn) for fn, allowed in rows if allowed is not True)
 
 
 @dataclass(frozen=True)
@@ -468,7 +485,7 @@ async def dry_run_rewind(
 class Precondition:
     """One requirement of the rewind path: ``ok``, a reason code, the values looked at."""
 
-    key: str  # "diverged", "hints", "shutdown", "own_wal", "pg_rewind"
+    key: str  # "diverged", "hints", "shutdown", "own_wal", "source_grants", "pg_rewind"
     ok: bool
     reason: str  # a code the rendering layer words
     values: tuple[tuple[str, str], ...] = field(default=())
@@ -547,6 +564,15 @@ def rewind_preconditions(facts: RewindFacts, node: NodeConfig) -> tuple[Precondi
                 (("missing_segments", str(len(missing))),),
             )
         )
+    grants = facts.source_missing_grants
+    found.append(
+        Precondition(
+            "source_grants",
+            not grants,
+            "granted" if not grants else "not_granted",
+            (("missing", ", ".join(grants)),) if grants else (),
+        )
+    )
     found.append(
         Precondition(
             "pg_rewind", t.pg_rewind_present, "present" if t.pg_rewind_present else "absent"
