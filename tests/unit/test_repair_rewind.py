@@ -104,6 +104,7 @@ def facts_of(target: TargetState, **changes: object) -> RewindFacts:
         divergence=div,
         target_lsn=target.end_lsn,
         target_timeline=target.end_timeline,
+        primary_oldest_segment="000000010000000000000002",
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -141,6 +142,7 @@ def test_all_preconditions_hold_for_a_cleanly_stopped_diverged_replica_with_its_
         "hints",
         "shutdown",
         "own_wal",
+        "source_wal",
         "source_grants",
         "pg_rewind",
     ]
@@ -179,6 +181,14 @@ def test_a_source_role_without_the_grants_is_named() -> None:
     checks = {c.key: c for c in rewind_preconditions(facts, replica())}
     assert not checks["source_grants"].ok and checks["source_grants"].reason == "not_granted"
     assert dict(checks["source_grants"].values)["missing"] == "pg_catalog.pg_read_binary_file(text)"
+
+
+def test_a_primary_that_recycled_the_wal_from_the_fork_is_named() -> None:
+    facts = facts_of(
+        parse_target_probe(probe_output()), primary_oldest_segment="000000010000000000000004"
+    )
+    checks = {c.key: c for c in rewind_preconditions(facts, replica())}
+    assert not checks["source_wal"].ok and checks["source_wal"].reason == "source_wal_removed"
 
 
 def test_checksums_stand_in_for_wal_log_hints() -> None:

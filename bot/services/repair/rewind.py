@@ -122,9 +122,9 @@ class TargetState:
 
     @property
     def end_lsn(self) -> str:
-        """How far the stopped target's data goes: its minimum recovery end (a standby
-        stopped in recovery), else its last checkpoint (as pg_rewind reads it)."""
-        if self.state == "shut down in recovery" and lsn_to_int(self.min_recovery_end_lsn):
+        """How far the stopped target's data goes, as pg_rewind reads it: the later of its
+        last checkpoint and its minimum recovery end (a standby stopped in recovery)."""
+        if lsn_to_int(self.min_recovery_end_lsn) > lsn_to_int(self.checkpoint_lsn):
             return self.min_recovery_end_lsn
         return self.checkpoint_lsn
 
@@ -368,6 +368,7 @@ class RewindFacts:
     target_in_recovery: bool | None = None  # None: not running
     target_client_connections: int = 0
     source_missing_grants: tuple[str, ...] = ()  # of REWIND_FUNCTIONS, for the source role
+    primary_oldest_segment: str = ""  # the oldest WAL segment file in the primary's pg_wal
 
     @property
     def runs_as_primary(self) -> bool:
@@ -395,6 +396,10 @@ async def gather_rewind_facts(
     primary = await pg.snapshot(cluster.primary)
     slot_exists = any(s.name == node.slot for s in primary.slots)
     missing_grants = await _missing_grants(pg, cluster.primary, cmd.replication.user)
+    oldest = await pg.execute(
+        cluster.primary,
+        "SELECT min(name) FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+    )
     target_lsn, target_tli = target.end_lsn, target.end_timeline
     in_recovery: bool | None = None
     clients = 0
@@ -434,6 +439,7 @@ async def gather_rewind_facts(
         target_in_recovery=in_recovery,
         target_client_connections=clients,
         source_missing_grants=missing_grants,
+        primary_oldest_segment=str(oldest[0][0] or "") if oldest else "",
     )
 
 
@@ -485,7 +491,7 @@ async def dry_run_rewind(
 class Precondition:
     """One requirement of the rewind path: ``ok``, a reason code, the values looked at."""
 
-    key: str  # "diverged", "hints", "shutdown", "own_wal", "source_grants", "pg_rewind"
+    key: str  # diverged, hints, shutdown, own_wal, source_wal, source_grants, pg_rewind
     ok: bool
     reason: str  # a code the rendering layer words
     values: tuple[tuple[str, str], ...] = field(default=())
@@ -562,6 +568,20 @@ def rewind_preconditions(facts: RewindFacts, node: NodeConfig) -> tuple[Precondi
                 not missing,
                 "wal_present" if not missing else "wal_missing",
                 (("missing_segments", str(len(missing))),),
+            )
+        )
+    if div is not None and div.rewindable and facts.primary_oldest_segment:
+        # the rewound target replays from before the fork: the primary must still have it
+        segs_per_id = 0x100000000 // t.wal_segment_size
+        oldest = _segno(facts.primary_oldest_segment, segs_per_id)
+        fork_seg = lsn_to_int(div.fork_lsn) // t.wal_segment_size
+        kept = oldest is not None and oldest <= fork_seg
+        found.append(
+            Precondition(
+                "source_wal",
+                kept,
+                "source_wal_present" if kept else "source_wal_removed",
+                (("oldest_segment", facts.primary_oldest_segment), ("fork_lsn", div.fork_lsn)),
             )
         )
     grants = facts.source_missing_grants
