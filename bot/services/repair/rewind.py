@@ -8,11 +8,15 @@ Reading (read-only, :func:`gather_rewind_facts`): the target's ``pg_controldata`
 ``pg_wal`` listing and ``*.history`` files over SSH (:meth:`RewindCommands.probe`); the
 primary's timeline and history over a replication connection made from the replica host
 (``IDENTIFY_SYSTEM``, ``TIMELINE_HISTORY n`` with psql: the extended protocol is refused in
-replication mode); the primary's slots; when the target runs, its role and client count.
+replication mode); the primary's slots, its oldest WAL segment (``pg_ls_waldir()``) and
+whether the source role holds the grants pg_rewind needs; when the target runs, its role and
+client count. :func:`dry_run_rewind` runs ``pg_rewind --dry-run`` on a stopped target: the
+bytes the rewind would copy, or why it cannot.
 
 Deciding (pure): :func:`rewind_preconditions` — one :class:`Precondition` per requirement,
-each ``ok`` with a reason code and the values it looked at. The ``pg_rewind --dry-run`` step
-of the plan is the final word (it finds "could not find previous WAL record").
+each ``ok`` with a reason code and the values it looked at. ``pg_rewind --dry-run`` is the
+final word (it finds "could not find previous WAL record" when the target lacks its WAL back
+to the last common checkpoint; the segment check here sees only the fork segment onward).
 
 Changing (:func:`build_rewind_plan` → a :class:`~bot.services.plans.model.Plan`): keep or
 create the slot; stop the target if it runs (the plan's facts say it ran as a primary and how
