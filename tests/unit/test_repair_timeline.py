@@ -8,6 +8,7 @@ from bot.services.repair.timeline import (
     Divergence,
     HistoryEntry,
     HistoryParseError,
+    classify_by_timeline,
     classify_divergence,
     int_to_lsn,
     lsn_to_int,
@@ -108,3 +109,9 @@ def test_parsed_entries_are_accepted_as_well_as_text() -> None:
     assert classify_divergence(2, "0/3002000", entries, 1, (), "0/3100000") == (
         classify_divergence(2, "0/3002000", TLI2, 1, "", "0/3100000")
     )
+
+
+def test_the_coarse_answer_only_compares_timelines() -> None:
+    assert classify_by_timeline(1, 1, "0/1") is None
+    assert classify_by_timeline(None, 1, "0/1") is None
+    assert classify_by_timeline(2, 1, "0/1") == Divergence("0/1", 2, "diverged")

@@ -160,3 +160,17 @@ def classify_divergence(
     if target_at <= fork and common == len(target) - 1:
         return None  # the target's timeline continues on the primary past where it stands
     return found(fork, timeline, "diverged")
+
+
+def classify_by_timeline(
+    target_timeline: int | None, primary_timeline: int | None, target_lsn: str | None
+) -> Divergence | None:
+    """The coarse answer when no history could be read: None while both are on the same
+    timeline (or either is unknown), else "diverged" at the target's own position with the
+    fork not known. :func:`classify_divergence` with both histories is the real answer
+    (a target behind on an older timeline of the primary's history is *behind*)."""
+    if target_timeline is None or primary_timeline is None:
+        return None
+    if target_timeline == primary_timeline:
+        return None
+    return Divergence(fork_lsn=target_lsn or "", fork_timeline=target_timeline, kind="diverged")
