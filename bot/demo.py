@@ -19,7 +19,13 @@ from bot.app import Runtime, open_runtime, redactor_for
 from bot.config import AppConfig, load_config
 from bot.errors import InvalidInput
 from bot.models import NodeRole, Role
-from bot.sandbox import LocalReplicationSet, SandboxError, find_pg_binaries
+from bot.sandbox import (
+    REWIND_READY_SETTINGS,
+    LocalReplicationSet,
+    SandboxError,
+    find_pg_binaries,
+)
+from bot.services.repair.rewind import grant_statements
 from handlers import render
 from handlers.base import CommandContext, CommandSpec, Reply
 from handlers.console import ConsoleChat, ConsoleNotifier, given_lines, run_console, stdin_lines
@@ -28,7 +34,11 @@ DEMO_USER_ID = 1
 DEMO_USER_NAME = "demo-admin"
 PASSWORD_ENV = "REPLBOT_DEMO_DB_PASSWORD"  # noqa: S105 (the variable's name)
 DEMO_MONITOR_INTERVAL = "2s"
-DEMO_USAGE = "/demo stop-replica [NODE] | start-replica [NODE] | lower-param [NODE] | wait SECONDS"
+DIVERGED_ROWS = 5
+DEMO_USAGE = (
+    "/demo stop-replica [NODE] | start-replica [NODE] | lower-param [NODE] | "
+    "diverge-replica [NODE] | wait SECONDS"
+)
 
 
 def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
@@ -48,6 +58,11 @@ def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
         f'replication = {{ host = "127.0.0.1", port = {primary.port}, '
         f'user = "{pgset.repl_user}", passfile = "{pgset.passfile}" }}\n'
     )
+
+
+def grant_rewind_source(pgset: LocalReplicationSet) -> None:
+    """Let the demo's replication role be pg_rewind's source (no superuser needed)."""
+    pgset.psql(pgset.primary.name, "\n".join(grant_statements(pgset.repl_user)))
 
 
 def _toml_string(value: str) -> str:
@@ -99,9 +114,16 @@ def run_demo(
     base = Path(tempfile.mkdtemp(prefix="rbdemo-", dir="/tmp"))  # short unix socket paths
     base.chmod(0o711)  # the server OS user must traverse it; nothing secret is listed here
     out(f"starting a PostgreSQL {binaries.major} primary and {replicas} replica(s) in {base} …")
-    pgset = LocalReplicationSet(base / "pg", binaries, replicas=replicas)
+    # replicas that can be rewound after /demo diverge-replica (wal_log_hints, own WAL kept)
+    pgset = LocalReplicationSet(
+        base / "pg",
+        binaries,
+        replicas=replicas,
+        node_settings={f"pg{i + 2}": REWIND_READY_SETTINGS for i in range(replicas)},
+    )
     try:
         pgset.start()
+        grant_rewind_source(pgset)
         os.environ[PASSWORD_ENV] = pgset.bot_password
         config_path = base / "replbot.toml"
         config_path.write_text(demo_config_text(pgset, base / "audit.sqlite3"))
@@ -157,7 +179,8 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
             await asyncio.sleep(int(rest[0]))
             await ctx.chat.send(Reply(render.demo_waited(int(rest[0]))))
             return
-        if action not in {"stop-replica", "start-replica", "lower-param"} or len(rest) > 1:
+        known = {"stop-replica", "start-replica", "lower-param", "diverge-replica"}
+        if action not in known or len(rest) > 1:
             raise InvalidInput(f"usage: {DEMO_USAGE}")
         replicas = [n.name for n in pgset.nodes if n.role == NodeRole.REPLICA.value]
         name = rest[0] if rest else replicas[0]
@@ -168,6 +191,13 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
                 log_tail = await asyncio.to_thread(pgset.lower_param, name)
                 ctx.audit_note = f"lower-param {name}"
                 await ctx.chat.send(Reply(render.demo_param_lowered(name, log_tail)))
+                return
+            if action == "diverge-replica":
+                timeline = await asyncio.to_thread(pgset.diverge_replica, name, DIVERGED_ROWS)
+                ctx.audit_note = f"{action} {name}"
+                await ctx.chat.send(
+                    Reply(render.demo_replica_diverged(name, DIVERGED_ROWS, timeline))
+                )
                 return
             if action == "stop-replica":
                 await asyncio.to_thread(pgset.stop_node, name)
@@ -182,5 +212,9 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
         )
 
     return CommandSpec(
-        "demo", Role.ADMIN, "demo only: stop/start the local replica", DEMO_USAGE, run
+        "demo",
+        Role.ADMIN,
+        "demo only: stop/start/diverge the local replica",
+        DEMO_USAGE,
+        run,
     )

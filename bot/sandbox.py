@@ -55,6 +55,7 @@ from pathlib import Path
 from types import TracebackType
 
 __all__ = [
+    "REWIND_READY_SETTINGS",
     "LocalNode",
     "LocalReplicationSet",
     "PgBinaries",
@@ -91,6 +92,11 @@ _BASE_SETTINGS: dict[str, str] = {
     "max_connections": "50",
     "logging_collector": "off",
 }
+
+
+#: What a replica needs so that pg_rewind can bring it back after it diverged: hint bits
+#: in the WAL, and its own WAL kept back to the last common checkpoint.
+REWIND_READY_SETTINGS: dict[str, str] = {"wal_log_hints": "on", "wal_keep_size": "256MB"}
 
 
 class SandboxError(Exception):
@@ -456,6 +462,7 @@ class LocalReplicationSet:
 
     ``settings`` are added to every node's postgresql.conf; ``node_settings`` maps a node
     name to settings for that node only (applied last).  Values are given unquoted.
+    ``initdb_args`` are added to the primary's initdb (the replicas are copies of it).
     """
 
     bot_user = "replbot"
@@ -470,6 +477,7 @@ class LocalReplicationSet:
         *,
         settings: Mapping[str, str] | None = None,
         node_settings: Mapping[str, Mapping[str, str]] | None = None,
+        initdb_args: Sequence[str] = (),
     ) -> None:
         if replicas < 0:
             raise ValueError("replicas must be >= 0")
@@ -477,6 +485,7 @@ class LocalReplicationSet:
         self.binaries = binaries
         self.settings = dict(settings or {})
         self.node_settings = {k: dict(v) for k, v in (node_settings or {}).items()}
+        self.initdb_args = tuple(initdb_args)  # e.g. ("--no-data-checksums",) on 18+
         self.bot_password = secrets.token_urlsafe(18)
         self.repl_password = secrets.token_urlsafe(18)
         self.passfile = self.base_dir / "passfile"
@@ -743,7 +752,7 @@ class LocalReplicationSet:
         argv = [
             str(self.binaries.exe("initdb")), "-D", str(p.data_dir), "-U", self.superuser,
             "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
-            "--locale=C", "--no-sync", "--no-instructions",
+            "--locale=C", "--no-sync", "--no-instructions", *self.initdb_args,
         ]  # fmt: skip
         self._run(argv, what="initdb", timeout=timeout)
         generated = p.data_dir / "postgresql.conf"
@@ -839,6 +848,28 @@ class LocalReplicationSet:
                     log=n.log_file,
                 )
             time.sleep(0.05)
+
+    def diverge_replica(self, name: str, rows: int = 5) -> int:
+        """Promote replica ``name`` by mistake and write ``rows`` rows on it (table
+        ``replbot_diverged``, which the primary never sees): it leaves replication and runs
+        as a second primary on a new timeline, which it returns. pg_rewind can bring it back
+        when it has ``wal_log_hints = on`` (or checksums) and its own WAL back to the fork
+        (``wal_keep_size``; see :data:`REWIND_READY_SETTINGS`)."""
+        n = self.node(name)
+        if n.role != "replica":
+            raise SandboxError(f"{name} is not a replica")
+        if self.psql(name, "SELECT pg_catalog.pg_promote(true, 60)") != "t":
+            raise self._error(f"promoting {name} did not finish", log=n.log_file)
+        self.psql(
+            name,
+            "CREATE TABLE IF NOT EXISTS replbot_diverged (id bigserial PRIMARY KEY,"  # noqa: S608 (a quoted literal and an int)
+            " note text NOT NULL, at timestamptz NOT NULL DEFAULT now());"
+            "INSERT INTO replbot_diverged (note)"
+            f" SELECT {_quote(f'written on {name} after its promotion')}"
+            f" FROM generate_series(1, {int(rows)})",
+        )
+        walfile = self.psql(name, "SELECT pg_catalog.pg_walfile_name(pg_current_wal_lsn())")
+        return int(walfile[:8], 16)
 
     def start_node(self, name: str, timeout: float = 60) -> None:
         """Start one (stopped) node with pg_ctl; does not wait for streaming."""

@@ -1020,6 +1020,15 @@ def demo_replica_changed(node: str, stopped: bool, interval_s: float) -> str:
     return f"{OK} demo replica {esc(node)} started; the alert resolves once it streams again"
 
 
+def demo_replica_diverged(node: str, rows: int, timeline: int) -> str:
+    """Reply of the demo's /demo diverge-replica."""
+    return (
+        f"{WARN} demo replica {esc(node)} promoted (timeline {timeline}) and "
+        + f"{rows} row{'' if rows == 1 else 's'} written on it"
+        + f": it diverged from the primary; /repair {esc(node)} can rewind it"
+    )
+
+
 def demo_waited(seconds: int) -> str:
     """Reply of the demo's /demo wait N."""
     return f"{INFO} waited {seconds} s"

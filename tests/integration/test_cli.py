@@ -208,3 +208,12 @@ def test_demo_announces_and_resolves_an_alert_when_its_replica_stops_and_starts(
     resolved = out.find("RESOLVED demo/pg2: replica pg2 is not streaming")
     assert firing != -1, out
     assert resolved > firing, out
+
+
+def test_demo_diverges_its_replica_by_promoting_it_and_writing_on_it() -> None:
+    result = run_replbot("demo", "--exec", "/demo diverge-replica", "--exec", "/status")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "demo replica pg2 promoted (timeline 2) and 5 rows written on it" in out, out
+    assert "not in recovery: this node is a primary now" in out, out
+    assert "demo clusters stopped and removed" in out

@@ -18,7 +18,7 @@ from bot.services.repair.models import (
 )
 from bot.services.repair.parameters import build_parameters
 from bot.services.repair.resume import build_resume
-from bot.services.repair.timeline import Divergence, classify_divergence
+from bot.services.repair.timeline import Divergence, classify_by_timeline
 from tests.unit.fakes import rebuild_config
 
 AUTO_CONF = (
@@ -273,7 +273,7 @@ def test_the_refused_start_is_read_from_the_log_and_passwords_stay_out() -> None
     assert sections == {"head": "status=3", "controldata": "X: 1", "log": "L"}
 
 
-def test_classify_divergence_only_flags_another_timeline() -> None:
-    assert classify_divergence(1, 1, "0/1") is None
-    assert classify_divergence(None, 1, "0/1") is None
-    assert classify_divergence(2, 1, "0/1") == Divergence("0/1", 2, "diverged")
+def test_the_coarse_divergence_check_only_flags_another_timeline() -> None:
+    assert classify_by_timeline(1, 1, "0/1") is None
+    assert classify_by_timeline(None, 1, "0/1") is None
+    assert classify_by_timeline(2, 1, "0/1") == Divergence("0/1", 2, "diverged")

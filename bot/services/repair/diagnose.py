@@ -26,7 +26,7 @@ from bot.services.repair.models import (
     SettingCheck,
     StartRefusal,
 )
-from bot.services.repair.timeline import classify_divergence
+from bot.services.repair.timeline import classify_by_timeline
 from bot.services.replication import STANDBY_MINIMUMS
 
 SECTION = "@@replbot@@ "
@@ -257,7 +257,7 @@ class Diagnoser:
             application_name=application_name,
             auto_conf=auto_conf,
             auto_conf_path=str(auto_conf_path(node)),
-            divergence=classify_divergence(
+            divergence=classify_by_timeline(
                 timeline if isinstance(timeline, int) else None, primary_timeline, needed
             ),
         )
