@@ -1267,7 +1267,25 @@ def button_detach_slot(node: str) -> str:
 # and values (bot.services.repair.models); the words are here.
 
 
-REPAIR_USAGE = "/repair NODE [CLUSTER] [--dry-run]"
+REPAIR_USAGE = "/repair NODE [CLUSTER] [--dry-run] [--or-full]"
+_REWIND_REASON = {
+    "not_available": "not assessed",
+    "unreachable": "the replica's host cannot be reached",
+    "facts_unreadable": "its timelines could not be read",
+    "not_diverged": "it has not diverged",
+    "divergence_ahead": "it is ahead of the primary on the same timeline",
+    "divergence_unrelated": "its history shares nothing with the primary's",
+    "target_running": "yes; the bytes are known once it is stopped",
+    "dry_run_ok": "pg_rewind --dry-run agrees",
+    "dry_run_failed": "pg_rewind --dry-run refused",
+    "no_hints": "neither wal_log_hints nor data checksums on the replica",
+    "unclean": "it was not shut down cleanly",
+    "wal_missing": "its own WAL back to the fork is gone",
+    "source_wal_removed": "the primary no longer has the WAL from the fork",
+    "not_granted": "the source role lacks EXECUTE on pg_ls_dir/pg_stat_file/pg_read_binary_file",
+    "absent": "no pg_rewind binary on the replica's host",
+    "running_no_stop_command": "it runs and no stop_command is configured",
+}
 _PATH_TITLE = {
     _PathName.RESUME: "resume",
     _PathName.PARAMETERS: "parameters",
@@ -1308,6 +1326,10 @@ def _precondition(pre: _Precondition) -> str:
         values["how"] = _WAL_HOW.get(values["how"], values["how"])
     if pre.code == "settings_ok" and values.get("low"):
         values["low"] = f"(below: {values['low']})"
+    if pre.code == "rewind_possible":
+        reason = _REWIND_REASON.get(values.get("reason", ""), values.get("reason", ""))
+        detail = values.get("detail", "").strip().splitlines()
+        values["reason"] = reason + (f": {detail[-1][:200]}" if detail else "")
     template = _PRECONDITION_TEXT.get(pre.code, pre.code)
     try:
         text = template.format(**values)

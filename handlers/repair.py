@@ -23,12 +23,17 @@ REPAIR_ALERT_RULES = frozenset(
 
 def repair_args(args: list[str]) -> tuple[str, str | None, bool]:
     """(node, cluster, dry_run) of ``/repair``; InvalidInput otherwise."""
-    words = [a for a in args if a != "--dry-run"]
+    words = [a for a in args if a not in ("--dry-run", "--or-full")]
     if len(words) not in (1, 2) or any(w.startswith("-") for w in words):
         raise InvalidInput(f"usage: {render.REPAIR_USAGE}")
     node = words[0]
     cluster = parsing.cluster_name(words[1]) if len(words) == 2 else None
-    return node, cluster, len(words) != len(args)
+    return node, cluster, "--dry-run" in args
+
+
+def or_full(args: list[str]) -> bool:
+    """``--or-full``: a rewind that fails goes on as a full copy (the approval says so)."""
+    return "--or-full" in args
 
 
 def _role_with(args: list[str]) -> tuple[Role, str]:
@@ -75,13 +80,15 @@ async def repair(ctx: CommandContext) -> None:
     """Diagnosis and proposal; for admins, a confirmation of the chosen plan."""
     node, cluster, dry_run = repair_args(ctx.args)
     ctx.services.authz.require(ctx.user, *_role_with(ctx.args))
-    await propose(ctx, node, cluster, dry_run)
+    await propose(ctx, node, cluster, dry_run, or_full(ctx.args))
 
 
-async def propose(ctx: CommandContext, node: str, cluster: str | None, dry_run: bool) -> None:
+async def propose(
+    ctx: CommandContext, node: str, cluster: str | None, dry_run: bool, full_fallback: bool = False
+) -> None:
     """Post the proposal; unless a dry run, with the confirmation (or the /rebuild offer)."""
     service = _service(ctx)
-    proposal = await service.diagnose(node, cluster)
+    proposal = await service.diagnose(node, cluster, or_full=full_fallback)
     ctx.audit_note = (
         f"{'dry run: ' if dry_run else ''}"
         f"chose {proposal.chosen.value if proposal.chosen else 'nothing'}"
@@ -116,6 +123,7 @@ async def propose(ctx: CommandContext, node: str, cluster: str | None, dry_run: 
             "requested_by": str(ctx.user.id),
             "tag": proposal.tag,
             "plan": proposal.digest,
+            "or_full": "1" if full_fallback else "",
         },
         other_user=second,
     )
@@ -177,6 +185,7 @@ async def repair_confirmed(ctx: CommandContext, params: dict[str, str]) -> None:
             int(params.get("requested_by", ctx.user.id)),
             ctx.user.id,
             sink,
+            or_full=params.get("or_full") == "1",
         )
     except PlanChanged as exc:
         ctx.audit_note = "plan changed since it was shown; not run"

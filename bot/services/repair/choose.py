@@ -34,8 +34,9 @@ class RewindVerdict:
     """What the rewind path's builder says (None from the hook: not available)."""
 
     possible: bool
-    reason: str = ""
+    reason: str = ""  # a code the rendering layer words
     bytes_moved: int | None = None
+    detail: str = ""  # e.g. the tail of pg_rewind --dry-run when it refused
 
 
 def _pre(code: str, ok: bool, **values: object) -> Precondition:
@@ -137,7 +138,8 @@ def choose(
         _pre(
             "rewind_possible",
             rewind is not None and rewind.possible,
-            reason=(rewind.reason if rewind else "not available"),
+            reason=(rewind.reason if rewind else "not_available"),
+            detail=(rewind.detail if rewind else ""),
         ),
     ]
     keep_conf = ("auto_conf_copy",)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
-from bot.errors import NodeUnavailable, RebuildRefused
+from bot.errors import NodeUnavailable, RebuildRefused, ReplbotError
 from bot.models import AuditRecord, Outcome, RebuildJob, RebuildState
 from bot.ports import AuditLog, Clock, JobStore, Postgres, ShellConnector
 from bot.services.plans.executor import HostExecutor
@@ -31,18 +31,23 @@ from bot.services.repair.diagnose import Diagnoser
 from bot.services.repair.models import Diagnosis, PathName, RepairProgress, RepairProposal
 from bot.services.repair.parameters import build_parameters
 from bot.services.repair.resume import build_resume
+from bot.services.repair.rewind import (
+    RewindFacts,
+    build_rewind_plan,
+    dry_run_rewind,
+    gather_rewind_facts,
+    rewind_preconditions,
+)
 
 log = logging.getLogger(__name__)
 SHOWN_KEPT = 64
 RepairSink = Callable[[RepairProgress], Awaitable[None]]
-RewindHook = Callable[[Diagnosis], Awaitable[RewindVerdict | None]]
+# Steps of the rewind path after which the data directory is no longer what it was: a
+# failure from there on leaves the lock held (a human looks; nothing is deleted).
+REWIND_CHANGES_DATA = frozenset({"rewind", "standby_config", "restore_files", "start", "streaming"})
 
 
 async def _discard(_: RepairProgress) -> None:
-    return None
-
-
-async def _no_rewind(_: Diagnosis) -> RewindVerdict | None:
     return None
 
 
@@ -79,9 +84,7 @@ class RepairService:
         clock: Clock,
         rebuild: RebuildService,
         redact: Callable[[str], str] = _unredacted,
-        rewind: RewindHook = _no_rewind,
     ) -> None:
-        """``rewind`` is the pg_rewind path's verdict on a diverged replica (None: absent)."""
         self._config = config
         self._pg = postgres
         self._shells = shells
@@ -90,7 +93,6 @@ class RepairService:
         self._clock = clock
         self._rebuild = rebuild
         self._redact = redact
-        self._rewind = rewind
         self._settings = config.rebuild
         self._diagnoser = Diagnoser(postgres, shells, config.rebuild.command_timeout_s)
         self._runner = PlanRunner(clock)
@@ -105,12 +107,17 @@ class RepairService:
         return self._rebuild.resolve(node_name, cluster_name)
 
     async def diagnose(
-        self, node_name: str, cluster_name: str | None = None, tag: str | None = None
+        self,
+        node_name: str,
+        cluster_name: str | None = None,
+        tag: str | None = None,
+        or_full: bool = False,
     ) -> RepairProposal:
         """Diagnose, list the options and build the chosen plan (changes nothing).
 
         ``tag`` names the kept copies (pass the one shown with the approval so that the
-        plan computed at the press is the same plan)."""
+        plan computed at the press is the same plan). ``or_full``: a rewind that fails goes
+        on as a full copy (the approval says so), the rewound directory kept aside."""
         cluster, node = self.resolve(node_name, cluster_name)
         if tag is None or not TAG_RE.fullmatch(tag):
             tag = new_tag(self._clock.time())
@@ -118,13 +125,23 @@ class RepairService:
         full_bytes: int | None = None
         with contextlib.suppress(NodeUnavailable):
             full_bytes = await self._pg.total_database_size(cluster.primary)
-        rewind = await self._rewind(diag)
+        facts: RewindFacts | None = None
+        rewind: RewindVerdict | None = None
+        if diag.divergence is not None:
+            # Another timeline than the primary's: read both histories for the real answer
+            # (behind on the primary's history, or diverged at a fork point).
+            facts, rewind = await self._assess_rewind(cluster, node, diag)
+            if facts is not None:
+                diag = replace(diag, divergence=facts.divergence)
         options, chosen = choose(diag, full_bytes, Throughput(), rewind)
         plan: Plan | None = None
         if chosen is PathName.RESUME:
             plan = build_resume(diag, cluster, node, self._settings, tag)
         elif chosen is PathName.PARAMETERS:
             plan = build_parameters(diag, cluster, node, self._settings, tag)
+        elif chosen is PathName.REWIND and facts is not None:
+            name = diag.application_name or node.application_name or node.name
+            plan = build_rewind_plan(cluster, node, facts, tag, name, or_full)
         if plan is not None:
             while len(self._shown) >= SHOWN_KEPT:
                 self._shown.pop(next(iter(self._shown)))
@@ -139,6 +156,40 @@ class RepairService:
             tag=tag,
         )
 
+    async def _assess_rewind(
+        self, cluster: ClusterConfig, node: NodeConfig, diag: Diagnosis
+    ) -> tuple[RewindFacts | None, RewindVerdict]:
+        """Facts for the rewind path and its verdict: every precondition, then (on a stopped
+        target) ``pg_rewind --dry-run`` for the bytes it would copy. Read-only."""
+        timeout = self._settings.command_timeout_s
+        try:
+            shell = await self._shells.connect(node)
+        except ReplbotError as exc:
+            return None, RewindVerdict(False, "unreachable", detail=exc.user_message)
+        try:
+            facts = await gather_rewind_facts(self._pg, shell, cluster, node, timeout)
+            div = facts.divergence
+            if div is None:
+                return facts, RewindVerdict(False, "not_diverged")
+            if not div.rewindable:
+                return facts, RewindVerdict(False, f"divergence_{div.kind}")
+            failed = next((p for p in rewind_preconditions(facts, node) if not p.ok), None)
+            if failed is not None:
+                values = ", ".join(f"{k}={v}" for k, v in failed.values)
+                return facts, RewindVerdict(False, failed.reason, detail=values)
+            if facts.target.running:
+                return facts, RewindVerdict(True, "target_running")  # no dry run on a live server
+            name = diag.application_name or node.application_name or node.name
+            dry = await dry_run_rewind(shell, node, name, timeout)
+            if not dry.ok:
+                return facts, RewindVerdict(False, "dry_run_failed", detail=dry.tail)
+            return facts, RewindVerdict(True, "dry_run_ok", dry.copy_bytes)
+        except ReplbotError as exc:
+            return None, RewindVerdict(False, "facts_unreadable", detail=exc.user_message)
+        finally:
+            with contextlib.suppress(Exception):
+                await shell.close()
+
     async def start(
         self,
         node_name: str,
@@ -148,6 +199,7 @@ class RepairService:
         requested_by: int,
         confirmed_by: int | None,
         sink: RepairSink = _discard,
+        or_full: bool = False,
     ) -> tuple[RebuildJob, Plan]:
         """Recompute the proposal; run it only if its plan is the approved one (``digest``).
 
@@ -157,7 +209,7 @@ class RepairService:
         if self._shutting_down:
             raise RebuildRefused("the bot is shutting down")
         cluster, node = self.resolve(node_name, cluster_name)
-        fresh = await self.diagnose(node.name, cluster.name, tag)
+        fresh = await self.diagnose(node.name, cluster.name, tag, or_full)
         if fresh.plan is None or fresh.digest != digest:
             shown = self._shown.get(digest)
             now = fresh.plan or (replace(shown, steps=(), facts=()) if shown else None)
@@ -225,9 +277,12 @@ class RepairService:
             if result.ok:
                 await self._end(run, RebuildState.SUCCEEDED, f"{node.name} streams", result)
             else:
+                changed = plan.kind == "repair.rewind" and bool(
+                    REWIND_CHANGES_DATA & {*result.done, result.failed.key if result.failed else ""}
+                )
                 state = (
                     RebuildState.ROLLBACK_FAILED
-                    if result.undo_failures
+                    if result.undo_failures or changed
                     else RebuildState.ROLLED_BACK
                 )
                 why = (
