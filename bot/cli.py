@@ -1,4 +1,14 @@
-"""``replbot`` command line: run | demo | check-config | audit verify."""
+"""``replbot`` command line: run | demo | check-config | audit verify | audit export.
+
+Exit codes (the same for every command)::
+
+    0  ok
+    1  runtime error (a database, a server or the network failed)
+    2  usage or config error (argparse's code for a typo; a config key that is wrong)
+    3  audit verification failed (the log was changed, or does not match --expect-head)
+
+The config file is ``--config``, else ``$REPLBOT_CONFIG``, else ``/etc/replbot/config.toml``.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +36,13 @@ from bot.models import AuditHead
 
 log = logging.getLogger("replbot")
 
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUDIT_FAILED = 3
+CONFIG_ENV = "REPLBOT_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/replbot/config.toml")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replbot`` console script."""
@@ -35,16 +52,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         print(f"config error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     except ReplbotError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except _sandbox_error() as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def package_version() -> str:
+    """The installed replbot version (pyproject's), or "unknown" when run from a bare tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("replbot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def default_config_path() -> Path:
+    """``$REPLBOT_CONFIG`` if set, else ``/etc/replbot/config.toml``."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def log_level(args: argparse.Namespace, default: int = logging.INFO) -> int:
+    """The level ``--log-level`` asked for, else ``default``."""
+    name: str | None = getattr(args, "log_level", None)
+    return default if name is None else int(getattr(logging, name.upper()))
 
 
 def _sandbox_error() -> type[Exception]:
@@ -53,21 +91,63 @@ def _sandbox_error() -> type[Exception]:
     return SandboxError
 
 
+def _logging_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """--log-level/--log-format, accepted before the command and after it (``default``
+    SUPPRESS on the subcommands, so a value given before the command is kept)."""
+    from bot.logsetup import LOG_FORMATS, LOG_LEVELS
+
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        default=None if default is None else argparse.SUPPRESS,
+        help="debug, info, warning, error (default: info; warning for demo)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text" if default is None else argparse.SUPPRESS,
+        help="text, or json: one object per line (time, level, logger, message, exception)",
+    )
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default_config_path(),
+        help=f"the TOML config (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="replbot", description="Chat-ops for PostgreSQL streaming replication."
+        prog="replbot",
+        description="Chat-ops for PostgreSQL streaming replication.",
+        epilog="exit codes: 0 ok, 1 runtime error, 2 usage or config error, "
+        "3 audit verification failed",
     )
+    parser.add_argument("--version", action="version", version=f"replbot {package_version()}")
+    _logging_options(parser, None)
+    common = argparse.ArgumentParser(add_help=False)
+    _logging_options(common, "suppress")
     sub = parser.add_subparsers(required=True, dest="command")
 
-    run = sub.add_parser("run", help="run the Telegram bot")
-    run.add_argument("--config", required=True, type=Path)
+    run = sub.add_parser("run", help="run the Telegram bot", parents=[common])
+    _config_option(run)
     run.set_defaults(func=_cmd_run)
 
-    check = sub.add_parser("check-config", help="validate a config and print it, secrets masked")
-    check.add_argument("--config", required=True, type=Path)
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config and print the effective settings, secrets masked",
+        parents=[common],
+    )
+    _config_option(check)
     check.set_defaults(func=_cmd_check_config)
 
-    demo = sub.add_parser("demo", help="local primary + replica and a console chat (no token)")
+    demo = sub.add_parser(
+        "demo", help="local primary + replica and a console chat (no token)", parents=[common]
+    )
     demo.add_argument(
         "--exec",
         dest="commands",
@@ -82,9 +162,17 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(required=True, dest="audit_command")
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain")
-    where = verify.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", type=Path)
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the audit hash chain (exit 3 if it was changed)",
+        parents=[common],
+    )
+    where = verify.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        help=f"the TOML config (default without --db: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
     where.add_argument("--db", type=Path, help="path of the audit SQLite file")
     verify.add_argument(
         "--key-file",
@@ -103,20 +191,55 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    _configure_cli_logging(args)
     config = load_config(args.config)
     print(describe_config(config))
-    return 0
+    return EXIT_OK
+
+
+def _configure_cli_logging(args: argparse.Namespace, default: int = logging.WARNING) -> None:
+    from bot.logsetup import configure_logging
+    from bot.redact import Redactor
+
+    configure_logging(Redactor(), log_level(args, default), getattr(args, "log_format", "text"))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def describe_config(config: AppConfig) -> str:
-    """A human summary of the resolved config; secrets are shown only as set/unset."""
-    token = "set" if config.telegram.token else "NOT SET (replbot run needs it)"
+    """A human summary of the resolved (effective) config; secrets are shown only as ***."""
+    token = "***" if config.telegram.token else "NOT SET (replbot run needs it)"
+    monitor = config.monitor
+    rebuild = config.rebuild
+    metrics = config.metrics
+    approver = "required" if rebuild.require_second_approver else "not required"
+    settings = [
+        f"monitor: {'enabled' if monitor.enabled else 'disabled'}; "
+        f"interval {_seconds(monitor.interval_s)}; timeout {_seconds(monitor.timeout_s)}; "
+        f"repeat every {_seconds(monitor.repeat_interval_s)}; "
+        f"send timeout {_seconds(monitor.send_timeout_s)}",
+        f"rebuild: second approver {approver}; "
+        f"verify timeout {_seconds(rebuild.verify_timeout_s)}; "
+        f"command timeout {_seconds(rebuild.command_timeout_s)}; "
+        f"disk headroom ×{rebuild.disk_headroom:g}",
+        "metrics: "
+        + (
+            f"http://{metrics.host}:{metrics.port}/metrics and /healthz"
+            if metrics.host is not None
+            else "off (set metrics.listen)"
+        ),
+        f"retention: sent alert messages and resolved alerts kept "
+        f"{monitor.retention_days:g} days; the audit log is never pruned",
+    ]
     lines = [
         "config ok",
         f"telegram: token {token}; base_url {config.telegram.base_url}; "
         f"alert chats {list(config.telegram.alert_chat_ids)}",
         f"audit: {config.audit.path}; key from {config.audit.key_source}; "
         f"head logged every {config.audit.anchor_every} rows",
+        *settings,
         "users: " + ", ".join(f"{u.name} ({u.id}, {u.role.label})" for u in config.users),
     ]
     for cluster in config.clusters:
@@ -131,7 +254,7 @@ def describe_config(config: AppConfig) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo  # imports the sandbox only when needed
 
-    logging.basicConfig(level=logging.WARNING)
+    _configure_cli_logging(args)
     return run_demo(args.commands, replicas=args.replicas, keep=args.keep)
 
 
@@ -148,12 +271,13 @@ def _is_hex(text: str) -> bool:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Exit 0 intact, 2 tampered (or not matching --expect-head), 1 on usage errors."""
+    """Exit 0 intact, 3 tampered (or not matching --expect-head), 1 when there is no log."""
     from bot.adapters.audit_sqlite import SqliteAuditLog, default_key_path
     from handlers.render import audit_verification
 
-    if args.config:
-        audit = load_config(args.config).audit
+    _configure_cli_logging(args)
+    if args.db is None:
+        audit = load_config(args.config or default_config_path()).audit
     else:
         env_key = os.environ.get(AUDIT_KEY_ENV)
         if env_key:
@@ -187,17 +311,24 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         print(audit_verification(result))
         return result.ok
 
-    return 0 if asyncio.run(verify()) else 2
+    return EXIT_OK if asyncio.run(verify()) else EXIT_AUDIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config.telegram.token is None:
         raise ConfigError("telegram.token", "missing (or set REPLBOT_TELEGRAM_TOKEN)")
-    return asyncio.run(run_bot(config))
+    return asyncio.run(
+        run_bot(config, log_level=log_level(args), log_format=getattr(args, "log_format", "text"))
+    )
 
 
-async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
+async def run_bot(
+    config: AppConfig,
+    stop: asyncio.Event | None = None,
+    log_level: int = logging.INFO,
+    log_format: str = "text",
+) -> int:
     """Run the Telegram bot until SIGINT/SIGTERM (or ``stop`` is set)."""
     from bot.adapters.telegram_notifier import TelegramNotifier
     from bot.app import command_menu, open_runtime, redactor_for
@@ -205,7 +336,7 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
     from handlers.telegram import ALLOWED_UPDATES, announce_unfinished_rebuilds, build_application
 
     redactor = redactor_for(config)
-    configure_logging(redactor)
+    configure_logging(redactor, log_level, log_format)
     assert config.telegram.token is not None
     runtime = await open_runtime(config, redactor)
     stop_event = stop or asyncio.Event()

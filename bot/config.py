@@ -239,6 +239,7 @@ class MonitorConfig:
     send_retry_initial_s: float = 1.0  # first back-off after a 5xx / timeout, doubled each time
     send_retry_max_s: float = 60.0  # back-off cap
     thresholds: Thresholds = field(default_factory=Thresholds)
+    retention_days: float = 90.0  # sent outbox rows and resolved alerts older than this go
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,7 @@ def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
             "send_timeout",
             "send_retry_initial",
             "send_retry_max",
+            "retention_days",
             *_THRESHOLD_KEYS,
         },
     )
@@ -427,6 +429,7 @@ def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
         send_retry_initial_s=retry_initial,
         send_retry_max_s=retry_max,
         thresholds=_parse_thresholds(key, table, Thresholds()),
+        retention_days=_number(table, key, "retention_days", default=90.0, minimum=1),
     )
 
 
