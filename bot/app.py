@@ -23,6 +23,12 @@ from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.delivery import DeliveryService
+from bot.services.monitor.health import (
+    HealthInputs,
+    evaluate_health,
+    outbox_stuck_after,
+    stale_after,
+)
 from bot.services.monitor.metrics import CountingAuditLog, Metrics
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
@@ -90,7 +96,10 @@ class Runtime:
         await self.monitor.start()
         if self.config.metrics.host is not None:
             self.metrics_server = MetricsServer(
-                self.config.metrics.host, self.config.metrics.port, self.render_metrics
+                self.config.metrics.host,
+                self.config.metrics.port,
+                self.render_metrics,
+                health=self.health,
             )
             await self.metrics_server.start()
 
@@ -102,6 +111,25 @@ class Runtime:
             self.metrics.set("replbot_alert_send_failures_total", self.delivery.failures)
             delivery_gauges(self.metrics, self.delivery)
         return self.metrics.exposition()
+
+    async def health(self) -> tuple[bool, str]:
+        """(healthy, JSON body) for ``GET /healthz``: the monitor's rounds advance and the
+        outbox drains (answering at all shows that the event loop runs)."""
+        settings = self.config.monitor
+        oldest = await self.alert_store.oldest_pending_at()
+        clock = self.services.clock
+        report = evaluate_health(
+            HealthInputs(
+                monitor_enabled=bool(self.monitor.clusters),
+                monitor_running=self.monitor.running,
+                round_ages=self.monitor.round_ages(),
+                stale_after_s=stale_after(settings.interval_s, settings.timeout_s),
+                outbox_pending=await self.alert_store.pending_count(),
+                oldest_pending_age_s=None if oldest is None else max(0.0, clock.time() - oldest),
+                outbox_stuck_after_s=outbox_stuck_after(settings.send_retry_max_s),
+            )
+        )
+        return report.ok, report.json()
 
     async def stop_monitor(self) -> None:
         """Stop polling and delivering (unsent messages stay in the outbox for the next run)."""

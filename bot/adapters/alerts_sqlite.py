@@ -374,6 +374,11 @@ class SqliteAlertStore:
         rows = await self._rows("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")
         return int(rows[0][0])
 
+    async def oldest_pending_at(self) -> float | None:
+        """Wall-clock time the oldest pending outbox message was queued, or None."""
+        rows = await self._rows("SELECT min(created_at) FROM alert_outbox WHERE state = 'pending'")
+        return None if rows[0][0] is None else float(rows[0][0])
+
     async def outbox_rows(self) -> list[tuple[int, int, str, str, int]]:
         """(id, chat_id, state, html, attempts) of every outbox row, oldest first."""
         rows = await self._rows(

@@ -1,0 +1,52 @@
+"""``GET /healthz`` over real HTTP on loopback, next to /metrics, with the real monitor
+polling real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot.sandbox import LocalReplicationSet
+from tests.fakebotapi import FakeBotApi
+from tests.integration.test_monitor import api, audit_file, monitored, replication
+
+pytestmark = pytest.mark.integration
+__all__ = ["api", "replication"]  # fixtures
+
+
+async def http_get(port: int, path: str) -> tuple[str, dict[str, object]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    data = (await reader.read()).decode()
+    writer.close()
+    head, _, body = data.partition("\r\n\r\n")
+    assert "Content-Type: application/json" in head, head
+    return head.split("\r\n", 1)[0], json.loads(body)
+
+
+async def test_healthz_is_200_while_the_monitor_polls_and_503_naming_it_once_it_stopped(
+    replication: LocalReplicationSet, api: FakeBotApi
+) -> None:
+    async with monitored(
+        replication, api, audit_file(), extra='\n[metrics]\nlisten = "127.0.0.1:0"\n'
+    ) as bot:
+        await bot.settle()
+        server = bot.runtime.metrics_server
+        assert server is not None
+
+        status, body = await asyncio.wait_for(http_get(server.port, "/healthz"), 10)
+        assert status == "HTTP/1.1 200 OK"
+        assert body["status"] == "ok"
+        assert body["problems"] == []
+        monitor = body["monitor"]
+        assert isinstance(monitor, dict) and set(monitor) == {"main"}
+        assert body["outbox_pending"] == 0
+
+        await bot.runtime.monitor.stop()
+        status, body = await asyncio.wait_for(http_get(server.port, "/healthz"), 10)
+        assert status == "HTTP/1.1 503 Service Unavailable"
+        assert body["status"] == "fail"
+        assert body["problems"] == ["monitor: not running"]
