@@ -3,6 +3,9 @@ adapters to handlers; both ``replbot run`` and ``replbot demo`` start here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +41,10 @@ from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
 
+log = logging.getLogger(__name__)
+DAY_S = 86400.0
+HOUSEKEEPING_EVERY_S = 6 * 3600.0  # retention runs at start and this often
+
 
 def redactor_for(config: AppConfig) -> Redactor:
     """A redactor that knows every secret in ``config``."""
@@ -69,6 +76,7 @@ class Runtime:
     metrics: Metrics
     delivery: DeliveryService | None = None
     metrics_server: MetricsServer | None = None
+    housekeeping: asyncio.Task[None] | None = None
 
     async def start_monitor(
         self, notifier: Notifier, on_wait: Callable[[int, float, str], None] | None = None
@@ -92,6 +100,8 @@ class Runtime:
             fallback_chat=self.config.telegram.alert_fallback_chat_id,
         )
         self.alerts.on_enqueued = self.delivery.wake
+        await self.prune_history()
+        self.housekeeping = asyncio.create_task(self._housekeeping(), name="store-retention")
         await self.delivery.start()
         await self.monitor.start()
         if self.config.metrics.host is not None:
@@ -111,6 +121,30 @@ class Runtime:
             self.metrics.set("replbot_alert_send_failures_total", self.delivery.failures)
             delivery_gauges(self.metrics, self.delivery)
         return self.metrics.exposition()
+
+    async def prune_history(self) -> tuple[int, int]:
+        """Retention: delete sent alert messages and resolved alerts older than
+        ``monitor.retention_days``. The audit log is never pruned."""
+        days = self.config.monitor.retention_days
+        before = self.services.clock.time() - days * DAY_S
+        messages, alerts = await self.alert_store.prune_history(before)
+        if messages or alerts:
+            log.info(
+                "retention: deleted %d sent alert message(s) and %d resolved alert(s) "
+                "older than %g days",
+                messages,
+                alerts,
+                days,
+            )
+        return messages, alerts
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_EVERY_S)
+            try:
+                await self.prune_history()
+            except Exception:  # retention must never stop the bot
+                log.exception("retention: pruning the alert store failed")
 
     async def health(self) -> tuple[bool, str]:
         """(healthy, JSON body) for ``GET /healthz``: the monitor's rounds advance and the
@@ -133,6 +167,11 @@ class Runtime:
 
     async def stop_monitor(self) -> None:
         """Stop polling and delivering (unsent messages stay in the outbox for the next run)."""
+        if self.housekeeping is not None:
+            self.housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.housekeeping
+            self.housekeeping = None
         if self.metrics_server is not None:
             await self.metrics_server.stop()
             self.metrics_server = None
