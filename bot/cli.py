@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from bot.config import (
@@ -187,6 +190,32 @@ def _parser() -> argparse.ArgumentParser:
         "has fewer rows or row ROWS has another hash",
     )
     verify.set_defaults(func=_cmd_audit_verify)
+
+    export = audit_sub.add_parser(
+        "export",
+        help="write the audit rows to stdout (JSON lines or CSV) for archiving; "
+        "the verification result goes to stderr (exit 3 if the chain does not verify)",
+        parents=[common],
+    )
+    source = export.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        type=Path,
+        help=f"the TOML config (default without --db: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
+    source.add_argument("--db", type=Path, help="path of the audit SQLite file")
+    export.add_argument("--key-file", type=Path, help="the audit key file (as for verify)")
+    export.add_argument(
+        "--since",
+        type=_iso_time,
+        metavar="ISO",
+        help="only rows written at or after this time (ISO 8601; no zone means UTC)",
+    )
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument(
+        "--expect-head", type=_audit_head, metavar="ROWS:HASH", help="as for verify"
+    )
+    export.set_defaults(func=_cmd_audit_export)
     return parser
 
 
@@ -270,12 +299,10 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 
 
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Exit 0 intact, 3 tampered (or not matching --expect-head), 1 when there is no log."""
-    from bot.adapters.audit_sqlite import SqliteAuditLog, default_key_path
-    from handlers.render import audit_verification
+def _audit_source(args: argparse.Namespace) -> tuple[Path, Secret | None]:
+    """The audit file and its key from --db/--key-file/$REPLBOT_AUDIT_KEY, else the config."""
+    from bot.adapters.audit_sqlite import default_key_path
 
-    _configure_cli_logging(args)
     if args.db is None:
         audit = load_config(args.config or default_config_path()).audit
     else:
@@ -289,8 +316,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         audit = AuditConfig(path=args.db, key=key, key_file=args.key_file)
     path = Path(audit.path)
     if not path.exists():
-        print(f"error: no audit log at {path}", file=sys.stderr)
-        return 1
+        raise ReplbotError(f"no audit log at {path}")
     key = audit.key
     if key is None and default_key_path(path).exists():
         key = read_audit_key_file(default_key_path(path), str(default_key_path(path)))
@@ -300,6 +326,16 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
             "only rows from before the key can be verified",
             file=sys.stderr,
         )
+    return path, key
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 intact, 3 tampered (or not matching --expect-head), 1 when there is no log."""
+    from bot.adapters.audit_sqlite import SqliteAuditLog
+    from handlers.render import audit_verification
+
+    _configure_cli_logging(args)
+    path, key = _audit_source(args)
 
     async def verify() -> bool:
         log_ = SqliteAuditLog(path, key)
@@ -312,6 +348,48 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         return result.ok
 
     return EXIT_OK if asyncio.run(verify()) else EXIT_AUDIT_FAILED
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time like 2026-01-31 or 2026-01-31T12:00:00+00:00"
+        ) from None
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    """Rows to stdout (jsonl or csv); the verification result to stderr. Exit 3 when the chain
+    does not verify; the rows are written all the same (an archive withholds nothing)."""
+    from bot.adapters.audit_sqlite import EXPORT_COLUMNS, SqliteAuditLog
+    from handlers.render import audit_verification
+
+    _configure_cli_logging(args)
+    path, key = _audit_source(args)
+    columns = [c.strip() for c in EXPORT_COLUMNS.split(",")]
+
+    async def export() -> bool:
+        log_ = SqliteAuditLog(path, key)
+        await log_.open()
+        try:
+            result = await log_.verify(expect_head=args.expect_head)
+            out = sys.stdout
+            writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+            if args.format == "csv":
+                writer.writeheader()
+            async for row in log_.export_rows(args.since):
+                if args.format == "csv":
+                    writer.writerow(row)
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+        finally:
+            await log_.close()
+        print(audit_verification(result), file=sys.stderr)
+        return result.ok
+
+    return EXIT_OK if asyncio.run(export()) else EXIT_AUDIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
