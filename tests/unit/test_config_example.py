@@ -1,0 +1,82 @@
+"""config.example.toml lists every key bot/config.py accepts (set or commented out), and is
+itself a valid config; LICENSE matches pyproject's license."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import config as config_module
+from bot.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config.example.toml"
+ENV = {"REPLBOT_PG1_PASSWORD": "pw-one-1234", "REPLBOT_PG2_PASSWORD": "pw-two-1234"}
+
+
+def accepted_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+    """Table -> the key names config.py allows there, recorded from its own validation
+    while it parses the example (so a key added to config.py is seen here at once)."""
+    seen: dict[str, set[str]] = {}
+    real = config_module._only_keys
+
+    def spy(key: str, table: Any, allowed: set[str]) -> None:
+        generic = re.sub(
+            r"^clusters\.[^.]+(\.nodes\.[^.]+)?",
+            lambda m: "clusters.nodes" if m.group(1) else "clusters",
+            key,
+        )
+        seen.setdefault(generic, set()).update(allowed)
+        real(key, table, allowed)
+
+    monkeypatch.setattr(config_module, "_only_keys", spy)
+    parse_config(tomllib.loads(EXAMPLE.read_text()), ENV)
+    return seen
+
+
+def mentioned_keys(text: str) -> set[str]:
+    """Every ``name =`` in the example, also in comments and inline tables, and [tables]."""
+    names = set(re.findall(r"(?:^|[\s{,#])([a-z_]+)\s*=", text, re.M))
+    names |= {
+        part
+        for header in re.findall(r"^\[+([a-z_.]+)\]+", text, re.M)
+        for part in header.split(".")
+    }
+    return names
+
+
+def test_every_key_config_py_accepts_appears_in_the_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accepted = accepted_keys(monkeypatch)
+    mentioned = mentioned_keys(EXAMPLE.read_text())
+
+    # the tables config.py checks keys of: the top level, [telegram] … [[clusters.nodes]], ssh …
+    assert {"", "telegram", "audit", "monitor", "rebuild", "metrics", "clusters.nodes"} <= set(
+        accepted
+    )
+    missing = {
+        f"{table or '<top>'}.{name}"
+        for table, names in accepted.items()
+        for name in names
+        if name not in mentioned
+    }
+    assert missing == set(), f"add to config.example.toml: {sorted(missing)}"
+
+
+def test_the_example_is_a_valid_config() -> None:
+    config = parse_config(tomllib.loads(EXAMPLE.read_text()), ENV)
+    assert config.cluster("main") is not None
+
+
+def test_the_license_file_is_mit_as_pyproject_says() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    text = (ROOT / "LICENSE").read_text()
+    assert project["license"] == {"text": "MIT"}
+    assert text.startswith("MIT License\n")
+    assert re.search(r"^Copyright \(c\) \d{4} replbot authors$", text, re.M)
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
