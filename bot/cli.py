@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReplbotError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_ERROR
-    except _sandbox_error() as exc:
+    except _sandbox_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -88,10 +88,12 @@ def log_level(args: argparse.Namespace, default: int = logging.INFO) -> int:
     return default if name is None else int(getattr(logging, name.upper()))
 
 
-def _sandbox_error() -> type[Exception]:
+def _sandbox_errors() -> tuple[type[Exception], ...]:
+    """The demo's own failures (PostgreSQL sandbox, loopback sshd): exit 1 with their text."""
     from bot.sandbox import SandboxError
+    from bot.sshd import SshdError
 
-    return SandboxError
+    return SandboxError, SshdError
 
 
 def _logging_options(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -161,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--replicas", type=int, default=1, choices=range(1, 4))
     demo.add_argument("--keep", action="store_true", help="keep the data directories")
+    demo.add_argument(
+        "--ssh",
+        action="store_true",
+        help="also start a loopback sshd (key-only, host key verified); /rebuild goes through it",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     audit = sub.add_parser("audit", help="audit log tools")
@@ -284,7 +291,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo  # imports the sandbox only when needed
 
     _configure_cli_logging(args)
-    return run_demo(args.commands, replicas=args.replicas, keep=args.keep)
+    return run_demo(args.commands, replicas=args.replicas, keep=args.keep, ssh=args.ssh)
 
 
 def _audit_head(text: str) -> AuditHead:
