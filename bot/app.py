@@ -77,6 +77,18 @@ class Runtime:
     delivery: DeliveryService | None = None
     metrics_server: MetricsServer | None = None
     housekeeping: asyncio.Task[None] | None = None
+    polling_since: float | None = None  # set once a Telegram transport polls (replbot run)
+    last_poll_at: float | None = None
+    polls_ok: int = 0
+
+    def watch_polling(self) -> None:
+        """From now on /healthz expects answered getUpdates (see :meth:`note_poll`)."""
+        self.polling_since = self.services.clock.monotonic()
+
+    def note_poll(self) -> None:
+        """Telegram answered a getUpdates."""
+        self.last_poll_at = self.services.clock.monotonic()
+        self.polls_ok += 1
 
     async def start_monitor(
         self, notifier: Notifier, on_wait: Callable[[int, float, str], None] | None = None
@@ -161,6 +173,10 @@ class Runtime:
                 outbox_pending=await self.alert_store.pending_count(),
                 oldest_pending_age_s=None if oldest is None else max(0.0, clock.time() - oldest),
                 outbox_stuck_after_s=outbox_stuck_after(settings.send_retry_max_s),
+                poll_age_s=None
+                if self.polling_since is None
+                else clock.monotonic() - (self.last_poll_at or self.polling_since),
+                polls_ok=self.polls_ok,
             )
         )
         return report.ok, report.json()

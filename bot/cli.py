@@ -434,7 +434,9 @@ async def run_bot(
         config.telegram.token.reveal(),
         config.telegram.base_url,
         command_menu(),
+        on_poll_ok=runtime.note_poll,
     )
+    runtime.watch_polling()
     try:
         async with app:
             await app.start()

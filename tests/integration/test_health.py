@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from bot.app import Runtime
 from bot.sandbox import LocalReplicationSet
 from tests.fakebotapi import FakeBotApi
 from tests.integration.test_monitor import api, audit_file, monitored, replication
@@ -27,13 +28,18 @@ async def http_get(port: int, path: str) -> tuple[str, dict[str, object]]:
     return head.split("\r\n", 1)[0], json.loads(body)
 
 
+async def answered_poll(runtime: Runtime) -> None:
+    while runtime.polls_ok < 1:
+        await asyncio.sleep(0.05)
+
+
 async def test_healthz_is_200_while_the_monitor_polls_and_503_naming_it_once_it_stopped(
     replication: LocalReplicationSet, api: FakeBotApi
 ) -> None:
-    async with monitored(
-        replication, api, audit_file(), extra='\n[metrics]\nlisten = "127.0.0.1:0"\n'
-    ) as bot:
+    metrics = '\n[metrics]\nlisten = "127.0.0.1:0"\n'
+    async with monitored(replication, api, audit_file(), extra=metrics, watch_polls=True) as bot:
         await bot.settle()
+        await asyncio.wait_for(answered_poll(bot.runtime), 30)  # a long poll (1 s) came back
         server = bot.runtime.metrics_server
         assert server is not None
 
@@ -44,6 +50,9 @@ async def test_healthz_is_200_while_the_monitor_polls_and_503_naming_it_once_it_
         monitor = body["monitor"]
         assert isinstance(monitor, dict) and set(monitor) == {"main"}
         assert body["outbox_pending"] == 0
+        telegram = body["telegram"]
+        assert isinstance(telegram, dict)
+        assert isinstance(telegram["polls_ok"], int) and telegram["polls_ok"] >= 1  # heard it
 
         await bot.runtime.monitor.stop()
         status, body = await asyncio.wait_for(http_get(server.port, "/healthz"), 10)

@@ -55,3 +55,13 @@ def test_an_outbox_whose_oldest_message_waits_too_long_is_stuck() -> None:
 
     assert ok.ok
     assert stuck.problems == ("outbox: 3 message(s) pending, the oldest for 700 s (limit 600 s)",)
+
+
+def test_a_bot_that_no_longer_hears_telegram_is_named_and_shows_its_polls() -> None:
+    hearing = evaluate_health(inputs(poll_age_s=4.0, polls_ok=12))
+    deaf = evaluate_health(inputs(poll_age_s=75.0, polls_ok=12))
+
+    assert hearing.ok
+    assert json.loads(hearing.json())["telegram"] == {"last_poll_s": 4.0, "polls_ok": 12}
+    assert deaf.problems == ("telegram: no getUpdates answered for 75 s (limit 60 s)",)
+    assert "telegram" not in json.loads(evaluate_health(inputs()).json())  # demo: no Telegram
