@@ -80,3 +80,42 @@ def test_the_license_file_is_mit_as_pyproject_says() -> None:
     assert text.startswith("MIT License\n")
     assert re.search(r"^Copyright \(c\) \d{4} replbot authors$", text, re.M)
     assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+
+
+def readme_config_rows() -> list[str]:
+    """The first cell of every row of README's "Configuration reference" table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    return [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_every_key_config_py_accepts_is_in_readmes_configuration_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys of [monitor] and [clusters.monitor] are covered by their ``monitor.*`` row; the
+    fields of the ssh and replication inline tables are listed in their own row's text."""
+    rows = readme_config_rows()
+    words = [set(re.findall(r"[a-z_]+(?:\.[a-z_*]+)*", row)) for row in rows]
+    missing = []
+    for table, names in accepted_keys(monkeypatch).items():
+        if table in {"", "clusters", "clusters.nodes.ssh", "clusters.nodes.replication"}:
+            continue
+        if table.startswith("users"):  # users[N]: the "users[].id / name / role" row
+            names = {n for n in names if not any("users[]" in r and n in r for r in rows)}
+            missing.extend(f"users[].{n}" for n in names)
+            continue
+        if table in {"monitor", "clusters.monitor"}:
+            wildcard = "monitor.*" if table == "monitor" else "clusters[].monitor.*"
+            if not any(wildcard in row for row in rows):
+                missing.append(wildcard)
+            continue
+        for name in names:
+            if table == "clusters.nodes":
+                found = any(
+                    "nodes[]" in row and name in w for row, w in zip(rows, words, strict=True)
+                )
+            else:
+                found = any(f"{table}.{name}" in w for w in words)
+            if not found:
+                missing.append(f"{table}.{name}")
+    assert missing == [], f"add README.md configuration rows for: {sorted(missing)}"
