@@ -96,22 +96,22 @@ def _sandbox_errors() -> tuple[type[Exception], ...]:
     return SandboxError, SshdError
 
 
-def _logging_options(parser: argparse.ArgumentParser, default: str | None) -> None:
-    """--log-level/--log-format, accepted before the command and after it (``default``
-    SUPPRESS on the subcommands, so a value given before the command is kept)."""
+def _logging_options(parser: argparse.ArgumentParser, top_level: bool) -> None:
+    """--log-level/--log-format, accepted before the command and after it: the subcommands'
+    copies default to SUPPRESS, so a value given before the command is kept."""
     from bot.logsetup import LOG_FORMATS, LOG_LEVELS
 
     parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         type=str.lower,
-        default=None if default is None else argparse.SUPPRESS,
-        help="debug, info, warning, error (default: info; warning for demo)",
+        default=None if top_level else argparse.SUPPRESS,
+        help="debug, info, warning, error, critical (default: info for run, else warning)",
     )
     parser.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
-        default="text" if default is None else argparse.SUPPRESS,
+        default="text" if top_level else argparse.SUPPRESS,
         help="text, or json: one object per line (time, level, logger, message, exception)",
     )
 
@@ -133,9 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         "3 audit verification failed",
     )
     parser.add_argument("--version", action="version", version=f"replbot {package_version()}")
-    _logging_options(parser, None)
+    _logging_options(parser, top_level=True)
     common = argparse.ArgumentParser(add_help=False)
-    _logging_options(common, "suppress")
+    _logging_options(common, top_level=False)
     sub = parser.add_subparsers(required=True, dest="command")
 
     run = sub.add_parser("run", help="run the Telegram bot", parents=[common])
