@@ -30,6 +30,7 @@ from bot.config import (
     AppConfig,
     AuditConfig,
     Secret,
+    Thresholds,
     audit_key_text,
     load_config,
     read_audit_key_file,
@@ -244,6 +245,21 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def describe_thresholds(t: Thresholds) -> str:
+    """The alert thresholds in effect, as one line."""
+    from handlers.render import human_bytes
+
+    return (
+        f"node down after {t.node_down_polls} polls; "
+        f"byte lag {human_bytes(t.lag_bytes_warning)}/{human_bytes(t.lag_bytes_critical)} "
+        f"for {_seconds(t.lag_for_s)}; "
+        f"time lag {_seconds(t.lag_time_warning_s)}/{_seconds(t.lag_time_critical_s)}; "
+        f"slot inactive after {_seconds(t.slot_inactive_after_s)}; "
+        f"slot retains {human_bytes(t.slot_retained_warning)}/"
+        f"{human_bytes(t.slot_retained_critical)} (warning/critical)"
+    )
+
+
 def describe_config(config: AppConfig) -> str:
     """A human summary of the resolved (effective) config; secrets are shown only as ***."""
     token = "***" if config.telegram.token else "NOT SET (replbot run needs it)"
@@ -256,6 +272,7 @@ def describe_config(config: AppConfig) -> str:
         f"interval {_seconds(monitor.interval_s)}; timeout {_seconds(monitor.timeout_s)}; "
         f"repeat every {_seconds(monitor.repeat_interval_s)}; "
         f"send timeout {_seconds(monitor.send_timeout_s)}",
+        f"thresholds: {describe_thresholds(monitor.thresholds)}",
         f"rebuild: second approver {approver}; "
         f"verify timeout {_seconds(rebuild.verify_timeout_s)}; "
         f"command timeout {_seconds(rebuild.command_timeout_s)}; "
@@ -280,6 +297,10 @@ def describe_config(config: AppConfig) -> str:
     ]
     for cluster in config.clusters:
         lines.append(f"cluster {cluster.name}:")
+        if not cluster.monitor.enabled:
+            lines.append("  monitor: disabled for this cluster")
+        elif cluster.monitor.thresholds != monitor.thresholds:
+            lines.append(f"  thresholds: {describe_thresholds(cluster.monitor.thresholds)}")
         for node in cluster.nodes:
             secret_source = "password from env" if node.password else "password from passfile/none"
             slot = f", slot {node.slot}" if node.slot else ""

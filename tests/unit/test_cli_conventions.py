@@ -95,6 +95,7 @@ def test_check_config_prints_the_effective_monitor_rebuild_and_metrics_settings(
     out = capsys.readouterr().out
     assert code == 0
     assert "monitor: enabled; interval 5s; timeout 3s" in out
+    assert "thresholds: node down after 2 polls; byte lag 50.0 MB/100.0 MB for 60s" in out
     assert "rebuild: second approver not required; verify timeout 120s" in out
     assert "metrics: http://127.0.0.1:9187/metrics and /healthz" in out
     assert "retention: sent alert messages and resolved alerts kept 90 days" in out
