@@ -76,6 +76,7 @@ class Runtime:
     metrics: Metrics
     delivery: DeliveryService | None = None
     metrics_server: MetricsServer | None = None
+    health_server: MetricsServer | None = None
     housekeeping: asyncio.Task[None] | None = None
     polling_since: float | None = None  # set once a Telegram transport polls (replbot run)
     last_poll_at: float | None = None
@@ -124,6 +125,11 @@ class Runtime:
                 health=self.health,
             )
             await self.metrics_server.start()
+        if self.config.health.host is not None:
+            self.health_server = MetricsServer(
+                self.config.health.host, self.config.health.port, None, health=self.health
+            )
+            await self.health_server.start()
 
     async def render_metrics(self) -> str:
         """The Prometheus exposition, with the outbox and delivery figures refreshed."""
@@ -191,6 +197,9 @@ class Runtime:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
             self.metrics_server = None
+        if self.health_server is not None:
+            await self.health_server.stop()
+            self.health_server = None
         await self.monitor.stop()
         if self.delivery is not None:
             self.alerts.on_enqueued = None

@@ -283,6 +283,11 @@ def describe_config(config: AppConfig) -> str:
             if metrics.host is not None
             else "off (set metrics.listen)"
         ),
+        *(
+            [f"health: http://{config.health.host}:{config.health.port}/healthz"]
+            if config.health.host is not None
+            else []
+        ),
         f"retention: sent alert messages and resolved alerts kept "
         f"{monitor.retention_days:g} days; the audit log is never pruned",
     ]

@@ -25,10 +25,11 @@ class MetricsServer:
         self,
         host: str,
         port: int,
-        render: Callable[[], Awaitable[str]],
+        render: Callable[[], Awaitable[str]] | None,
         health: Callable[[], Awaitable[tuple[bool, str]]] | None = None,
     ) -> None:
-        """``health()`` -> (healthy, JSON body), served at ``/healthz`` when given."""
+        """``render()``: the exposition at ``/metrics`` (None: a health-only listener);
+        ``health()`` -> (healthy, JSON body), served at ``/healthz`` when given."""
         self._host = host
         self._port = port
         self._render = render
@@ -45,7 +46,8 @@ class MetricsServer:
     async def start(self) -> None:
         """Listen."""
         self._server = await asyncio.start_server(self._handle, self._host, self._port)
-        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
+        paths = [p for p, f in (("/metrics", self._render), ("/healthz", self._health)) if f]
+        log.info("serving %s on http://%s:%d", " and ".join(paths), self._host, self.port)
 
     async def stop(self) -> None:
         """Stop listening and close the connections."""
@@ -67,8 +69,8 @@ class MetricsServer:
             elif path.split("?", 1)[0] == "/healthz" and self._health is not None:
                 healthy, body = await self._health()
                 await _respond(writer, 200 if healthy else 503, body + "\n", "application/json")
-            elif path.split("?", 1)[0] != "/metrics":
-                await _respond(writer, 404, "see /metrics\n", "text/plain")
+            elif path.split("?", 1)[0] != "/metrics" or self._render is None:
+                await _respond(writer, 404, "see /metrics or /healthz\n", "text/plain")
             else:
                 await _respond(writer, 200, await self._render(), CONTENT_TYPE)
         except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

@@ -59,3 +59,25 @@ async def test_healthz_is_200_while_the_monitor_polls_and_503_naming_it_once_it_
         assert status == "HTTP/1.1 503 Service Unavailable"
         assert body["status"] == "fail"
         assert body["problems"] == ["monitor: not running"]
+
+
+async def test_health_listen_serves_healthz_alone_without_metrics(
+    replication: LocalReplicationSet, api: FakeBotApi
+) -> None:
+    health = '\n[health]\nlisten = "127.0.0.1:0"\n'
+    async with monitored(replication, api, audit_file(), extra=health) as bot:
+        await bot.settle()
+        assert bot.runtime.metrics_server is None  # metrics.listen is not set
+        server = bot.runtime.health_server
+        assert server is not None
+
+        status, body = await asyncio.wait_for(http_get(server.port, "/healthz"), 10)
+        assert status == "HTTP/1.1 200 OK"
+        assert body["status"] == "ok"
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        reply = (await reader.read()).decode()
+        writer.close()
+        assert reply.startswith("HTTP/1.1 404 Not Found")

@@ -88,7 +88,11 @@ def test_check_config_prints_the_effective_monitor_rebuild_and_metrics_settings(
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     monkeypatch.delenv("REPLBOT_TELEGRAM_TOKEN", raising=False)
     path = tmp_path / "good.toml"
-    path.write_text(VALID_TOML + '\n[metrics]\nlisten = "127.0.0.1:9187"\n')
+    path.write_text(
+        VALID_TOML
+        + '\n[metrics]\nlisten = "127.0.0.1:9187"\n'
+        + '\n[health]\nlisten = "127.0.0.1:9188"\n'
+    )
 
     code = main(["check-config", "--config", str(path)])
 
@@ -98,6 +102,7 @@ def test_check_config_prints_the_effective_monitor_rebuild_and_metrics_settings(
     assert "thresholds: node down after 2 polls; byte lag 50.0 MB/100.0 MB for 60s" in out
     assert "rebuild: second approver not required; verify timeout 120s" in out
     assert "metrics: http://127.0.0.1:9187/metrics and /healthz" in out
+    assert "health: http://127.0.0.1:9188/healthz" in out
     assert "retention: sent alert messages and resolved alerts kept 90 days" in out
     assert "token ***" in out
     assert FILE_TOKEN not in out and PASSWORD not in out
