@@ -21,8 +21,9 @@ RUN pip install --no-deps .
 USER replbot
 VOLUME ["/var/lib/replbot"]
 # Mount the config (and SSH key, known_hosts, passfile) read-only under /etc/replbot.
-# The health check needs the metrics listener: [metrics] listen = "0.0.0.0:9187" (or set
-# REPLBOT_HEALTH_URL). /healthz answers 503 when the monitor or the alert outbox is stuck.
+# The health check needs a listener: [metrics] listen = "0.0.0.0:9187" (serves /healthz too),
+# or [health] listen = "127.0.0.1:9188" with REPLBOT_HEALTH_URL=http://127.0.0.1:9188/healthz.
+# /healthz answers 503 when Telegram polls, the monitor or the alert outbox are stuck.
 ENV REPLBOT_HEALTH_URL=http://127.0.0.1:9187/healthz
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['REPLBOT_HEALTH_URL'], timeout=4)"]
