@@ -3,6 +3,9 @@ adapters to handlers; both ``replbot run`` and ``replbot demo`` start here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,12 @@ from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.delivery import DeliveryService
+from bot.services.monitor.health import (
+    HealthInputs,
+    evaluate_health,
+    outbox_stuck_after,
+    stale_after,
+)
 from bot.services.monitor.metrics import CountingAuditLog, Metrics
 from bot.services.monitor.service import MonitorService
 from bot.services.rebuild.service import RebuildService
@@ -35,6 +44,10 @@ from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
 from handlers.repair import repair_target
+
+log = logging.getLogger(__name__)
+DAY_S = 86400.0
+HOUSEKEEPING_EVERY_S = 6 * 3600.0  # retention runs at start and this often
 
 
 def redactor_for(config: AppConfig) -> Redactor:
@@ -67,6 +80,20 @@ class Runtime:
     metrics: Metrics
     delivery: DeliveryService | None = None
     metrics_server: MetricsServer | None = None
+    health_server: MetricsServer | None = None
+    housekeeping: asyncio.Task[None] | None = None
+    polling_since: float | None = None  # set once a Telegram transport polls (replbot run)
+    last_poll_at: float | None = None
+    polls_ok: int = 0
+
+    def watch_polling(self) -> None:
+        """From now on /healthz expects answered getUpdates (see :meth:`note_poll`)."""
+        self.polling_since = self.services.clock.monotonic()
+
+    def note_poll(self) -> None:
+        """Telegram answered a getUpdates."""
+        self.last_poll_at = self.services.clock.monotonic()
+        self.polls_ok += 1
 
     async def start_monitor(
         self, notifier: Notifier, on_wait: Callable[[int, float, str], None] | None = None
@@ -90,13 +117,23 @@ class Runtime:
             fallback_chat=self.config.telegram.alert_fallback_chat_id,
         )
         self.alerts.on_enqueued = self.delivery.wake
+        await self.prune_history()
+        self.housekeeping = asyncio.create_task(self._housekeeping(), name="store-retention")
         await self.delivery.start()
         await self.monitor.start()
         if self.config.metrics.host is not None:
             self.metrics_server = MetricsServer(
-                self.config.metrics.host, self.config.metrics.port, self.render_metrics
+                self.config.metrics.host,
+                self.config.metrics.port,
+                self.render_metrics,
+                health=self.health,
             )
             await self.metrics_server.start()
+        if self.config.health.host is not None:
+            self.health_server = MetricsServer(
+                self.config.health.host, self.config.health.port, None, health=self.health
+            )
+            await self.health_server.start()
 
     async def render_metrics(self) -> str:
         """The Prometheus exposition, with the outbox and delivery figures refreshed."""
@@ -107,11 +144,66 @@ class Runtime:
             delivery_gauges(self.metrics, self.delivery)
         return self.metrics.exposition()
 
+    async def prune_history(self) -> tuple[int, int]:
+        """Retention: delete sent alert messages and resolved alerts older than
+        ``monitor.retention_days``. The audit log is never pruned."""
+        days = self.config.monitor.retention_days
+        before = self.services.clock.time() - days * DAY_S
+        messages, alerts = await self.alert_store.prune_history(before)
+        if messages or alerts:
+            log.info(
+                "retention: deleted %d sent alert message(s) and %d resolved alert(s) "
+                "older than %g days",
+                messages,
+                alerts,
+                days,
+            )
+        return messages, alerts
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_EVERY_S)
+            try:
+                await self.prune_history()
+            except Exception:  # retention must never stop the bot
+                log.exception("retention: pruning the alert store failed")
+
+    async def health(self) -> tuple[bool, str]:
+        """(healthy, JSON body) for ``GET /healthz``: the monitor's rounds advance and the
+        outbox drains (answering at all shows that the event loop runs)."""
+        settings = self.config.monitor
+        oldest = await self.alert_store.oldest_pending_at()
+        clock = self.services.clock
+        report = evaluate_health(
+            HealthInputs(
+                monitor_enabled=bool(self.monitor.clusters),
+                monitor_running=self.monitor.running,
+                round_ages=self.monitor.round_ages(),
+                stale_after_s=stale_after(settings.interval_s, settings.timeout_s),
+                outbox_pending=await self.alert_store.pending_count(),
+                oldest_pending_age_s=None if oldest is None else max(0.0, clock.time() - oldest),
+                outbox_stuck_after_s=outbox_stuck_after(settings.send_retry_max_s),
+                poll_age_s=None
+                if self.polling_since is None
+                else clock.monotonic() - (self.last_poll_at or self.polling_since),
+                polls_ok=self.polls_ok,
+            )
+        )
+        return report.ok, report.json()
+
     async def stop_monitor(self) -> None:
         """Stop polling and delivering (unsent messages stay in the outbox for the next run)."""
+        if self.housekeeping is not None:
+            self.housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.housekeeping
+            self.housekeeping = None
         if self.metrics_server is not None:
             await self.metrics_server.stop()
             self.metrics_server = None
+        if self.health_server is not None:
+            await self.health_server.stop()
+            self.health_server = None
         await self.monitor.stop()
         if self.delivery is not None:
             self.alerts.on_enqueued = None

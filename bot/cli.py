@@ -1,15 +1,28 @@
-"""``replbot`` command line: run | demo | check-config | audit verify."""
+"""``replbot`` command line: run | demo | check-config | audit verify | audit export.
+
+Exit codes (the same for every command)::
+
+    0  ok
+    1  runtime error (a database, a server or the network failed)
+    2  usage or config error (argparse's code for a typo; a config key that is wrong)
+    3  audit verification failed (the log was changed, or does not match --expect-head)
+
+The config file is ``--config``, else ``$REPLBOT_CONFIG``, else ``/etc/replbot/config.toml``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import csv
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from bot.config import (
@@ -17,6 +30,7 @@ from bot.config import (
     AppConfig,
     AuditConfig,
     Secret,
+    Thresholds,
     audit_key_text,
     load_config,
     read_audit_key_file,
@@ -25,6 +39,13 @@ from bot.errors import ConfigError, ReplbotError
 from bot.models import AuditHead
 
 log = logging.getLogger("replbot")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUDIT_FAILED = 3
+CONFIG_ENV = "REPLBOT_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/replbot/config.toml")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,39 +56,104 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         print(f"config error: {exc.user_message}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     except ReplbotError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
-        return 1
-    except _sandbox_error() as exc:
+        return EXIT_ERROR
+    except _sandbox_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return code
 
 
-def _sandbox_error() -> type[Exception]:
-    from bot.sandbox import SandboxError
+def package_version() -> str:
+    """The installed replbot version (pyproject's), or "unknown" when run from a bare tree."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return SandboxError
+    try:
+        return version("replbot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def default_config_path() -> Path:
+    """``$REPLBOT_CONFIG`` if set, else ``/etc/replbot/config.toml``."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def log_level(args: argparse.Namespace, default: int = logging.INFO) -> int:
+    """The level ``--log-level`` asked for, else ``default``."""
+    name: str | None = getattr(args, "log_level", None)
+    return default if name is None else int(getattr(logging, name.upper()))
+
+
+def _sandbox_errors() -> tuple[type[Exception], ...]:
+    """The demo's own failures (PostgreSQL sandbox, loopback sshd): exit 1 with their text."""
+    from bot.sandbox import SandboxError
+    from bot.sshd import SshdError
+
+    return SandboxError, SshdError
+
+
+def _logging_options(parser: argparse.ArgumentParser, top_level: bool) -> None:
+    """--log-level/--log-format, accepted before the command and after it: the subcommands'
+    copies default to SUPPRESS, so a value given before the command is kept."""
+    from bot.logsetup import LOG_FORMATS, LOG_LEVELS
+
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        default=None if top_level else argparse.SUPPRESS,
+        help="debug, info, warning, error, critical (default: info for run, else warning)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text" if top_level else argparse.SUPPRESS,
+        help="text, or json: one object per line (time, level, logger, message, exception)",
+    )
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default_config_path(),
+        help=f"the TOML config (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="replbot", description="Chat-ops for PostgreSQL streaming replication."
+        prog="replbot",
+        description="Chat-ops for PostgreSQL streaming replication.",
+        epilog="exit codes: 0 ok, 1 runtime error, 2 usage or config error, "
+        "3 audit verification failed",
     )
+    parser.add_argument("--version", action="version", version=f"replbot {package_version()}")
+    _logging_options(parser, top_level=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _logging_options(common, top_level=False)
     sub = parser.add_subparsers(required=True, dest="command")
 
-    run = sub.add_parser("run", help="run the Telegram bot")
-    run.add_argument("--config", required=True, type=Path)
+    run = sub.add_parser("run", help="run the Telegram bot", parents=[common])
+    _config_option(run)
     run.set_defaults(func=_cmd_run)
 
-    check = sub.add_parser("check-config", help="validate a config and print it, secrets masked")
-    check.add_argument("--config", required=True, type=Path)
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config and print the effective settings, secrets masked",
+        parents=[common],
+    )
+    _config_option(check)
     check.set_defaults(func=_cmd_check_config)
 
-    demo = sub.add_parser("demo", help="local primary + replica and a console chat (no token)")
+    demo = sub.add_parser(
+        "demo", help="local primary + replica and a console chat (no token)", parents=[common]
+    )
     demo.add_argument(
         "--exec",
         dest="commands",
@@ -78,13 +164,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--replicas", type=int, default=1, choices=range(1, 4))
     demo.add_argument("--keep", action="store_true", help="keep the data directories")
+    demo.add_argument(
+        "--ssh",
+        action="store_true",
+        help="also start a loopback sshd (key-only, host key verified); /rebuild goes through it",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(required=True, dest="audit_command")
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain")
-    where = verify.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", type=Path)
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the audit hash chain (exit 3 if it was changed)",
+        parents=[common],
+    )
+    where = verify.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        help=f"the TOML config (default without --db: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
     where.add_argument("--db", type=Path, help="path of the audit SQLite file")
     verify.add_argument(
         "--key-file",
@@ -99,28 +198,114 @@ def _parser() -> argparse.ArgumentParser:
         "has fewer rows or row ROWS has another hash",
     )
     verify.set_defaults(func=_cmd_audit_verify)
+
+    export = audit_sub.add_parser(
+        "export",
+        help="write the audit rows to stdout (JSON lines or CSV) for archiving; "
+        "the verification result goes to stderr (exit 3 if the chain does not verify)",
+        parents=[common],
+    )
+    source = export.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        type=Path,
+        help=f"the TOML config (default without --db: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
+    )
+    source.add_argument("--db", type=Path, help="path of the audit SQLite file")
+    export.add_argument("--key-file", type=Path, help="the audit key file (as for verify)")
+    export.add_argument(
+        "--since",
+        type=_iso_time,
+        metavar="ISO",
+        help="only rows written at or after this time (ISO 8601; no zone means UTC)",
+    )
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument(
+        "--expect-head", type=_audit_head, metavar="ROWS:HASH", help="as for verify"
+    )
+    export.set_defaults(func=_cmd_audit_export)
     return parser
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    _configure_cli_logging(args)
     config = load_config(args.config)
     print(describe_config(config))
-    return 0
+    return EXIT_OK
+
+
+def _configure_cli_logging(args: argparse.Namespace, default: int = logging.WARNING) -> None:
+    from bot.logsetup import configure_logging
+    from bot.redact import Redactor
+
+    configure_logging(Redactor(), log_level(args, default), getattr(args, "log_format", "text"))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def describe_thresholds(t: Thresholds) -> str:
+    """The alert thresholds in effect, as one line."""
+    from handlers.render import human_bytes
+
+    return (
+        f"node down after {t.node_down_polls} polls; "
+        f"byte lag {human_bytes(t.lag_bytes_warning)}/{human_bytes(t.lag_bytes_critical)} "
+        f"for {_seconds(t.lag_for_s)}; "
+        f"time lag {_seconds(t.lag_time_warning_s)}/{_seconds(t.lag_time_critical_s)}; "
+        f"slot inactive after {_seconds(t.slot_inactive_after_s)}; "
+        f"slot retains {human_bytes(t.slot_retained_warning)}/"
+        f"{human_bytes(t.slot_retained_critical)} (warning/critical)"
+    )
 
 
 def describe_config(config: AppConfig) -> str:
-    """A human summary of the resolved config; secrets are shown only as set/unset."""
-    token = "set" if config.telegram.token else "NOT SET (replbot run needs it)"
+    """A human summary of the resolved (effective) config; secrets are shown only as ***."""
+    token = "***" if config.telegram.token else "NOT SET (replbot run needs it)"
+    monitor = config.monitor
+    rebuild = config.rebuild
+    metrics = config.metrics
+    approver = "required" if rebuild.require_second_approver else "not required"
+    settings = [
+        f"monitor: {'enabled' if monitor.enabled else 'disabled'}; "
+        f"interval {_seconds(monitor.interval_s)}; timeout {_seconds(monitor.timeout_s)}; "
+        f"repeat every {_seconds(monitor.repeat_interval_s)}; "
+        f"send timeout {_seconds(monitor.send_timeout_s)}",
+        f"thresholds: {describe_thresholds(monitor.thresholds)}",
+        f"rebuild: second approver {approver}; "
+        f"verify timeout {_seconds(rebuild.verify_timeout_s)}; "
+        f"command timeout {_seconds(rebuild.command_timeout_s)}; "
+        f"disk headroom ×{rebuild.disk_headroom:g}",
+        "metrics: "
+        + (
+            f"http://{metrics.host}:{metrics.port}/metrics and /healthz"
+            if metrics.host is not None
+            else "off (set metrics.listen)"
+        ),
+        *(
+            [f"health: http://{config.health.host}:{config.health.port}/healthz"]
+            if config.health.host is not None
+            else []
+        ),
+        f"retention: sent alert messages and resolved alerts kept "
+        f"{monitor.retention_days:g} days; the audit log is never pruned",
+    ]
     lines = [
         "config ok",
         f"telegram: token {token}; base_url {config.telegram.base_url}; "
         f"alert chats {list(config.telegram.alert_chat_ids)}",
         f"audit: {config.audit.path}; key from {config.audit.key_source}; "
         f"head logged every {config.audit.anchor_every} rows",
+        *settings,
         "users: " + ", ".join(f"{u.name} ({u.id}, {u.role.label})" for u in config.users),
     ]
     for cluster in config.clusters:
         lines.append(f"cluster {cluster.name}:")
+        if not cluster.monitor.enabled:
+            lines.append("  monitor: disabled for this cluster")
+        elif cluster.monitor.thresholds != monitor.thresholds:
+            lines.append(f"  thresholds: {describe_thresholds(cluster.monitor.thresholds)}")
         for node in cluster.nodes:
             secret_source = "password from env" if node.password else "password from passfile/none"
             slot = f", slot {node.slot}" if node.slot else ""
@@ -131,8 +316,8 @@ def describe_config(config: AppConfig) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo  # imports the sandbox only when needed
 
-    logging.basicConfig(level=logging.WARNING)
-    return run_demo(args.commands, replicas=args.replicas, keep=args.keep)
+    _configure_cli_logging(args)
+    return run_demo(args.commands, replicas=args.replicas, keep=args.keep, ssh=args.ssh)
 
 
 def _audit_head(text: str) -> AuditHead:
@@ -147,13 +332,12 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 
 
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Exit 0 intact, 2 tampered (or not matching --expect-head), 1 on usage errors."""
-    from bot.adapters.audit_sqlite import SqliteAuditLog, default_key_path
-    from handlers.render import audit_verification
+def _audit_source(args: argparse.Namespace) -> tuple[Path, Secret | None]:
+    """The audit file and its key from --db/--key-file/$REPLBOT_AUDIT_KEY, else the config."""
+    from bot.adapters.audit_sqlite import default_key_path
 
-    if args.config:
-        audit = load_config(args.config).audit
+    if args.db is None:
+        audit = load_config(args.config or default_config_path()).audit
     else:
         env_key = os.environ.get(AUDIT_KEY_ENV)
         if env_key:
@@ -165,8 +349,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         audit = AuditConfig(path=args.db, key=key, key_file=args.key_file)
     path = Path(audit.path)
     if not path.exists():
-        print(f"error: no audit log at {path}", file=sys.stderr)
-        return 1
+        raise ReplbotError(f"no audit log at {path}")
     key = audit.key
     if key is None and default_key_path(path).exists():
         key = read_audit_key_file(default_key_path(path), str(default_key_path(path)))
@@ -176,6 +359,16 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
             "only rows from before the key can be verified",
             file=sys.stderr,
         )
+    return path, key
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 intact, 3 tampered (or not matching --expect-head), 1 when there is no log."""
+    from bot.adapters.audit_sqlite import SqliteAuditLog
+    from handlers.render import audit_verification
+
+    _configure_cli_logging(args)
+    path, key = _audit_source(args)
 
     async def verify() -> bool:
         log_ = SqliteAuditLog(path, key)
@@ -187,17 +380,66 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         print(audit_verification(result))
         return result.ok
 
-    return 0 if asyncio.run(verify()) else 2
+    return EXIT_OK if asyncio.run(verify()) else EXIT_AUDIT_FAILED
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time like 2026-01-31 or 2026-01-31T12:00:00+00:00"
+        ) from None
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    """Rows to stdout (jsonl or csv); the verification result to stderr. Exit 3 when the chain
+    does not verify; the rows are written all the same (an archive withholds nothing)."""
+    from bot.adapters.audit_sqlite import EXPORT_COLUMNS, SqliteAuditLog
+    from handlers.render import audit_verification
+
+    _configure_cli_logging(args)
+    path, key = _audit_source(args)
+    columns = [c.strip() for c in EXPORT_COLUMNS.split(",")]
+
+    async def export() -> bool:
+        log_ = SqliteAuditLog(path, key)
+        await log_.open()
+        try:
+            result = await log_.verify(expect_head=args.expect_head)
+            out = sys.stdout
+            writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+            if args.format == "csv":
+                writer.writeheader()
+            async for row in log_.export_rows(args.since):
+                if args.format == "csv":
+                    writer.writerow(row)
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+        finally:
+            await log_.close()
+        print(audit_verification(result), file=sys.stderr)
+        return result.ok
+
+    return EXIT_OK if asyncio.run(export()) else EXIT_AUDIT_FAILED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config.telegram.token is None:
         raise ConfigError("telegram.token", "missing (or set REPLBOT_TELEGRAM_TOKEN)")
-    return asyncio.run(run_bot(config))
+    return asyncio.run(
+        run_bot(config, log_level=log_level(args), log_format=getattr(args, "log_format", "text"))
+    )
 
 
-async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
+async def run_bot(
+    config: AppConfig,
+    stop: asyncio.Event | None = None,
+    log_level: int = logging.INFO,
+    log_format: str = "text",
+) -> int:
     """Run the Telegram bot until SIGINT/SIGTERM (or ``stop`` is set)."""
     from bot.adapters.telegram_notifier import TelegramNotifier
     from bot.app import command_menu, open_runtime, redactor_for
@@ -205,7 +447,7 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
     from handlers.telegram import ALLOWED_UPDATES, announce_unfinished_rebuilds, build_application
 
     redactor = redactor_for(config)
-    configure_logging(redactor)
+    configure_logging(redactor, log_level, log_format)
     assert config.telegram.token is not None
     runtime = await open_runtime(config, redactor)
     stop_event = stop or asyncio.Event()
@@ -218,7 +460,9 @@ async def run_bot(config: AppConfig, stop: asyncio.Event | None = None) -> int:
         config.telegram.token.reveal(),
         config.telegram.base_url,
         command_menu(),
+        on_poll_ok=runtime.note_poll,
     )
+    runtime.watch_polling()
     try:
         async with app:
             await app.start()

@@ -242,6 +242,7 @@ class MonitorConfig:
     send_retry_initial_s: float = 1.0  # first back-off after a 5xx / timeout, doubled each time
     send_retry_max_s: float = 60.0  # back-off cap
     thresholds: Thresholds = field(default_factory=Thresholds)
+    retention_days: float = 90.0  # sent outbox rows and resolved alerts older than this go
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,15 @@ class MetricsConfig:
 
     host: str | None = None
     port: int = 9187
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """An optional listener serving only ``/healthz``; ``host`` None means none (the metrics
+    listener serves /healthz too)."""
+
+    host: str | None = None
+    port: int = 9188
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,7 @@ class AppConfig:
     rebuild: RebuildConfig = field(default_factory=RebuildConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     def cluster(self, name: str) -> ClusterConfig | None:
         """The cluster called ``name``, or None."""
@@ -305,7 +316,19 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> A
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConfig:
     """Validate an already-parsed TOML document (see :func:`load_config`)."""
     _only_keys(
-        "", data, {"telegram", "audit", "users", "clusters", "bot", "rebuild", "monitor", "metrics"}
+        "",
+        data,
+        {
+            "telegram",
+            "audit",
+            "users",
+            "clusters",
+            "bot",
+            "rebuild",
+            "monitor",
+            "metrics",
+            "health",
+        },
     )
     telegram = _parse_telegram(_table(data, "telegram", required=False), environ)
     audit = _parse_audit(_table(data, "audit"), environ)
@@ -325,6 +348,7 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str]) -> AppConf
         rebuild=_parse_rebuild(_table(data, "rebuild", required=False)),
         monitor=monitor,
         metrics=_parse_metrics(_table(data, "metrics", required=False)),
+        health=_parse_health(_table(data, "health", required=False)),
     )
 
 
@@ -413,6 +437,7 @@ def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
             "send_timeout",
             "send_retry_initial",
             "send_retry_max",
+            "retention_days",
             *_THRESHOLD_KEYS,
         },
     )
@@ -431,6 +456,7 @@ def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
         send_retry_initial_s=retry_initial,
         send_retry_max_s=retry_max,
         thresholds=_parse_thresholds(key, table, Thresholds()),
+        retention_days=_number(table, key, "retention_days", default=90.0, minimum=1),
     )
 
 
@@ -494,11 +520,26 @@ def _parse_metrics(table: Mapping[str, Any]) -> MetricsConfig:
     listen = _opt_str(table, key, "listen")
     if listen is None:
         return MetricsConfig()
+    return MetricsConfig(*_listen_address(key, listen, 9187))
+
+
+def _parse_health(table: Mapping[str, Any]) -> HealthConfig:
+    key = "health"
+    _only_keys(key, table, {"listen"})
+    listen = _opt_str(table, key, "listen")
+    if listen is None:
+        return HealthConfig()
+    return HealthConfig(*_listen_address(key, listen, 9188))
+
+
+def _listen_address(key: str, listen: str, example_port: int) -> tuple[str, int]:
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]")
     if not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:  # 0: any free
-        raise ConfigError(f"{key}.listen", f"{listen!r} is not HOST:PORT like 127.0.0.1:9187")
-    return MetricsConfig(host=host, port=int(port_text))
+        raise ConfigError(
+            f"{key}.listen", f"{listen!r} is not HOST:PORT like 127.0.0.1:{example_port}"
+        )
+    return host, int(port_text)
 
 
 def _parse_rebuild(table: Mapping[str, Any]) -> RebuildConfig:

@@ -26,6 +26,7 @@ from bot.sandbox import (
     find_pg_binaries,
 )
 from bot.services.repair.rewind import grant_statements
+from bot.sshd import LocalSshd, SshEndpoint
 from handlers import render
 from handlers.base import CommandContext, CommandSpec, Reply
 from handlers.console import ConsoleChat, ConsoleNotifier, given_lines, run_console, stdin_lines
@@ -41,13 +42,23 @@ DEMO_USAGE = (
 )
 
 
-def rebuild_keys(pgset: LocalReplicationSet, name: str) -> str:
-    """Config keys that let /rebuild work on a local replica (commands run on this host)."""
+def rebuild_keys(pgset: LocalReplicationSet, name: str, ssh: SshEndpoint | None = None) -> str:
+    """Config keys that let /rebuild work on a local replica: commands run on this host, or
+    through the loopback sshd ``ssh`` (key login, host key verified) like in production."""
     node = pgset.node(name)
     primary = pgset.primary
+    if ssh is None:
+        shell = 'shell = "local"\n'
+    else:
+        shell = (
+            'shell = "ssh"\n'
+            f'ssh = {{ host = "{ssh.host}", port = {ssh.port}, user = "{ssh.user}", '
+            f"key_file = {_toml_string(str(ssh.key_file))}, "
+            f"known_hosts = {_toml_string(str(ssh.known_hosts))} }}\n"
+        )
     return (
         f'slot = "{node.slot}"\n'
-        'shell = "local"\n'
+        f"{shell}"
         f'data_dir = "{node.data_dir}"\n'
         f'conf_dir = "{node.conf_dir}"\n'
         f'pg_bin_dir = "{pgset.binaries.bindir}"\n'
@@ -69,7 +80,9 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def demo_config_text(pgset: LocalReplicationSet, audit_path: Path) -> str:
+def demo_config_text(
+    pgset: LocalReplicationSet, audit_path: Path, ssh: SshEndpoint | None = None
+) -> str:
     """The TOML config of the demo, pointing at the local clusters."""
     nodes = []
     for node in pgset.nodes:
@@ -81,7 +94,7 @@ def demo_config_text(pgset: LocalReplicationSet, audit_path: Path) -> str:
             f'password_env = "{PASSWORD_ENV}"\n'
         )
         if node.slot:
-            text += rebuild_keys(pgset, node.name)
+            text += rebuild_keys(pgset, node.name, ssh)
         nodes.append(text)
     return (
         "[telegram]\n"
@@ -108,8 +121,12 @@ def run_demo(
     replicas: int = 1,
     out: Callable[[str], None] = print,
     keep: bool = False,
+    ssh: bool = False,
 ) -> int:
-    """Start the local clusters, run ``commands`` (or an interactive console), clean up."""
+    """Start the local clusters, run ``commands`` (or an interactive console), clean up.
+
+    With ``ssh`` a loopback sshd is started too and /rebuild reaches the replica through it.
+    """
     binaries = find_pg_binaries()
     base = Path(tempfile.mkdtemp(prefix="rbdemo-", dir="/tmp"))  # short unix socket paths
     base.chmod(0o711)  # the server OS user must traverse it; nothing secret is listed here
@@ -121,21 +138,30 @@ def run_demo(
         replicas=replicas,
         node_settings={f"pg{i + 2}": REWIND_READY_SETTINGS for i in range(replicas)},
     )
+    sshd = LocalSshd(base / "sshd") if ssh else None
     try:
         pgset.start()
         grant_rewind_source(pgset)
+        endpoint = sshd.start() if sshd is not None else None
         os.environ[PASSWORD_ENV] = pgset.bot_password
         config_path = base / "replbot.toml"
-        config_path.write_text(demo_config_text(pgset, base / "audit.sqlite3"))
+        config_path.write_text(demo_config_text(pgset, base / "audit.sqlite3", endpoint))
         config = load_config(config_path)
         ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
         out(f"ready ({ports}); you are {DEMO_USER_NAME} (admin). Try /status, /slots, /check,")
         out("/createslot NAME, /dropslot NAME, /rebuild pg2, /audit, /help; /quit to leave.")
         out("Alerts print here: try /demo stop-replica, /alerts, then /demo start-replica.")
+        if endpoint is not None:
+            out(
+                f"/rebuild runs over SSH: {endpoint.user}@{endpoint.host}:{endpoint.port}, "
+                f"key {endpoint.key_file}, host key pinned in {endpoint.known_hosts}"
+            )
         asyncio.run(_console(config, commands, out, pgset))
     except KeyboardInterrupt:
         out("interrupted")
     finally:
+        if sshd is not None:
+            sshd.stop()
         if keep:
             pgset.stop()
             out(f"servers stopped; files kept in {base}")

@@ -7,7 +7,7 @@ are split at 4096 characters, and go through PTB's AIORateLimiter, which retries
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from telegram import (
@@ -31,6 +31,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.services.registry import Services
 from handlers import render
@@ -180,22 +181,43 @@ async def _on_error(update: object, context: ReplbotContext) -> None:
     log.error("error while handling an update", exc_info=context.error)
 
 
+class _PollRecorder(HTTPXRequest):
+    """PTB's getUpdates connection (pool of 1, as PTB builds it) that reports each answered
+    poll, so /healthz can tell a bot that still hears Telegram from one that does not."""
+
+    def __init__(self, on_success: Callable[[], None]) -> None:
+        super().__init__(connection_pool_size=1, http_version="1.1")
+        self._on_success = on_success
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        code, payload = await super().do_request(*args, **kwargs)
+        if code == 200:
+            self._on_success()
+        return code, payload
+
+
 def build_application(
     dispatcher: Dispatcher,
     token: str,
     base_url: str,
     commands: Mapping[str, str],
     concurrent_updates: int = 8,
+    on_poll_ok: Callable[[], None] | None = None,
 ) -> ReplbotApplication:
-    """A configured PTB Application: handlers, rate limiter, setMyCommands at start."""
+    """A configured PTB Application: handlers, rate limiter, setMyCommands at start.
+
+    ``on_poll_ok`` is called after every getUpdates that Telegram answered (for /healthz).
+    """
 
     async def post_init(app: ReplbotApplication) -> None:
         await app.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()])
 
     context_types = ContextTypes(context=ReplbotContext, bot_data=BotData)
+    builder = ApplicationBuilder()
+    if on_poll_ok is not None:
+        builder = builder.get_updates_request(_PollRecorder(on_poll_ok))
     app: ReplbotApplication = (
-        ApplicationBuilder()
-        .token(token)
+        builder.token(token)
         .base_url(base_url)
         .context_types(context_types)
         .rate_limiter(AIORateLimiter(max_retries=3))

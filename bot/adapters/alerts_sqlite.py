@@ -374,6 +374,31 @@ class SqliteAlertStore:
         rows = await self._rows("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")
         return int(rows[0][0])
 
+    async def prune_history(self, before: float) -> tuple[int, int]:
+        """Delete outbox rows delivered before ``before`` (epoch seconds) and alerts resolved
+        before it; (messages, alerts) deleted. Pending and failed messages, firing alerts and
+        everything in the audit log stay."""
+        async with self._lock:
+            db = self._conn
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                sent = await db.execute(
+                    "DELETE FROM alert_outbox WHERE state = 'sent' AND sent_at < ?", (before,)
+                )
+                resolved = await db.execute(
+                    "DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (before,)
+                )
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+            return sent.rowcount, resolved.rowcount
+
+    async def oldest_pending_at(self) -> float | None:
+        """Wall-clock time the oldest pending outbox message was queued, or None."""
+        rows = await self._rows("SELECT min(created_at) FROM alert_outbox WHERE state = 'pending'")
+        return None if rows[0][0] is None else float(rows[0][0])
+
     async def outbox_rows(self) -> list[tuple[int, int, str, str, int]]:
         """(id, chat_id, state, html, attempts) of every outbox row, oldest first."""
         rows = await self._rows(

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,10 @@ from bot.models import AuditEntry, AuditHead, AuditRecord, AuditVerification, Ou
 GENESIS = "0" * 64
 log = logging.getLogger("replbot.audit")
 CHANGED = "row content was changed (or the key is not the one that wrote it)"
+EXPORT_COLUMNS = (
+    "id, at, user_id, user_name, chat_id, command, args, outcome, reason, duration_ms, "
+    "prev_hash, hash"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -223,6 +227,22 @@ class SqliteAuditLog:
             (limit,),
         )
         return [_entry(tuple(row)) for row in await cursor.fetchall()]
+
+    async def export_rows(self, since: datetime | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every row (oldest first; with ``since``, those written at or after it), as stored,
+        hashes included, so an archive can be verified again. Streams: one row at a time."""
+        start = ""  # every stored "at" is an ISO UTC time, so text order is time order
+        if since is not None:
+            moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+            start = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+        cursor = await self.db.execute(
+            "SELECT id, at, user_id, user_name, chat_id, command, args, outcome, reason, "
+            "duration_ms, prev_hash, hash FROM audit WHERE at >= ? ORDER BY id",
+            (start,),
+        )
+        names = [column[0] for column in cursor.description]
+        async for row in cursor:
+            yield dict(zip(names, row, strict=True))
 
     async def verify(self, expect_head: AuditHead | None = None) -> AuditVerification:
         """Walk the whole chain; report the first row whose hash or link does not match.

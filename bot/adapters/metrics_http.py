@@ -1,7 +1,8 @@
-"""A tiny asyncio HTTP server for Prometheus: ``GET /metrics`` and nothing else.
+"""A tiny asyncio HTTP server for Prometheus and probes: ``GET /metrics`` and ``GET /healthz``.
 
 Opt-in (``[metrics] listen = "127.0.0.1:9187"``). One request per connection, a bounded
-request head, a read timeout; no library needed for something this small.
+request head, a read timeout; no library needed for something this small. ``/healthz``
+answers 200 or 503 with a JSON body (see :mod:`bot.services.monitor.health`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ _MAX_HEAD = 8192
 class MetricsServer:
     """Serves ``await render()`` at ``/metrics`` on ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, host: str, port: int, render: Callable[[], Awaitable[str]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        render: Callable[[], Awaitable[str]] | None,
+        health: Callable[[], Awaitable[tuple[bool, str]]] | None = None,
+    ) -> None:
+        """``render()``: the exposition at ``/metrics`` (None: a health-only listener);
+        ``health()`` -> (healthy, JSON body), served at ``/healthz`` when given."""
         self._host = host
         self._port = port
         self._render = render
+        self._health = health
         self._server: asyncio.Server | None = None
 
     @property
@@ -36,7 +46,8 @@ class MetricsServer:
     async def start(self) -> None:
         """Listen."""
         self._server = await asyncio.start_server(self._handle, self._host, self._port)
-        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
+        paths = [p for p, f in (("/metrics", self._render), ("/healthz", self._health)) if f]
+        log.info("serving %s on http://%s:%d", " and ".join(paths), self._host, self.port)
 
     async def stop(self) -> None:
         """Stop listening and close the connections."""
@@ -55,8 +66,11 @@ class MetricsServer:
             method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
             if method != "GET":
                 await _respond(writer, 405, "method not allowed\n", "text/plain")
-            elif path.split("?", 1)[0] != "/metrics":
-                await _respond(writer, 404, "see /metrics\n", "text/plain")
+            elif path.split("?", 1)[0] == "/healthz" and self._health is not None:
+                healthy, body = await self._health()
+                await _respond(writer, 200 if healthy else 503, body + "\n", "application/json")
+            elif path.split("?", 1)[0] != "/metrics" or self._render is None:
+                await _respond(writer, 404, "see /metrics or /healthz\n", "text/plain")
             else:
                 await _respond(writer, 200, await self._render(), CONTENT_TYPE)
         except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -71,7 +85,13 @@ class MetricsServer:
 
 
 async def _respond(writer: asyncio.StreamWriter, status: int, body: str, content_type: str) -> None:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        503: "Service Unavailable",
+    }[status]
     data = body.encode("utf-8")
     writer.write(
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"

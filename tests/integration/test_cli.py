@@ -80,7 +80,7 @@ def test_check_config_rejects_a_bad_config_naming_the_key() -> None:
             'slot = "Bad-Slot"\n'
         )
         result = run_replbot("check-config", "--config", str(bad))
-        assert result.returncode == 1, result
+        assert result.returncode == 2, result  # usage or config error
         assert result.stderr.startswith("config error: clusters.main.nodes.pg2.slot: 'Bad-Slot'")
         assert "config ok" not in result.stdout
 
@@ -124,7 +124,7 @@ async def test_audit_verify_accepts_a_real_log_and_names_the_first_edited_row(
     finally:
         db.close()
     tampered = await asyncio.to_thread(run_replbot, "audit", "verify", "--db", str(copy), *key)
-    assert tampered.returncode == 2, tampered
+    assert tampered.returncode == 3, tampered
     assert tampered.stdout.strip() == (
         "audit log TAMPERED at row 2: row content was changed "
         "(or the key is not the one that wrote it)"
@@ -173,7 +173,7 @@ async def test_audit_verify_expect_head_catches_a_deleted_tail_of_a_real_log(
     )
     assert plain_verify.returncode == 0, plain_verify  # the shorter chain alone looks fine ...
     deleted = await asyncio.to_thread(run_replbot, *verify, env=env)
-    assert deleted.returncode == 2, deleted  # ... the anchor does not
+    assert deleted.returncode == 3, deleted  # ... the anchor does not
     assert deleted.stdout.strip() == (
         "audit log TAMPERED at row 3: the log ends at row 2, the anchor names row 3: "
         "the newest rows were deleted"

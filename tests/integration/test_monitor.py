@@ -127,8 +127,10 @@ async def monitored(
     audit_path: Path,
     extra: str = "",
     clock: JumpClock | None = None,
+    watch_polls: bool = False,
 ) -> AsyncIterator[MonitoredBot]:
-    """Start the bot on ``rset`` (PTB polling ``api``), with the monitor and its delivery."""
+    """Start the bot on ``rset`` (PTB polling ``api``), with the monitor and its delivery;
+    ``watch_polls``: getUpdates answers are counted for /healthz, as ``replbot run`` does."""
     from handlers.telegram import ALLOWED_UPDATES, build_application
 
     config = make_config(rset, audit_path, extra=MONITOR + extra)
@@ -138,7 +140,15 @@ async def monitored(
     install_redaction(redactor)
     runtime = await open_runtime(config, redactor, clock)
     bot = MonitoredBot(api, runtime)
-    app = build_application(runtime.dispatcher, api.token, api.base_url, command_menu())
+    app = build_application(
+        runtime.dispatcher,
+        api.token,
+        api.base_url,
+        command_menu(),
+        on_poll_ok=runtime.note_poll if watch_polls else None,
+    )
+    if watch_polls:
+        runtime.watch_polling()
     try:
         await app.initialize()
         await app.start()

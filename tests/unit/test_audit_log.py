@@ -461,11 +461,11 @@ def test_cli_audit_verify_expect_head_fails_after_the_tail_was_deleted(
 
     code = main([*verify_argv, "--expect-head", f"{head.rows}:{head.hash}"])
 
-    assert code == 2
+    assert code == 3
     assert capsys.readouterr().out.startswith("audit log TAMPERED at row 4: the log ends at row 3")
 
 
-def test_cli_audit_verify_exits_2_on_a_tampered_log(
+def test_cli_audit_verify_exits_3_on_a_tampered_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(AUDIT_KEY_ENV, KEY)
@@ -475,7 +475,7 @@ def test_cli_audit_verify_exits_2_on_a_tampered_log(
 
     code = main(["audit", "verify", "--db", str(path)])
 
-    assert code == 2
+    assert code == 3  # 2 is argparse's usage error; 3 is "verification failed"
     assert "TAMPERED at row 2" in capsys.readouterr().out
 
 

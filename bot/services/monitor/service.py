@@ -75,6 +75,8 @@ class MonitorService:
         self._tasks: list[asyncio.Task[None]] = []
         self._rounds: dict[str, int] = {}
         self._round_done = asyncio.Condition()
+        self._started_at: float | None = None
+        self._last_round_at: dict[str, float] = {}
 
     @property
     def probe(self) -> MonitorProbe:
@@ -98,6 +100,8 @@ class MonitorService:
         if self._tasks:
             return
         await self._alerts.load()
+        self._started_at = self._clock.monotonic()
+        self._last_round_at.clear()
         origin = asyncio.get_running_loop().time()
         for cluster in self.clusters:
             watch = _Watch(cluster)
@@ -122,6 +126,16 @@ class MonitorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._probe.close()
+
+    def round_ages(self) -> dict[str, float]:
+        """Cluster -> seconds since its last evaluated round (since the start before the first);
+        empty while the monitor is not running. /healthz checks that these stay small."""
+        if not self._tasks or self._started_at is None:
+            return {}
+        now = self._clock.monotonic()
+        return {
+            c.name: now - self._last_round_at.get(c.name, self._started_at) for c in self.clusters
+        }
 
     def rounds(self, cluster: str) -> int:
         """How many polls of ``cluster`` were evaluated so far."""
@@ -188,6 +202,7 @@ class MonitorService:
                 log.exception("monitor: evaluating cluster %s failed", watch.cluster.name)
             async with self._round_done:
                 self._rounds[watch.cluster.name] = self.rounds(watch.cluster.name) + 1
+                self._last_round_at[watch.cluster.name] = self._clock.monotonic()
                 self._round_done.notify_all()
 
     async def _evaluate(
