@@ -47,9 +47,6 @@ _COLUMNS = (
 )
 
 
-_INFO = "PRAGMA table_info(rebuild_jobs)"
-
-
 class SqliteJobStore:
     """The JobStore port on an SQLite file (the audit database by default)."""
 
@@ -65,11 +62,6 @@ class SqliteJobStore:
             # a job store written before moved_id existed
             await self._db.execute(
                 "ALTER TABLE rebuild_jobs ADD COLUMN moved_id TEXT NOT NULL DEFAULT ''"
-            )
-        if "kind" not in {row[1] for row in await (await self._db.execute(_INFO)).fetchall()}:
-            # repair jobs share the per-node lock with rebuilds (one long action per replica)
-            await self._db.execute(
-                "ALTER TABLE rebuild_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rebuild'"
             )
 
     async def close(self) -> None:

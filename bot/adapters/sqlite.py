@@ -76,6 +76,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE state = 'resolved'",
         ),
     ),
+    Migration(
+        3,
+        "rebuild_jobs.kind: repairs share the per-node lock with rebuilds",
+        ("ALTER TABLE rebuild_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rebuild'",),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
