@@ -40,7 +40,8 @@ async def test_repair_rewinds_a_promoted_replica_from_the_chat(pg_binaries: PgBi
             proposal, confirm, data = await ask_repair(api)
             assert "repair of pg2: rewind" in proposal, proposal
             assert "pg_rewind --dry-run agrees" in proposal, proposal
-            assert "pg_rewind" in text_of(confirm) and "--dry-run" in text_of(confirm)
+            assert "pg_rewind --dry-run" in proposal, proposal  # the plan (long: more follows)
+            assert "rewind repair of pg2" in text_of(confirm)
             mark = press(api, ADMIN_ID, data, confirm)
             await next_message(api, ADMIN_ID, mark, "✅ repaired main/pg2 (rewind)", timeout=120)
             service = runtime.services.repair
@@ -62,7 +63,7 @@ async def test_a_replica_that_cannot_be_rewound_is_offered_the_full_copy(
     pg_binaries: PgBinaries,
 ) -> None:
     with repair_bed(pg_binaries, replica_wal_keep_size="0") as bed:
-        await probe(diverge, bed, recycle_replica_wal=True)
+        await probe(lambda: diverge(bed, recycle_replica_wal=True))
         async with opened(bed.config()) as runtime:
             service = runtime.services.repair
             assert service is not None
