@@ -264,7 +264,10 @@ async def open_runtime(
         alerts,
         clock,
         metrics,
-        rebuilding=rebuild.running_jobs,
+        rebuilding=lambda cluster: {
+            **rebuild.running_jobs(cluster),
+            **repair.running_jobs(cluster),
+        },
         overrides=slot_overrides,
     )
     services = Services(

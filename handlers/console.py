@@ -1,7 +1,9 @@
 """The console transport: the same dispatcher and replies as Telegram, in a terminal.
 
 Lines starting with ``/`` are commands; a number (or ``/press N``) presses the N-th button
-shown so far. Replies are rendered to plain text.
+shown so far, and ``/press LABEL`` the newest button whose label starts with LABEL (so a
+scripted ``--exec`` does not depend on how many alert buttons arrived before). Replies are
+rendered to plain text.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class ConsoleChat:
         self._out = out
         self._next_id = 1
         self.buttons: dict[int, tuple[int, str]] = {}
+        self.labels: dict[int, str] = {}
         self._next_button = 1
 
     async def send(self, reply: Reply) -> int:
@@ -39,6 +42,12 @@ class ConsoleChat:
         """Print the new text of an edited message."""
         self._print(reply, prefix=f"(message {message_id} updated) ")
 
+    def newest_button(self, label: str) -> int | None:
+        """The number of the newest button whose label starts with ``label`` (any case)."""
+        wanted = label.casefold()
+        found = [n for n, text in self.labels.items() if text.casefold().startswith(wanted)]
+        return max(found, default=None)
+
     async def notify(self, text: str) -> None:
         """Show a button toast."""
         self._out(f"  · {text}")
@@ -51,6 +60,7 @@ class ConsoleChat:
                 number = self._next_button
                 self._next_button += 1
                 self.buttons[number] = (self._next_id - 1, button.data)
+                self.labels[number] = render.to_plain_text(button.label)
                 labels.append(f"[{number}] {button.label}")
             self._out("  buttons: " + "   ".join(labels) + "   (type the number to press)")
 
@@ -87,6 +97,8 @@ async def run_console(
         if line in {"/quit", "/exit", "quit", "exit"}:
             break
         press = line.removeprefix("/press").strip()
+        if line.startswith("/press ") and not press.isdigit():
+            press = str(chat.newest_button(press) or press)
         if press.isdigit():
             target = chat.buttons.get(int(press))
             if target is None:

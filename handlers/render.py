@@ -820,8 +820,8 @@ def _alert_hint(alert: Alert) -> str:
     job = f.get("rebuild_job")
     if job is not None and rule in {AlertRule.NODE_DOWN, AlertRule.NOT_STREAMING}:
         return (
-            f"replbot is rebuilding {esc(alert.node)} (job {esc(job)}): expected until the new "
-            f"copy streams; it turns critical if not; {status}"
+            f"replbot is rebuilding or repairing {esc(alert.node)} (job {esc(job)}): expected "
+            f"until it streams again; it turns critical if not; {status}"
         )
     if rule is AlertRule.NODE_DOWN:
         return f"check that {esc(alert.node)} runs and accepts connections; {status}"

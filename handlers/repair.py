@@ -17,7 +17,14 @@ from handlers.base import Button, Chat, CommandContext, HandlerGroup, Reply
 
 group = HandlerGroup()
 REPAIR_ALERT_RULES = frozenset(
-    {AlertRule.NOT_STREAMING, AlertRule.NODE_DOWN, AlertRule.SLOT_INACTIVE, AlertRule.SLOT_AT_RISK}
+    {
+        AlertRule.NOT_STREAMING,
+        AlertRule.NODE_DOWN,
+        AlertRule.SLOT_INACTIVE,
+        AlertRule.SLOT_AT_RISK,
+        AlertRule.ROLE_MISMATCH,  # a replica promoted by mistake: rewind
+        AlertRule.SLOTLESS_WAL,
+    }
 )
 
 

@@ -546,7 +546,7 @@ def test_a_replica_the_bot_is_rebuilding_is_down_as_a_warning_naming_the_job() -
     not_streaming = only(result, AlertRule.NOT_STREAMING)
     assert (down_alert.severity, not_streaming.severity) == (Severity.WARNING, Severity.WARNING)
     assert down_alert.figures["rebuild_job"] == not_streaming.figures["rebuild_job"] == 7
-    assert "replbot is rebuilding pg2 (job 7)" in rendered(down_alert)
+    assert "replbot is rebuilding or repairing pg2 (job 7)" in rendered(down_alert)
     # Once the job has ended, the same state is critical again.
     after = run(snapshots)
     assert only(after, AlertRule.NODE_DOWN).severity is Severity.CRITICAL

@@ -100,6 +100,10 @@ class RepairService:
         self._shown: dict[str, Plan] = {}  # digest -> plan shown (for the diff at a press)
         self._shutting_down = False
 
+    def running_jobs(self, cluster: str) -> dict[str, int]:
+        """Replica name -> id of the repair this process runs on it now (for the monitor)."""
+        return {node: run.job.id for (c, node), run in self._runs.items() if c == cluster}
+
     def resolve(
         self, node_name: str, cluster_name: str | None = None
     ) -> tuple[ClusterConfig, NodeConfig]:
