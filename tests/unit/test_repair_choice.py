@@ -277,3 +277,23 @@ def test_the_coarse_divergence_check_only_flags_another_timeline() -> None:
     assert classify_by_timeline(1, 1, "0/1") is None
     assert classify_by_timeline(None, 1, "0/1") is None
     assert classify_by_timeline(2, 1, "0/1") == Divergence("0/1", 2, "diverged")
+
+
+def test_a_refusal_older_than_the_last_successful_start_is_not_reported() -> None:
+    """After /repair raised the setting and the replica streamed, a plain stop must not be
+    diagnosed as the old refusal still in the log tail (seen in the demo)."""
+    old = (
+        "LOG:  starting PostgreSQL 15.18 on x86_64-pc-linux-gnu\n"
+        "FATAL:  recovery aborted because of insufficient parameter settings\n"
+        "DETAIL:  max_worker_processes = 4 is a lower setting than on the primary server, "
+        "where its value was 6.\n"
+        "LOG:  database system is shut down\n"
+    )
+    later = (
+        "LOG:  starting PostgreSQL 15.18 on x86_64-pc-linux-gnu\n"
+        "LOG:  database system is ready to accept read-only connections\n"
+        "LOG:  received fast shutdown request\n"
+        "LOG:  database system is shut down\n"
+    )
+    assert parse_refusals(old + later) == ()
+    assert parse_refusals(later + old) == (StartRefusal("max_worker_processes", 4, 6),)

@@ -32,6 +32,7 @@ from bot.services.replication import STANDBY_MINIMUMS
 SECTION = "@@replbot@@ "
 CONF_NAMES = (*STANDBY_MINIMUMS, "primary_conninfo", "primary_slot_name", "cluster_name")
 LOG_LINES = 40
+START_RE = re.compile(r"starting PostgreSQL \d+")
 REFUSAL_RE = re.compile(
     r"(\w+) = (\d+) is a lower setting than on the primary server, where its value was (\d+)"
 )
@@ -104,9 +105,12 @@ def parse_head(text: str) -> dict[str, str]:
 
 
 def parse_refusals(log_tail: str) -> tuple[StartRefusal, ...]:
-    """ "insufficient parameter settings" details of the log tail (the newest per setting)."""
+    """ "insufficient parameter settings" details of the newest start attempt in the log tail
+    (the newest per setting); a refusal before a later start is history, not the reason."""
+    starts = [m.start() for m in START_RE.finditer(log_tail)]
+    newest = log_tail[starts[-1] :] if starts else log_tail
     found: dict[str, StartRefusal] = {}
-    for match in REFUSAL_RE.finditer(log_tail):
+    for match in REFUSAL_RE.finditer(newest):
         name, value, primary = match.group(1), int(match.group(2)), int(match.group(3))
         found[name] = StartRefusal(name, value, primary)
     return tuple(found.values())
