@@ -30,6 +30,7 @@ from bot.ports import Postgres
 from bot.services.slotview import SlotOverrides, slotless_risk
 
 #: Settings that must be at least as high on a replica as on its primary (hot standby rule).
+REWIND_SETTINGS = ("wal_log_hints", "data_checksums")  # pg_rewind needs one of them on
 STANDBY_MINIMUMS = (
     "max_connections",
     "max_worker_processes",
@@ -200,7 +201,15 @@ class ReplicationService:
         replica_settings = await asyncio.gather(
             *(
                 _capture(
-                    self._pg.settings(r, (*STANDBY_MINIMUMS, "hot_standby", "hot_standby_feedback"))
+                    self._pg.settings(
+                        r,
+                        (
+                            *STANDBY_MINIMUMS,
+                            "hot_standby",
+                            "hot_standby_feedback",
+                            *REWIND_SETTINGS,
+                        ),
+                    )
                 )
                 for r in cluster.replicas
             )
@@ -407,6 +416,21 @@ def _hba_item(node: str, rules: object) -> CheckItem:
     )
 
 
+def _rewind_item(replica: NodeConfig, settings: dict[str, str]) -> CheckItem:
+    """pg_rewind needs wal_log_hints or data checksums, set before a divergence happens."""
+    hints, checksums = settings.get("wal_log_hints", "?"), settings.get("data_checksums", "?")
+    detail = f"wal_log_hints = {hints}, data_checksums = {checksums}"
+    if "on" in (hints, checksums):
+        return CheckItem(replica.name, "pg_rewind readiness", CheckLevel.OK, detail)
+    return CheckItem(
+        replica.name,
+        "pg_rewind readiness",
+        CheckLevel.WARN,
+        detail + ": after a divergence /repair cannot pg_rewind it, only copy it in full",
+        f"set wal_log_hints = on on {replica.name} (needs a restart)",
+    )
+
+
 def _replica_items(
     replica: NodeConfig,
     settings: dict[str, str] | NodeUnavailable,
@@ -441,6 +465,7 @@ def _replica_items(
             items.append(
                 CheckItem(replica.name, name, CheckLevel.OK, f"{name} = {mine} (primary {theirs})")
             )
+    items.append(_rewind_item(replica, settings))
     for name in ("hot_standby", "hot_standby_feedback"):
         value = settings.get(name, "?")
         items.append(

@@ -22,7 +22,7 @@ def item_lines(text: str) -> list[str]:
 
 
 async def test_check_on_a_healthy_set_has_only_ok_and_warn_lines(
-    telegram: TelegramHarness,
+    telegram: TelegramHarness, pgset: LocalReplicationSet
 ) -> None:
     text = plain(await reply_call(telegram, VIEWER_ID, "/check"))
     header = re.match(r"^(✅|⚠️) main prerequisites: (\d+) ok, (\d+) warn, 0 fail$", text, re.M)
@@ -36,6 +36,13 @@ async def test_check_on_a_healthy_set_has_only_ok_and_warn_lines(
     assert len(hba) == 1 and hba[0].startswith("✅"), text
     assert re.search(r"host replication repluser 127\.0\.0\.1\S* scram-sha-256", hba[0]), hba
     assert any(line.startswith("✅ pg2 · max_worker_processes: ") for line in lines), text
+    rewind = [line for line in lines if "pg2 · pg_rewind readiness:" in line]
+    assert len(rewind) == 1, text
+    checksums = pgset.psql("pg2", "SHOW data_checksums")
+    hints = pgset.psql("pg2", "SHOW wal_log_hints")
+    assert f"wal_log_hints = {hints}, data_checksums = {checksums}" in rewind[0], rewind
+    ready = "on" in (hints, checksums)
+    assert rewind[0].startswith("✅" if ready else "⚠️"), rewind
     rows = await audit_rows(telegram, 1)
     assert [(r.command, r.outcome) for r in rows] == [("check", Outcome.OK)]
 
