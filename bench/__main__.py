@@ -1,6 +1,6 @@
 """python -m bench [all|smoke|NAME ...]: run benchmarks, write bench/results/*.md and *.json.
 
-Names: command, rebuild, alerts, scale, footprint (``all``: every one, in that order).
+Names: command, rebuild, repair, alerts, scale, footprint (``all``: every one, in that order).
 ``smoke`` runs every benchmark tiny (seconds, for CI: it checks they run, not their numbers).
 """
 
@@ -11,10 +11,10 @@ import asyncio
 import sys
 import time
 
-from bench import alert_latency, command_latency, footprint, monitor_scale, rebuild
+from bench import alert_latency, command_latency, footprint, monitor_scale, rebuild, repair
 from bench.common import Row, write_results
 
-NAMES = ["command", "rebuild", "alerts", "scale", "footprint"]
+NAMES = ["command", "rebuild", "repair", "alerts", "scale", "footprint"]
 
 
 async def _run(names: list[str], smoke: bool) -> tuple[list[Row], dict[str, float]]:
@@ -25,7 +25,9 @@ async def _run(names: list[str], smoke: bool) -> tuple[list[Row], dict[str, floa
         if name == "command":
             rows += await command_latency.run(runs=5 if smoke else 200)
         elif name == "rebuild":
-            rows += await rebuild.run(scale=1 if smoke else 14, rounds=1 if smoke else 3)
+            rows += await rebuild.run(scale=1 if smoke else 75, rounds=1 if smoke else 5)
+        elif name == "repair":
+            rows += await repair.run(scale=1 if smoke else 75, rounds=1 if smoke else 3)
         elif name == "alerts":
             rows += await alert_latency.run(
                 trials=1 if smoke else 10, interval="1s" if smoke else "5s"
