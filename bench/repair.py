@@ -27,10 +27,13 @@ Goals: rewind bytes ≤ 10 % and time ≤ 25 % of the full copy's; resume ≤ 5 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shlex
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import asyncssh
 import psycopg
@@ -58,6 +61,7 @@ class Moved:
     planned_bytes: int | None  # pg_rewind's "need to copy N MB" estimate
     note: str  # how the repair was done (bare commands or the bot)
     output: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase, when known
 
 
 def parse_rewind_output(text: str) -> tuple[int | None, int | None]:
@@ -75,16 +79,18 @@ def _node(b: Bed) -> NodeConfig:
     return node
 
 
-def _connect(node: NodeConfig) -> asyncssh.SSHClientConnection:
+@asynccontextmanager
+async def _connect(node: NodeConfig) -> AsyncIterator[asyncssh.SSHClientConnection]:
     ssh = node.ssh
     assert ssh is not None
-    return asyncssh.connect(
+    async with asyncssh.connect(
         ssh.host,
         port=ssh.port,
         username=ssh.user,
         client_keys=[str(ssh.key_file)],
         known_hosts=str(ssh.known_hosts),
-    )
+    ) as conn:
+        yield conn
 
 
 async def _remote(conn: asyncssh.SSHClientConnection, command: str) -> str:
@@ -128,13 +134,23 @@ async def repair_via_bot(b: Bed) -> Moved:
         f"printf %s {shlex.quote(auto)} >> {shlex.quote(data + '/postgresql.auto.conf')}"
         f" && touch {shlex.quote(data + '/standby.signal')}"
     )
+    marks = [time.monotonic()]
     async with _connect(node) as conn:
         output = await _remote(conn, rewind)
+        marks.append(time.monotonic())
         await _remote(conn, standby)
         await _remote(conn, str(node.start_command))
+        marks.append(time.monotonic())
     await wait_streams(b.pgset, REPLICA)
+    marks.append(time.monotonic())
     copied, planned = parse_rewind_output(output)
-    return Moved(copied, planned, REWIND_NOTE, output)
+    names = ("pg_rewind", "configure+start", "until streaming")
+    phases = dict(zip(names, _steps(marks), strict=True))
+    return Moved(copied, planned, REWIND_NOTE, output, phases)
+
+
+def _steps(marks: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in itertools.pairwise(marks)]
 
 
 async def resume_via_bot(b: Bed) -> str:
@@ -226,6 +242,8 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
     wal_bytes: list[float] = []
     full_bytes: list[float] = []
     behind_bytes: list[float] = []
+    rewind_phases: dict[str, list[float]] = {}
+    full_backup_s: list[float] = []
     note = REWIND_NOTE
     resume_note = RESUME_NOTE
     size_mb = 0.0
@@ -251,6 +269,8 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
                     moved = await repair_via_bot(b)
                     rewind_s.append(time.monotonic() - started)
                     note = moved.note
+                    for phase, seconds in moved.phases.items():
+                        rewind_phases.setdefault(phase, []).append(seconds)
                     if moved.copied_bytes is not None:
                         rewind_bytes.append(moved.copied_bytes)
                     if moved.planned_bytes is not None:
@@ -258,6 +278,7 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
                 else:
                     full = await bot_rebuild(b, node=REPLICA)
                     full_s.append(full.total_s)
+                    full_backup_s.append(full.backup_s)
                     full_bytes.append(full.backup_bytes)
             await asyncio.to_thread(pgset.stop_node, REPLICA)
             behind_bytes.append(
@@ -288,6 +309,8 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
         note=note,
         resume_note=resume_note,
         replica_settings=replica_settings,
+        rewind_phases=rewind_phases,
+        full_backup_s=full_backup_s,
     )
 
 
@@ -312,10 +335,13 @@ def _rows(
     note: str,
     resume_note: str,
     replica_settings: dict[str, str],
+    rewind_phases: dict[str, list[float]],
+    full_backup_s: list[float],
 ) -> list[Row]:
     n = len(rewind_s)
     conf = ", ".join(f"{k} = {v}" for k, v in LARGE_DB_SETTINGS.items())
     replica_conf = ", ".join(f"{k} = {v}" for k, v in replica_settings.items())
+    phases = "".join(f"; {k} {median(v):.2f} s" for k, v in rewind_phases.items())
     out = [
         Row(
             "repair",
@@ -337,7 +363,7 @@ def _rows(
             "rewind: time until it streams",
             median(rewind_s),
             "s",
-            note=f"{note}; median of {n}, spread {spread(rewind_s)} s",
+            note=f"{note}; median of {n}, spread {spread(rewind_s)} s{phases}",
             samples=rewind_s,
         ),
         Row(
@@ -346,7 +372,7 @@ def _rows(
             median(full_s),
             "s",
             note=f"bot /rebuild of the diverged replica; median of {len(full_s)}, "
-            f"spread {spread(full_s)} s",
+            f"spread {spread(full_s)} s; backup step {median(full_backup_s):.2f} s",
             samples=full_s,
         ),
     ]
