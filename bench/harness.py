@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import shutil
@@ -139,6 +140,13 @@ async def bed(
 # WAL sized as on a large database: far smaller than the data (and no wal_keep_size, the
 # sandbox's default), so a primary's pg_wal stays small next to its 1 GB of data.
 LARGE_DB_SETTINGS = {"max_wal_size": "64MB", "min_wal_size": "32MB"}
+
+
+async def settle() -> None:
+    """Write dirty pages back before a timed side. The sandbox runs ``fsync = off``, so without
+    this a program that syncs the data directory (pg_rewind, pg_basebackup) would pay for the
+    writes the servers skipped, more or less of them by chance."""
+    await asyncio.to_thread(os.sync)
 
 
 def _toml(value: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncssh
 
 from bench.common import Row, median, percentile, run_as_server_user, spread
-from bench.harness import LARGE_DB_SETTINGS, Bed, pgbench_bed
+from bench.harness import LARGE_DB_SETTINGS, Bed, pgbench_bed, settle
 from bot.config import ReplicationSource
 from bot.models import BackupProgress, RebuildProgress, RebuildState
 from bot.sandbox import LocalReplicationSet
@@ -58,6 +58,7 @@ async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> l
     idle_status: list[float] = []
     busy_status: list[float] = []
     size_mb = 0.0
+    setup_started = time.monotonic()
     async with pgbench_bed(
         scale,
         REPLICA,
@@ -65,6 +66,7 @@ async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> l
         settings=LARGE_DB_SETTINGS,
         after_init=bare_slot,
     ) as (b, endpoint):
+        setup_s = time.monotonic() - setup_started
         size_mb = int(b.pgset.psql("pg1", "SELECT pg_database_size('postgres')")) / 1024**2
         for _ in range(40):
             await asyncio.sleep(0.05)
@@ -72,6 +74,7 @@ async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> l
         for round_no in range(rounds):
             order = ("bot", "bare") if round_no % 2 == 0 else ("bare", "bot")
             for side in order:
+                await settle()
                 if side == "bare":
                     bare_backup.append(await _bare(b, endpoint))
                 else:
@@ -82,7 +85,14 @@ async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> l
                     busy_status += result.busy_status
     ratio = median(bot_backup) / median(bare_backup)
     rows = [
-        Row("rebuild", "primary size", size_mb, "MB", note=f"pgbench -s {scale}"),
+        Row(
+            "rebuild",
+            "primary size",
+            size_mb,
+            "MB",
+            note=f"pgbench -s {scale}, generated once; servers, data and replicas ready in "
+            f"{setup_s:.0f} s",
+        ),
         Row(
             "rebuild",
             "bare pg_basebackup over SSH",

@@ -39,7 +39,7 @@ import asyncssh
 import psycopg
 
 from bench.common import Row, median, spread
-from bench.harness import LARGE_DB_SETTINGS, Bed, pgbench_bed
+from bench.harness import LARGE_DB_SETTINGS, Bed, pgbench_bed, settle
 from bench.rebuild import bot_rebuild
 from bot.config import NodeConfig
 from bot.sandbox import LocalNode, LocalReplicationSet
@@ -246,9 +246,10 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
     full_backup_s: list[float] = []
     note = REWIND_NOTE
     resume_note = RESUME_NOTE
-    size_mb = 0.0
+    size_mb = setup_s = 0.0
     settings = {**LARGE_DB_SETTINGS}
     replica_settings = {"wal_log_hints": "on", "wal_keep_size": "512MB"}
+    setup_started = time.monotonic()
     async with pgbench_bed(
         scale,
         REPLICA,
@@ -258,11 +259,13 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
         node_settings={REPLICA: replica_settings},
     ) as (b, _endpoint):
         pgset = b.pgset
+        setup_s = time.monotonic() - setup_started
         size_mb = int(pgset.psql("pg1", "SELECT pg_database_size('postgres')")) / MB
         for round_no in range(rounds):
             order = ("rewind", "full") if round_no % 2 == 0 else ("full", "rewind")
             for side in order:
                 await asyncio.to_thread(diverge, pgset, rows, total_rows, round_no)
+                await settle()
                 if side == "rewind":
                     wal_bytes.append(await asyncio.to_thread(_wal_dir_bytes, pgset))
                     started = time.monotonic()
@@ -296,6 +299,7 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
     return _rows(
         scale=scale,
         size_mb=size_mb,
+        setup_s=setup_s,
         rows=rows,
         total_rows=total_rows,
         rewind_s=rewind_s,
@@ -322,6 +326,7 @@ def _rows(
     *,
     scale: int,
     size_mb: float,
+    setup_s: float,
     rows: int,
     total_rows: int,
     rewind_s: list[float],
@@ -348,7 +353,8 @@ def _rows(
             "primary size",
             size_mb,
             "MB",
-            note=f"pgbench -s {scale}; {conf}, no wal_keep_size; replica: {replica_conf}",
+            note=f"pgbench -s {scale}, generated once (ready in {setup_s:.0f} s); {conf}, "
+            f"no wal_keep_size; replica: {replica_conf}",
         ),
         Row(
             "repair",
