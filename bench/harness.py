@@ -9,7 +9,7 @@ import shutil
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,8 @@ class Bed:
     runtime: Runtime
     api: FakeBotApi
     base: Path
+    setup_s: float = 0.0  # seconds until servers, data and PTB were ready
+    scale: int = 0  # pgbench scale of the primary's data (0: none)
 
     async def command(self, text: str, timeout: float = 30) -> tuple[float, str]:
         """Send ``text`` as the admin; (seconds until the first reply reached the API, reply)."""
@@ -140,6 +142,10 @@ async def bed(
 # WAL sized as on a large database: far smaller than the data (and no wal_keep_size, the
 # sandbox's default), so a primary's pg_wal stays small next to its 1 GB of data.
 LARGE_DB_SETTINGS = {"max_wal_size": "64MB", "min_wal_size": "32MB"}
+# The replica that rebuild and repair work on: pg_rewind needs hint bits WAL-logged (or data
+# checksums) and the target's own WAL back to the last common checkpoint.
+REPAIR_NODE = "pg2"
+REPAIR_NODE_SETTINGS = {"wal_log_hints": "on", "wal_keep_size": "512MB"}
 
 
 async def settle() -> None:
@@ -192,6 +198,7 @@ async def pgbench_bed(
 ) -> AsyncIterator[tuple[Bed, SshEndpoint]]:
     """A :func:`bed` whose primary holds pgbench data of ``scale`` (generated once, here) and
     whose replica ``node`` the bot reaches over a loopback sshd (the bed's ssh endpoint)."""
+    started = time.monotonic()
     sshd_dir = Path("/tmp") / f"rbb-sshd-{time.monotonic_ns()}"
     sshd = LocalSshd(sshd_dir)
     endpoint = sshd.start()
@@ -210,7 +217,22 @@ async def pgbench_bed(
             prepare=prepare,
             node_settings=node_settings,
         ) as b:
+            b.setup_s, b.scale = time.monotonic() - started, scale
             yield b, endpoint
     finally:
         sshd.stop()
         shutil.rmtree(sshd_dir, ignore_errors=True)  # keys, config and log of the test sshd
+
+
+def large_bed(scale: int) -> AbstractAsyncContextManager[tuple[Bed, SshEndpoint]]:
+    """The bed of the rebuild and repair benchmarks (one of them, or both in turn): a primary
+    with pgbench data of ``scale`` and :data:`LARGE_DB_SETTINGS`, replicas pg2 (reached over
+    SSH, :data:`REPAIR_NODE_SETTINGS`) and pg3."""
+    return pgbench_bed(
+        scale,
+        REPAIR_NODE,
+        replicas=2,
+        extra="[rebuild]\nprogress_interval = 1\n",
+        settings=dict(LARGE_DB_SETTINGS),
+        node_settings={REPAIR_NODE: dict(REPAIR_NODE_SETTINGS)},
+    )

@@ -21,11 +21,11 @@ from pathlib import Path
 import asyncssh
 
 from bench.common import Row, median, percentile, run_as_server_user, spread
-from bench.harness import LARGE_DB_SETTINGS, Bed, pgbench_bed, settle
+from bench.harness import Bed, large_bed, settle
 from bot.config import ReplicationSource
 from bot.models import BackupProgress, RebuildProgress, RebuildState
-from bot.sandbox import LocalReplicationSet
 from bot.services.rebuild.plan import Commands
+from tests.sshd import SshEndpoint
 
 REPLICA = "pg2"
 
@@ -46,28 +46,29 @@ class StepClock:
             self.final = progress
 
 
-async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> list[Row]:
-    """A/B rounds on one bed; returns the rows of benchmark 1 (and 3's rebuild part)."""
+async def run(
+    scale: int = 75,
+    rounds: int = 5,
+    status_probes: bool = True,
+    shared: tuple[Bed, SshEndpoint] | None = None,
+) -> list[Row]:
+    """A/B rounds on one bed; returns the rows of benchmark 1 (and 3's rebuild part).
 
-    def bare_slot(pgset: LocalReplicationSet) -> None:
-        pgset.psql("pg1", "SELECT pg_create_physical_replication_slot('bench_bare')")
+    ``shared``: a :func:`large_bed` already open (and its data), else one of ``scale`` is made.
+    """
 
     bot_backup: list[float] = []
     bot_other: list[float] = []
     bare_backup: list[float] = []
     idle_status: list[float] = []
     busy_status: list[float] = []
-    size_mb = 0.0
-    setup_started = time.monotonic()
-    async with pgbench_bed(
-        scale,
-        REPLICA,
-        extra="[rebuild]\nprogress_interval = 1\n",
-        settings=LARGE_DB_SETTINGS,
-        after_init=bare_slot,
-    ) as (b, endpoint):
-        setup_s = time.monotonic() - setup_started
+    async with contextlib.AsyncExitStack() as stack:
+        if shared is None:
+            shared = await stack.enter_async_context(large_bed(scale))
+        b, endpoint = shared
         size_mb = int(b.pgset.psql("pg1", "SELECT pg_database_size('postgres')")) / 1024**2
+        setup_s, scale = b.setup_s, b.scale
+        b.pgset.psql("pg1", "SELECT pg_create_physical_replication_slot('bench_bare')")
         for _ in range(40):
             await asyncio.sleep(0.05)
             idle_status.append((await b.command("/status"))[0])
@@ -83,6 +84,7 @@ async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> l
                     bot_backup.append(result.backup_s)
                     bot_other.append(result.other_s)
                     busy_status += result.busy_status
+        b.pgset.psql("pg1", "SELECT pg_drop_replication_slot('bench_bare')")  # it holds WAL
     ratio = median(bot_backup) / median(bare_backup)
     rows = [
         Row(
@@ -90,8 +92,8 @@ async def run(scale: int = 75, rounds: int = 5, status_probes: bool = True) -> l
             "primary size",
             size_mb,
             "MB",
-            note=f"pgbench -s {scale}, generated once; servers, data and replicas ready in "
-            f"{setup_s:.0f} s",
+            note=f"pgbench -s {scale}, generated once per run; servers, data and replicas "
+            f"ready in {setup_s:.0f} s",
         ),
         Row(
             "rebuild",

@@ -27,6 +27,7 @@ Goals: rewind bytes ≤ 10 % and time ≤ 25 % of the full copy's; resume ≤ 5 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import shlex
@@ -39,12 +40,20 @@ import asyncssh
 import psycopg
 
 from bench.common import Row, median, spread
-from bench.harness import LARGE_DB_SETTINGS, Bed, pgbench_bed, settle
+from bench.harness import (
+    LARGE_DB_SETTINGS,
+    REPAIR_NODE,
+    REPAIR_NODE_SETTINGS,
+    Bed,
+    large_bed,
+    settle,
+)
 from bench.rebuild import bot_rebuild
 from bot.config import NodeConfig
 from bot.sandbox import LocalNode, LocalReplicationSet
+from tests.sshd import SshEndpoint
 
-REPLICA = "pg2"
+REPLICA = REPAIR_NODE
 REWIND_NOTE = "bare pg_rewind (bot /repair not yet wired)"
 RESUME_NOTE = "bare pg_ctl start (bot /repair not yet wired)"
 STREAM_TIMEOUT_S = 120.0
@@ -230,10 +239,13 @@ def _wal_dir_bytes(pgset: LocalReplicationSet) -> int:
     return int(pgset.psql("pg1", "SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()"))
 
 
-async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
-    """Rounds of rewind vs full (alternating), each after a fresh divergence, and a resume."""
-    total_rows = scale * 100_000
-    rows = max(1, total_rows // 100)
+async def run(
+    scale: int = 75, rounds: int = 3, shared: tuple[Bed, SshEndpoint] | None = None
+) -> list[Row]:
+    """Rounds of rewind vs full (alternating), each after a fresh divergence, and a resume.
+
+    ``shared``: a :func:`large_bed` already open (and its data), else one of ``scale`` is made.
+    """
     rewind_s: list[float] = []
     full_s: list[float] = []
     resume_s: list[float] = []
@@ -246,20 +258,13 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
     full_backup_s: list[float] = []
     note = REWIND_NOTE
     resume_note = RESUME_NOTE
-    size_mb = setup_s = 0.0
-    settings = {**LARGE_DB_SETTINGS}
-    replica_settings = {"wal_log_hints": "on", "wal_keep_size": "512MB"}
-    setup_started = time.monotonic()
-    async with pgbench_bed(
-        scale,
-        REPLICA,
-        replicas=1,
-        extra="[rebuild]\nprogress_interval = 1\n",
-        settings=settings,
-        node_settings={REPLICA: replica_settings},
-    ) as (b, _endpoint):
-        pgset = b.pgset
-        setup_s = time.monotonic() - setup_started
+    async with contextlib.AsyncExitStack() as stack:
+        if shared is None:
+            shared = await stack.enter_async_context(large_bed(scale))
+        b, _endpoint = shared
+        pgset, scale, setup_s = b.pgset, b.scale, b.setup_s
+        total_rows = scale * 100_000
+        rows = max(1, total_rows // 100)
         size_mb = int(pgset.psql("pg1", "SELECT pg_database_size('postgres')")) / MB
         for round_no in range(rounds):
             order = ("rewind", "full") if round_no % 2 == 0 else ("full", "rewind")
@@ -312,7 +317,7 @@ async def run(scale: int = 75, rounds: int = 3) -> list[Row]:
         behind_bytes=behind_bytes,
         note=note,
         resume_note=resume_note,
-        replica_settings=replica_settings,
+        replica_settings=REPAIR_NODE_SETTINGS,
         rewind_phases=rewind_phases,
         full_backup_s=full_backup_s,
     )
