@@ -210,19 +210,25 @@ async def _receiver_streams(replica: LocalNode) -> bool:
         return False  # not accepting connections yet
 
 
-def diverge(pgset: LocalReplicationSet, rows: int, total_rows: int, round_no: int) -> None:
-    """Promote the replica and update a contiguous range of ``rows`` accounts on each side;
-    CHECKPOINT both; stop the promoted replica cleanly.
+Ranges = list[tuple[int, int]]
 
-    A checkpoint on the primary, replayed and followed by a restartpoint on the replica just
-    before the promotion, makes the last common checkpoint recent (as on a busy system).
-    """
-    lsn = pgset.psql("pg1", "CHECKPOINT; SELECT pg_current_wal_lsn()")
+
+def _wait_replayed(pgset: LocalReplicationSet, lsn: str) -> None:
     deadline = time.monotonic() + STREAM_TIMEOUT_S
     while pgset.psql(REPLICA, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'") != "t":
         if time.monotonic() > deadline:
             raise TimeoutError(f"{REPLICA} did not replay up to {lsn}")
         time.sleep(0.05)
+
+
+def diverge(pgset: LocalReplicationSet, rows: int, total_rows: int, round_no: int) -> Ranges:
+    """Promote the replica and update a contiguous range of ``rows`` accounts on each side;
+    CHECKPOINT both; stop the promoted replica cleanly. Returns the two aid ranges.
+
+    A checkpoint on the primary, replayed and followed by a restartpoint on the replica just
+    before the promotion, makes the last common checkpoint recent (as on a busy system).
+    """
+    _wait_replayed(pgset, pgset.psql("pg1", "CHECKPOINT; SELECT pg_current_wal_lsn()"))
     pgset.psql(REPLICA, "CHECKPOINT")
     pgset.psql(REPLICA, "SELECT pg_promote(true, 60)")
     # Different ranges per side and per round: the primary's from the start of the table,
@@ -233,6 +239,23 @@ def diverge(pgset: LocalReplicationSet, rows: int, total_rows: int, round_no: in
     mid = total_rows // 2 + first
     pgset.psql(REPLICA, update.format(mid, mid + rows - 1) + "; CHECKPOINT")
     pgset.stop_node(REPLICA)
+    return [(first, first + rows - 1), (mid, mid + rows - 1)]
+
+
+def check_converged(pgset: LocalReplicationSet, ranges: Ranges) -> None:
+    """After a repair: once the replica replayed up to the primary, both ranges hold the
+    primary's rows there (the replica's diverged updates are gone, the primary's arrived)."""
+    _wait_replayed(pgset, pgset.psql("pg1", "SELECT pg_current_wal_lsn()"))
+    for first, last in ranges:
+        query = (
+            "SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts"
+            f" WHERE aid BETWEEN {first} AND {last}"
+        )
+        primary, replica = pgset.psql("pg1", query), pgset.psql(REPLICA, query)
+        if primary != replica:
+            raise AssertionError(
+                f"aid {first}–{last}: sum(abalance) {replica} on {REPLICA}, {primary} on pg1"
+            )
 
 
 def _wal_dir_bytes(pgset: LocalReplicationSet) -> int:
@@ -269,7 +292,7 @@ async def run(
         for round_no in range(rounds):
             order = ("rewind", "full") if round_no % 2 == 0 else ("full", "rewind")
             for side in order:
-                await asyncio.to_thread(diverge, pgset, rows, total_rows, round_no)
+                ranges = await asyncio.to_thread(diverge, pgset, rows, total_rows, round_no)
                 await settle()
                 if side == "rewind":
                     wal_bytes.append(await asyncio.to_thread(_wal_dir_bytes, pgset))
@@ -288,6 +311,7 @@ async def run(
                     full_s.append(full.total_s)
                     full_backup_s.append(full.backup_s)
                     full_bytes.append(full.backup_bytes)
+                await asyncio.to_thread(check_converged, pgset, ranges)
             await asyncio.to_thread(pgset.stop_node, REPLICA)
             behind_bytes.append(
                 float(
