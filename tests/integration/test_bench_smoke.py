@@ -26,7 +26,12 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((ROOT / "bench" / "results" / "smoke.json").read_text())
     benchmarks = {row["benchmark"] for row in results["rows"]}
-    assert {"command latency", "rebuild", "alert latency", "monitor scale", "idle footprint"} <= (
-        benchmarks
-    ), benchmarks
+    assert {
+        "command latency",
+        "rebuild",
+        "repair",
+        "alert latency",
+        "monitor scale",
+        "idle footprint",
+    } <= (benchmarks), benchmarks
     assert all(isinstance(row["value"], int | float) for row in results["rows"])
