@@ -9,14 +9,15 @@ CHECKPOINT on both, the promoted replica stopped cleanly.
 
 Per round, in alternating order (rewind/full, full/rewind, ...):
 
-* rewind: :func:`repair_via_bot` — for now the bare ``pg_rewind --progress`` over SSH, then the
-  standby configuration, start, and the wait until it streams. Once the bot's ``/repair``
-  lands, that one function switches to it (confirmation pressed at once).
+* rewind: :func:`repair_via_bot` — the bot's ``/repair`` (its diagnosis with pg_rewind's dry
+  run, the confirmation pressed at once, the plan: save the diverged WAL aside, pg_rewind,
+  standby configuration, start, verify), and the wait until it streams.
 * full: the bot's ``/rebuild`` of the same (diverged, stopped) replica.
 
 Then, on the healthy replica: resume after a plain ``pg_ctl stop -m fast`` —
-:func:`resume_via_bot`, for now the bare start, timed until the replica streams (both the
-primary's ``pg_stat_replication`` under its name and its own ``pg_stat_wal_receiver``).
+:func:`resume_via_bot`, the bot's ``/repair`` resume path, timed until the replica streams
+(both the primary's ``pg_stat_replication`` under its name and its own
+``pg_stat_wal_receiver``).
 
 Bytes: pg_rewind's own "need to copy N MB" estimate and the kB its progress reports copied;
 the WAL part is the size of the source's ``pg_wal`` at the time (before PostgreSQL 19 pg_rewind
@@ -30,16 +31,12 @@ import asyncio
 import contextlib
 import itertools
 import re
-import shlex
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import asyncssh
 import psycopg
 
-from bench.common import Row, median, spread
+from bench.common import Row, median, run_as_server_user, spread
 from bench.harness import (
     LARGE_DB_SETTINGS,
     REPAIR_NODE,
@@ -49,13 +46,16 @@ from bench.harness import (
     settle,
 )
 from bench.rebuild import bot_rebuild
-from bot.config import NodeConfig
+from bot.models import RebuildState
 from bot.sandbox import LocalNode, LocalReplicationSet
+from bot.services.plans.model import Plan
+from bot.services.repair.models import PathName, RepairProgress
+from bot.services.repair.rewind import grant_statements
 from tests.sshd import SshEndpoint
 
 REPLICA = REPAIR_NODE
-REWIND_NOTE = "bare pg_rewind (bot /repair not yet wired)"
-RESUME_NOTE = "bare pg_ctl start (bot /repair not yet wired)"
+REWIND_NOTE = "the bot's /repair (rewind path: diagnosis, plan, pg_rewind, start, verify)"
+RESUME_NOTE = "the bot's /repair (resume path: diagnosis, start, verify from both sides)"
 STREAM_TIMEOUT_S = 120.0
 _PLANNED_RE = re.compile(r"need to copy (\d+) MB \(total source directory size is (\d+) MB\)")
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+) kB \((\d+)%\) copied")
@@ -81,98 +81,70 @@ def parse_rewind_output(text: str) -> tuple[int | None, int | None]:
     return copied, int(planned.group(1)) * MB if planned else None
 
 
-def _node(b: Bed) -> NodeConfig:
-    cluster = b.runtime.config.cluster("main")
-    node = cluster.node(REPLICA) if cluster is not None else None
-    assert node is not None and node.ssh is not None and node.replication is not None
-    return node
+class _StepTimes:
+    """The repair's progress sink: when each step started (by title), and the final report."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, float] = {}
+        self.last: RepairProgress | None = None
+
+    async def __call__(self, progress: RepairProgress) -> None:
+        self.starts.setdefault(progress.step, time.monotonic())
+        self.last = progress
 
 
-@asynccontextmanager
-async def _connect(node: NodeConfig) -> AsyncIterator[asyncssh.SSHClientConnection]:
-    ssh = node.ssh
-    assert ssh is not None
-    async with asyncssh.connect(
-        ssh.host,
-        port=ssh.port,
-        username=ssh.user,
-        client_keys=[str(ssh.key_file)],
-        known_hosts=str(ssh.known_hosts),
-    ) as conn:
-        yield conn
-
-
-async def _remote(conn: asyncssh.SSHClientConnection, command: str) -> str:
-    """Run ``command`` with a PTY (a hang-up ends it); its output; raise unless it exits 0."""
-    done = await conn.run(command, term_type="dumb", check=False)
-    output = str(done.stdout or "")
-    if done.exit_status != 0:
-        raise RuntimeError(f"{command!r} exited {done.exit_status}:\n{output[-2000:]}")
-    return output
+async def _bot_repair(b: Bed, expected: PathName) -> tuple[_StepTimes, Plan]:
+    """The bot's /repair of the replica: diagnose, "press" the confirmation at once, wait."""
+    service = b.runtime.services.repair
+    assert service is not None
+    proposal = await service.diagnose(REPLICA, "main")
+    assert proposal.chosen is expected and proposal.plan is not None, proposal.options
+    times = _StepTimes()
+    await service.start(REPLICA, "main", proposal.tag, proposal.digest, 4242, 4242, times)
+    job = await service.wait("main", REPLICA)
+    assert job is not None and job.state is RebuildState.SUCCEEDED, job
+    await wait_streams(b.pgset, REPLICA)
+    return times, proposal.plan
 
 
 async def repair_via_bot(b: Bed) -> Moved:
-    """THE timed rewind of the diverged, stopped replica, until it streams again.
-
-    For now the bare commands the bot's rewind path runs: ``pg_rewind --progress`` over SSH,
-    then ``standby.signal``, ``primary_conninfo`` and ``primary_slot_name`` (pg_rewind copied
-    the source's ``postgresql.auto.conf``), start, wait until it streams. To switch to the
-    bot's ``/repair``: preflight + start its plan here (confirmation pressed at once), wait for
-    it, and return its bytes with a note saying it was the bot.
-    """
-    node = _node(b)
-    assert node.replication is not None and node.data_dir and node.pg_bin_dir
-    primary = b.pgset.primary
-    source = f"host={primary.socket_dir} port={primary.port} user=postgres dbname=postgres"
-    data = str(node.data_dir)
-    rewind = shlex.join(
-        [
-            *b.pgset.binaries.env_prefix(),
-            f"{node.pg_bin_dir}/pg_rewind",
-            f"--target-pgdata={data}",
-            f"--source-server={source}",
-            "--progress",
-        ]
-    )
-    conninfo = node.replication.conninfo(application_name=node.application_name or node.name)
-    auto = (
-        f"primary_conninfo = '{conninfo.replace(chr(39), chr(39) * 2)}'\n"
-        f"primary_slot_name = '{node.slot}'\n"
-    )
-    standby = (
-        f"printf %s {shlex.quote(auto)} >> {shlex.quote(data + '/postgresql.auto.conf')}"
-        f" && touch {shlex.quote(data + '/standby.signal')}"
-    )
-    marks = [time.monotonic()]
-    async with _connect(node) as conn:
-        output = await _remote(conn, rewind)
-        marks.append(time.monotonic())
-        await _remote(conn, standby)
-        await _remote(conn, str(node.start_command))
-        marks.append(time.monotonic())
-    await wait_streams(b.pgset, REPLICA)
-    marks.append(time.monotonic())
+    """THE timed rewind of the diverged, stopped replica by the bot's ``/repair`` (its
+    diagnosis, the confirmation pressed at once, the plan), until it streams again."""
+    started = time.monotonic()
+    times, plan = await _bot_repair(b, PathName.REWIND)
+    ended = time.monotonic()
+    output = times.last.log_tail if times.last is not None else ""
     copied, planned = parse_rewind_output(output)
-    names = ("pg_rewind", "configure+start", "until streaming")
-    phases = dict(zip(names, _steps(marks), strict=True))
-    return Moved(copied, planned, REWIND_NOTE, output, phases)
+    titles = [step.title for step in plan.steps]
+    marks = [started, *(times.starts[t] for t in titles if t in times.starts), ended]
+    phases: dict[str, float] = {"diagnosis": marks[1] - marks[0]}
+    for title, (begin, end) in zip(
+        [t for t in titles if t in times.starts], itertools.pairwise(marks[1:]), strict=True
+    ):
+        phases[title.split(" (")[0]] = end - begin
+    return Moved(copied, planned, REWIND_NOTE, output, _main_phases(phases))
 
 
-def _steps(marks: list[float]) -> list[float]:
-    return [later - earlier for earlier, later in itertools.pairwise(marks)]
+def _main_phases(phases: dict[str, float]) -> dict[str, float]:
+    """The phases worth a column: diagnosis, pg_rewind itself, and all the rest."""
+    rewind = sum(v for k, v in phases.items() if k.startswith("pg_rewind from"))
+    diagnosis = phases.get("diagnosis", 0.0)
+    rest = sum(phases.values()) - rewind - diagnosis
+    return {"diagnosis": diagnosis, "pg_rewind": rewind, "the other steps": rest}
 
 
 async def resume_via_bot(b: Bed) -> str:
-    """THE timed resume of the plainly stopped replica, until it streams; returns the note.
-
-    For now the bare start (the bot's resume path starts it and verifies); to switch to the
-    bot's ``/repair``: run its plan here instead.
-    """
-    node = _node(b)
-    async with _connect(node) as conn:
-        await _remote(conn, str(node.start_command))
-    await wait_streams(b.pgset, REPLICA)
+    """THE timed resume of the plainly stopped replica by the bot's ``/repair`` (resume
+    path: start, verify from both sides), until it streams; returns the note."""
+    await _bot_repair(b, PathName.RESUME)
     return RESUME_NOTE
+
+
+def _remove_kept(pgset: LocalReplicationSet) -> None:
+    """Bench housekeeping: the side directories the rewinds kept (an admin's job in life)."""
+    data = pgset.node(REPLICA).data_dir
+    for kept in data.parent.glob(f"{data.name}.replbot-diverged-*"):
+        run_as_server_user(["rm", "-rf", "--", str(kept)])
 
 
 async def wait_streams(pgset: LocalReplicationSet, name: str) -> None:
@@ -289,6 +261,8 @@ async def run(
         total_rows = scale * 100_000
         rows = max(1, total_rows // 100)
         size_mb = int(pgset.psql("pg1", "SELECT pg_database_size('postgres')")) / MB
+        # the replication role is pg_rewind's source without superuser (README's grants)
+        pgset.psql("pg1", "\n".join(grant_statements(pgset.repl_user)))
         for round_no in range(rounds):
             order = ("rewind", "full") if round_no % 2 == 0 else ("full", "rewind")
             for side in order:
@@ -306,6 +280,7 @@ async def run(
                         rewind_bytes.append(moved.copied_bytes)
                     if moved.planned_bytes is not None:
                         planned_bytes.append(moved.planned_bytes)
+                    await asyncio.to_thread(_remove_kept, pgset)
                 else:
                     full = await bot_rebuild(b, node=REPLICA)
                     full_s.append(full.total_s)

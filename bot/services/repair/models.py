@@ -172,3 +172,4 @@ class RepairProgress:
     output: str = ""
     undone: tuple[str, ...] = ()
     keeps: tuple[str, ...] = ()
+    log_tail: str = ""  # at the end: what streamed steps printed (pg_rewind's progress)

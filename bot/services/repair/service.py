@@ -41,6 +41,7 @@ from bot.services.repair.rewind import (
 
 log = logging.getLogger(__name__)
 SHOWN_KEPT = 64
+LOG_TAIL_CHARS = 16_000
 RepairSink = Callable[[RepairProgress], Awaitable[None]]
 # Steps of the rewind path after which the data directory is no longer what it was: a
 # failure from there on leaves the lock held (a human looks; nothing is deleted).
@@ -69,6 +70,7 @@ class _Run:
     plan: Plan
     sink: RepairSink
     task: asyncio.Task[None] | None = None
+    log: str = ""  # the tail of what the streamed steps (pg_rewind) printed
 
 
 class RepairService:
@@ -272,8 +274,11 @@ class RepairService:
             await self._record(job, f"{plan.kind}.{step.key}", Outcome.INTENT, step.title)
             await run.sink(self._progress(run, step.title, index, "running"))
 
+        async def on_output(chunk: str) -> None:
+            run.log = (run.log + chunk)[-LOG_TAIL_CHARS:]
+
         try:
-            result = await self._runner.run(plan, executor, on_step)
+            result = await self._runner.run(plan, executor, on_step, on_output)
             if current:
                 outcome = Outcome.OK if result.ok else Outcome.FAILED
                 reason = "" if result.ok else (result.failed.reason if result.failed else "")
@@ -321,6 +326,7 @@ class RepairService:
             output=self._redact(output),
             undone=tuple(result.undone),
         )
+        progress = replace(progress, log_tail=self._redact(run.log))
         with contextlib.suppress(Exception):
             await run.sink(progress)
 
