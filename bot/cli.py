@@ -488,3 +488,7 @@ async def run_bot(
     finally:
         await runtime.close()
     return 0
+
+
+if __name__ == "__main__":  # python -m bot.cli works like python -m bot
+    raise SystemExit(main())

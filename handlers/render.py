@@ -186,7 +186,9 @@ def _cluster_status(cluster: ClusterStatus) -> str:
 
 
 def _replica_lines(replica: ReplicaView) -> list[str]:
-    icon = {"streaming": OK, "down": FAIL, "absent": FAIL}.get(replica.state, WARN)
+    icon = {"streaming": OK, "down": FAIL, "absent": FAIL, "running as a primary": FAIL}.get(
+        replica.state, WARN
+    )
     head = f"{icon} <b>{esc(replica.node)}</b> replica · {esc(replica.state)}"
     if replica.slot:
         head += f" · slot {esc(replica.slot)}"

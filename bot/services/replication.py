@@ -241,6 +241,9 @@ def match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender
     return None
 
 
+PROMOTED_STATE = "running as a primary"
+
+
 def _replica_view(
     replica: NodeConfig,
     sender: WalSender | None,
@@ -254,6 +257,8 @@ def _replica_view(
         state = "down"
     elif not primary_up and receiver is not None:
         state = (receiver.receiver.status if receiver.receiver else None) or "not streaming"
+    elif receiver is not None and not receiver.in_recovery:
+        state = PROMOTED_STATE  # up, but promoted: a primary of its own (diverged)
     else:
         state = "absent"
     return ReplicaView(
