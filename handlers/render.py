@@ -1279,6 +1279,7 @@ _REWIND_REASON = {
     "divergence_unrelated": "its history shares nothing with the primary's",
     "target_running": "yes; the bytes are known once it is stopped",
     "dry_run_ok": "pg_rewind --dry-run agrees",
+    "dry_run_in_plan": "pg_rewind --dry-run is the plan's first check",
     "dry_run_failed": "pg_rewind --dry-run refused",
     "no_hints": "neither wal_log_hints nor data checksums on the replica",
     "unclean": "it was not shut down cleanly",

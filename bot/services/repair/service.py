@@ -118,6 +118,7 @@ class RepairService:
         cluster_name: str | None = None,
         tag: str | None = None,
         or_full: bool = False,
+        rewind_dry_run: bool = True,
     ) -> RepairProposal:
         """Diagnose, list the options and build the chosen plan (changes nothing).
 
@@ -136,7 +137,7 @@ class RepairService:
         if diag.divergence is not None:
             # Another timeline than the primary's: read both histories for the real answer
             # (behind on the primary's history, or diverged at a fork point).
-            facts, rewind = await self._assess_rewind(cluster, node, diag)
+            facts, rewind = await self._assess_rewind(cluster, node, diag, rewind_dry_run)
             if facts is not None:
                 diag = replace(diag, divergence=facts.divergence)
         options, chosen = choose(diag, full_bytes, Throughput(), rewind)
@@ -163,7 +164,7 @@ class RepairService:
         )
 
     async def _assess_rewind(
-        self, cluster: ClusterConfig, node: NodeConfig, diag: Diagnosis
+        self, cluster: ClusterConfig, node: NodeConfig, diag: Diagnosis, dry_run: bool = True
     ) -> tuple[RewindFacts | None, RewindVerdict]:
         """Facts for the rewind path and its verdict: every precondition, then (on a stopped
         target) ``pg_rewind --dry-run`` for the bytes it would copy. Read-only."""
@@ -185,6 +186,8 @@ class RepairService:
                 return facts, RewindVerdict(False, failed.reason, detail=values)
             if facts.target.running:
                 return facts, RewindVerdict(True, "target_running")  # no dry run on a live server
+            if not dry_run:  # at the press: the plan runs pg_rewind --dry-run as its own step
+                return facts, RewindVerdict(True, "dry_run_in_plan")
             name = diag.application_name or node.application_name or node.name
             dry = await dry_run_rewind(shell, node, name, timeout)
             if not dry.ok:
@@ -215,7 +218,7 @@ class RepairService:
         if self._shutting_down:
             raise RebuildRefused("the bot is shutting down")
         cluster, node = self.resolve(node_name, cluster_name)
-        fresh = await self.diagnose(node.name, cluster.name, tag, or_full)
+        fresh = await self.diagnose(node.name, cluster.name, tag, or_full, rewind_dry_run=False)
         if fresh.plan is None or fresh.digest != digest:
             shown = self._shown.get(digest)
             now = fresh.plan or (replace(shown, steps=(), facts=()) if shown else None)
