@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.adapters.conninfo import parse_conninfo
 from bot.errors import ConfigError
 from bot.models import NodeRole, Role
 from bot.units import parse_bytes, parse_duration
@@ -119,6 +120,12 @@ class NodeConfig:
     def effective_conf_dir(self) -> Path | None:
         """The directory ``postgres -C`` reads the configuration from."""
         return self.conf_dir or self.data_dir
+
+    @property
+    def dsn_host(self) -> str:
+        """The (first) host of the node's DSN, as libpq reads it; "localhost" if none."""
+        host = parse_conninfo(self.dsn).get("host", "")
+        return host.split(",")[0] or "localhost"
 
 
 @dataclass(frozen=True)
@@ -725,7 +732,11 @@ def _parse_node(key: str, item: Mapping[str, Any], environ: Mapping[str, str]) -
             f"{key}.role", f"unknown node role {role_text!r} (primary, replica)"
         ) from None
     dsn = _str(item, key, "dsn")
-    if re.search(r"(^|\s|[?&])password\s*=|://[^/@\s]*:[^/@\s]*@", dsn):
+    try:
+        dsn_fields = parse_conninfo(dsn)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.dsn", f"not a libpq connection string: {exc}") from None
+    if "password" in dsn_fields:
         raise ConfigError(
             f"{key}.dsn", "must not contain a password; use password_env or a passfile (~/.pgpass)"
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
@@ -368,7 +367,7 @@ def _listen_item(cluster: ClusterConfig, listen: str) -> CheckItem:
             "set listen_addresses = '*' (or the primary's address) and restart",
         )
     addresses = {a.strip() for a in listen.split(",")}
-    replica_hosts = {_dsn_host(r.dsn) for r in cluster.replicas}
+    replica_hosts = {r.dsn_host for r in cluster.replicas}
     if addresses <= _LOOPBACK_HOSTS and not replica_hosts <= _LOOPBACK_HOSTS:
         return CheckItem(
             node,
@@ -378,13 +377,6 @@ def _listen_item(cluster: ClusterConfig, listen: str) -> CheckItem:
             "replicas on other hosts cannot connect: listen on the primary's address",
         )
     return CheckItem(node, "listen_addresses", CheckLevel.OK, detail)
-
-
-def _dsn_host(dsn: str) -> str:
-    match = re.search(r"(?:^|\s)host\s*=\s*'?([^'\s]+)", dsn) or re.search(
-        r"://(?:[^@/]*@)?([^:/?]+)", dsn
-    )
-    return match.group(1) if match else "localhost"
 
 
 def _hba_item(node: str, rules: object) -> CheckItem:

@@ -158,6 +158,10 @@ def _dsn_keyvalue_password(d: dict[str, Any]) -> None:
     node(d, "pg1")["dsn"] = "host=db1 user=replbot password=hunter2 dbname=postgres"
 
 
+def _dsn_not_a_conninfo(d: dict[str, Any]) -> None:
+    node(d, "pg1")["dsn"] = "db1:5432"  # libpq: missing "=" after "db1:5432"
+
+
 def _dsn_keyvalue_password_spaced(d: dict[str, Any]) -> None:
     node(d, "pg1")["dsn"] = "host=db1 user=replbot password = 'hunter2' dbname=postgres"
 
@@ -197,6 +201,7 @@ INVALID_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("unknown user role", _unknown_user_role, "users[1].role"),
     ("non-numeric user id", _string_user_id, "users[0].id"),
     ("dsn password key=value", _dsn_keyvalue_password, "clusters.main.nodes.pg1.dsn"),
+    ("dsn not a conninfo", _dsn_not_a_conninfo, "clusters.main.nodes.pg1.dsn"),
     ("dsn password key = 'value'", _dsn_keyvalue_password_spaced, "clusters.main.nodes.pg1.dsn"),
     ("dsn password in URI userinfo", _dsn_uri_password, "clusters.main.nodes.pg1.dsn"),
     ("dsn password in URI query", _dsn_uri_query_password, "clusters.main.nodes.pg1.dsn"),
@@ -400,3 +405,18 @@ def test_every_node_knows_its_cluster_so_same_named_nodes_stay_apart() -> None:
     assert len(keys) == len(set(keys))
     assert {n.cluster for n in config.clusters[0].nodes} == {config.clusters[0].name}
     assert {n.cluster for n in config.clusters[1].nodes} == {"billing"}
+
+
+def test_a_dsn_is_read_by_libpq_host_lists_and_uris_included() -> None:
+    """The replica's host for /check's listen_addresses comes from libpq's own parse."""
+    from bot.config import NodeConfig
+    from bot.models import NodeRole
+
+    def host(dsn: str) -> str:
+        return NodeConfig(name="pg2", role=NodeRole.REPLICA, dsn=dsn).dsn_host
+
+    assert host("host=db2 port=5433") == "db2"
+    assert host("host='db2' user=x") == "db2"
+    assert host("postgresql://u@db3:5433/postgres") == "db3"
+    assert host("host=db4,db5 port=5432,5432") == "db4"
+    assert host("dbname=postgres") == "localhost"
