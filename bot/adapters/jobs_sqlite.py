@@ -57,6 +57,7 @@ class SqliteJobStore:
     async def open(self) -> None:
         """Create the table and the lock index if needed."""
         self._db = await open_database(self._path, _SCHEMA, "rebuild job store")
+        self._db.row_factory = sqlite3.Row  # rows by column name
         cursor = await self._db.execute("PRAGMA table_info(rebuild_jobs)")
         if "moved_id" not in {row[1] for row in await cursor.fetchall()}:
             # a job store written before moved_id existed
@@ -163,7 +164,7 @@ class SqliteJobStore:
             f"SELECT {_COLUMNS} FROM rebuild_jobs WHERE state = ? ORDER BY id",  # noqa: S608
             (state.value,),
         )
-        return [_job(tuple(row)) for row in await cursor.fetchall()]
+        return [_job(row) for row in await cursor.fetchall()]
 
     async def _get(self, job_id: int) -> RebuildJob:
         job = await self._one(
@@ -176,24 +177,24 @@ class SqliteJobStore:
     async def _one(self, sql: str, params: tuple[Any, ...]) -> RebuildJob | None:
         cursor = await self._conn.execute(sql, params)
         row = await cursor.fetchone()
-        return _job(tuple(row)) if row else None
+        return _job(row) if row else None
 
 
-def _job(row: tuple[Any, ...]) -> RebuildJob:
+def _job(row: sqlite3.Row) -> RebuildJob:
     return RebuildJob(
-        id=int(row[0]),
-        cluster=str(row[1]),
-        node=str(row[2]),
-        state=RebuildState(str(row[3])),
-        step=str(row[4]),
-        requested_by=int(row[5]),
-        confirmed_by=row[6],
-        old_dir=str(row[7]),
-        failed_dir=str(row[8]),
-        rollback_slot=str(row[9]),
-        started_at=float(row[10]),
-        updated_at=float(row[11]),
-        detail=str(row[12]),
-        moved_id=str(row[13]),
-        kind=str(row[14]),
+        id=int(row["id"]),
+        cluster=str(row["cluster"]),
+        node=str(row["node"]),
+        state=RebuildState(str(row["state"])),
+        step=str(row["step"]),
+        requested_by=int(row["requested_by"]),
+        confirmed_by=row["confirmed_by"],
+        old_dir=str(row["old_dir"]),
+        failed_dir=str(row["failed_dir"]),
+        rollback_slot=str(row["rollback_slot"]),
+        started_at=float(row["started_at"]),
+        updated_at=float(row["updated_at"]),
+        detail=str(row["detail"]),
+        moved_id=str(row["moved_id"]),
+        kind=str(row["kind"]),
     )
