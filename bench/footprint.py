@@ -1,4 +1,7 @@
-"""Benchmark 5: RSS and CPU of an idle `replbot run` with a test config. Goal: ≤ 80 MB RSS."""
+"""Benchmark 5: RSS and CPU of an idle `replbot run` with a test config. Goal: ≤ 80 MB RSS.
+
+Then one /graph: the plotting library must not be loaded while idle (it is imported with the
+first chart), and the RSS after drawing one chart is reported beside the idle figure."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.common import Row, cpu_seconds, rss_kb, short_tmpdir
-from bench.harness import PASSWORD_ENV, bench_config
+from bench.harness import ADMIN_ID, PASSWORD_ENV, bench_config
 from bot.sandbox import LocalReplicationSet, find_pg_binaries
 from tests.fakebotapi import FakeBotApi
 
@@ -43,6 +47,14 @@ async def run(idle_s: float = 30.0) -> list[Row]:
             await asyncio.sleep(1.0)
         cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - t_before) * 100
         rss_mb = max(samples) / 1024
+        idle_plotting = _loaded(proc.pid, "matplotlib")
+        mark = api.mark()
+        api.push_message(ADMIN_ID, "/graph", chat_id=ADMIN_ID)
+        started = time.monotonic()
+        await api.await_for("sendPhoto", after=mark, timeout=60)
+        first_chart_s = time.monotonic() - started
+        await asyncio.sleep(1.0)
+        graph_rss_mb = rss_kb(proc.pid) / 1024
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -71,4 +83,25 @@ async def run(idle_s: float = 30.0) -> list[Row]:
             "% of one core",
             note="includes the monitor's polls when enabled",
         ),
+        Row(
+            "idle footprint",
+            "matplotlib mapped while idle",
+            float(idle_plotting),
+            "yes=1",
+            goal="0 (imported with the first chart)",
+            met=not idle_plotting,
+        ),
+        Row(
+            "idle footprint",
+            "RSS after the first /graph",
+            graph_rss_mb,
+            "MB",
+            note=f"first chart (import + draw + send) {first_chart_s:.2f} s",
+        ),
     ]
+
+
+def _loaded(pid: int, package: str) -> bool:
+    """Whether a file of ``package`` is mapped into the process (a C extension it loads)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return f"/{package}/" in maps

@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.adapters.alerts_sqlite import SqliteAlertStore
 from bot.adapters.audit_sqlite import SqliteAuditLog, resolve_audit_key
+from bot.adapters.charts_matplotlib import MatplotlibCharts
+from bot.adapters.history_sqlite import SqliteHistoryStore
 from bot.adapters.jobs_sqlite import SqliteJobStore
 from bot.adapters.metrics_http import MetricsServer
 from bot.adapters.monitor_pg import PsycopgMonitorProbe
@@ -20,9 +22,11 @@ from bot.adapters.shell import LocalConnector, RoutingConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig
 from bot.logsetup import install_redaction
-from bot.ports import Clock, Notifier
+from bot.models import ChartRef
+from bot.ports import Clock, Notifier, PhotoNotifier
 from bot.redact import Redactor
 from bot.services.authz import Authorizer
+from bot.services.charts import ChartService
 from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.delivery import DeliveryService
@@ -40,6 +44,7 @@ from bot.services.repair.service import RepairService
 from bot.services.replication import ReplicationService
 from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
+from handlers import render_graph
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
@@ -48,6 +53,7 @@ from handlers.repair import repair_target
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
 HOUSEKEEPING_EVERY_S = 6 * 3600.0  # retention runs at start and this often
+HISTORY_COMPACT_EVERY_S = 300.0  # the monitor history is downsampled this often
 
 
 def redactor_for(config: AppConfig) -> Redactor:
@@ -78,10 +84,13 @@ class Runtime:
     alerts: AlertService
     monitor: MonitorService
     metrics: Metrics
+    history: SqliteHistoryStore | None = None
+    charts: ChartService | None = None
     delivery: DeliveryService | None = None
     metrics_server: MetricsServer | None = None
     health_server: MetricsServer | None = None
     housekeeping: asyncio.Task[None] | None = None
+    compaction: asyncio.Task[None] | None = None
     polling_since: float | None = None  # set once a Telegram transport polls (replbot run)
     last_poll_at: float | None = None
     polls_ok: int = 0
@@ -115,10 +124,13 @@ class Runtime:
             formatter=DeliveryRenderer(),
             alert_chats=self.config.all_alert_chat_ids(),
             fallback_chat=self.config.telegram.alert_fallback_chat_id,
+            attach_chart=self._chart_sender(notifier),
         )
         self.alerts.on_enqueued = self.delivery.wake
         await self.prune_history()
         self.housekeeping = asyncio.create_task(self._housekeeping(), name="store-retention")
+        if self.history is not None:
+            self.compaction = asyncio.create_task(self._compaction(), name="history-compaction")
         await self.delivery.start()
         await self.monitor.start()
         if self.config.metrics.host is not None:
@@ -160,6 +172,39 @@ class Runtime:
             )
         return messages, alerts
 
+    def _chart_sender(
+        self, notifier: Notifier
+    ) -> Callable[[int, int | None, ChartRef, int], Awaitable[None]] | None:
+        """What sends the small chart under an alert (None: charts off, or a notifier that
+        cannot send pictures)."""
+        charts = self.charts
+        if charts is None or not self.config.monitor.alert_charts:
+            return None
+        if not isinstance(notifier, PhotoNotifier):
+            return None
+        photos: PhotoNotifier = notifier
+
+        async def send(chat: int, thread: int | None, ref: ChartRef, reply_to: int) -> None:
+            png, summary = await charts.draw(ref, render_graph.labels(ref), small=True)
+            caption = render_graph.alert_chart_caption(summary)
+            await photos.send_photo(chat, thread, png, caption, reply_to)
+
+        return send
+
+    async def compact_history(self) -> tuple[int, int]:
+        """Downsample the monitor history (minutes after 6 h, nothing after 7 days)."""
+        if self.history is None:
+            return 0, 0
+        return await self.history.compact(self.services.clock.time())
+
+    async def _compaction(self) -> None:
+        while True:
+            try:
+                await self.compact_history()
+            except Exception:  # the history must never stop the bot
+                log.exception("history: downsampling the monitor history failed")
+            await asyncio.sleep(HISTORY_COMPACT_EVERY_S)
+
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_EVERY_S)
@@ -193,6 +238,11 @@ class Runtime:
 
     async def stop_monitor(self) -> None:
         """Stop polling and delivering (unsent messages stay in the outbox for the next run)."""
+        if self.compaction is not None:
+            self.compaction.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.compaction
+            self.compaction = None
         if self.housekeeping is not None:
             self.housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,6 +270,8 @@ class Runtime:
         await self.postgres.close()
         await self.jobs.close()
         await self.alert_store.close()
+        if self.history is not None:
+            await self.history.close()
         await self.audit.close()
 
 
@@ -245,8 +297,13 @@ async def open_runtime(
     alert_store = SqliteAlertStore(config.audit.path)
     await alert_store.open()
     metrics = Metrics()
+    history = SqliteHistoryStore(config.audit.path)
+    await history.open()
+    charts = ChartService(config, history, MatplotlibCharts(), clock)
     renderer = AlertRenderer(
-        config.monitor.mute_button_s, repair_target=lambda alert: repair_target(config, alert)
+        config.monitor.mute_button_s,
+        repair_target=lambda alert: repair_target(config, alert),
+        charts=config.monitor.alert_charts,
     )
     alerts = AlertService(config, alert_store, renderer, clock)
     await alerts.load()  # /alerts shows what fires even before (or without) the monitor
@@ -269,6 +326,7 @@ async def open_runtime(
             **repair.running_jobs(cluster),
         },
         overrides=slot_overrides,
+        history=history,
     )
     services = Services(
         config=config,
@@ -282,6 +340,7 @@ async def open_runtime(
         monitor=monitor,
         slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
         repair=repair,
+        charts=charts,
     )
     return Runtime(
         config,
@@ -294,6 +353,8 @@ async def open_runtime(
         alerts,
         monitor,
         metrics,
+        history,
+        charts,
     )
 
 

@@ -250,6 +250,7 @@ class MonitorConfig:
     send_retry_max_s: float = 60.0  # back-off cap
     thresholds: Thresholds = field(default_factory=Thresholds)
     retention_days: float = 90.0  # sent outbox rows and resolved alerts older than this go
+    alert_charts: bool = True  # alerts about lag or slot growth attach a small chart
 
 
 @dataclass(frozen=True)
@@ -445,6 +446,7 @@ def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
             "send_retry_initial",
             "send_retry_max",
             "retention_days",
+            "alert_charts",
             *_THRESHOLD_KEYS,
         },
     )
@@ -464,6 +466,7 @@ def _parse_monitor(table: Mapping[str, Any]) -> MonitorConfig:
         send_retry_max_s=retry_max,
         thresholds=_parse_thresholds(key, table, Thresholds()),
         retention_days=_number(table, key, "retention_days", default=90.0, minimum=1),
+        alert_charts=_bool(table, key, "alert_charts", True),
     )
 
 

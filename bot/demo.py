@@ -149,7 +149,9 @@ def run_demo(
         config = load_config(config_path)
         ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
         out(f"ready ({ports}); you are {DEMO_USER_NAME} (admin). Try /status, /slots, /check,")
-        out("/createslot NAME, /dropslot NAME, /rebuild pg2, /audit, /help; /quit to leave.")
+        out(
+            "/createslot NAME, /dropslot NAME, /rebuild pg2, /graph, /audit, /help; /quit to leave."
+        )
         out("Alerts print here: try /demo stop-replica, /alerts, then /demo start-replica.")
         if endpoint is not None:
             out(
@@ -180,7 +182,7 @@ async def _console(
 ) -> None:
     runtime = await open_runtime(config, redactor_for(config))
     try:
-        chat = ConsoleChat(out)
+        chat = ConsoleChat(out, photo_dir=config.audit.path.parent / "charts")
         runtime.dispatcher.commands["demo"] = demo_command(pgset, runtime)
         await runtime.start_monitor(ConsoleNotifier(chat))
         lines: AsyncIterator[str] = given_lines(commands, echo=out) if commands else stdin_lines()

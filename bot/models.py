@@ -644,6 +644,7 @@ class OutgoingMessage:
 
     html: str
     buttons: tuple[tuple[MessageButton, ...], ...] = ()
+    chart: ChartRef | None = None  # a small chart to attach (alerts about lag or slots)
 
 
 @dataclass(frozen=True)
@@ -723,3 +724,117 @@ class SlotlessRisk:
     def lost(self) -> bool:
         """True when the replica needs WAL the primary no longer has."""
         return self.margin_bytes is not None and self.margin_bytes < 0
+
+
+# --- monitor history and charts --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaSample:
+    """One poll of one replica as its primary sees it (None: not known at that poll)."""
+
+    cluster: str
+    replica: str
+    at: float  # epoch seconds
+    lag_bytes: int | None
+    lag_s: float | None
+    streaming: bool
+
+
+@dataclass(frozen=True)
+class SlotSample:
+    """One poll of one slot on a primary: the WAL it retains."""
+
+    cluster: str
+    slot: str
+    at: float
+    retained_bytes: int | None
+
+
+@dataclass(frozen=True)
+class History:
+    """A cluster's recorded samples since some time, oldest first."""
+
+    replicas: tuple[ReplicaSample, ...] = ()
+    slots: tuple[SlotSample, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChartRef:
+    """Which chart: a cluster, optionally narrowed to one replica, over ``window_s``."""
+
+    cluster: str
+    node: str | None = None
+    window_s: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class ChartLabels:
+    """The words on a chart (the rendering layer writes them, in the reply's language)."""
+
+    title: str
+    lag_bytes_axis: str
+    lag_seconds_axis: str
+    retained_axis: str
+    time_axis: str
+    warning: str
+    critical: str
+    outage: str
+    no_data: str
+
+
+@dataclass(frozen=True)
+class ChartLimits:
+    """The alert thresholds drawn on a chart."""
+
+    lag_bytes_warning: int
+    lag_bytes_critical: int
+    lag_s_warning: float
+    lag_s_critical: float
+    retained_warning: int
+    retained_critical: int
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """Everything a chart renderer draws: series per replica and slot, limits, labels."""
+
+    ref: ChartRef
+    start: float
+    end: float
+    replicas: tuple[tuple[str, tuple[ReplicaSample, ...]], ...]
+    slots: tuple[tuple[str, tuple[SlotSample, ...]], ...]
+    limits: ChartLimits
+    labels: ChartLabels
+    width_px: int = 1000
+    height_px: int = 600
+
+    def outages(self) -> list[tuple[float, float]]:
+        """(start, end) of each run of "not streaming" polls, per replica: from the first such
+        poll to the next streaming one (or to the last poll, if the run lasts to the end)."""
+        spans: list[tuple[float, float]] = []
+        for _, series in self.replicas:
+            began: float | None = None
+            for sample in series:
+                if not sample.streaming and began is None:
+                    began = sample.at
+                elif sample.streaming and began is not None:
+                    spans.append((began, sample.at))
+                    began = None
+            if began is not None:
+                spans.append((began, max(series[-1].at, began)))
+        return spans
+
+
+@dataclass(frozen=True)
+class ChartSummary:
+    """What a chart shows, in numbers, for its caption: the worst replica's byte lag."""
+
+    ref: ChartRef
+    samples: int
+    replica: str | None = None  # the replica whose lag peaked highest
+    peak_bytes: int | None = None
+    peak_at: float | None = None
+    now_bytes: int | None = None
+    streaming_now: bool | None = None
+    outage_s: float = 0.0  # time the window shows some replica not streaming

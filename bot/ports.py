@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.config import NodeConfig
 from bot.models import (
@@ -13,8 +13,10 @@ from bot.models import (
     AuditEntry,
     AuditRecord,
     AuditVerification,
+    ChartData,
     CommandResult,
     HbaRule,
+    History,
     Mute,
     NodeFacts,
     NodeSnapshot,
@@ -22,6 +24,8 @@ from bot.models import (
     OutgoingMessage,
     RebuildJob,
     RebuildState,
+    ReplicaSample,
+    SlotSample,
 )
 
 
@@ -346,4 +350,44 @@ class AlertFormatter(Protocol):
 
     def messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
         """One message for the notices (more only if it would exceed Telegram's limit)."""
+        ...
+
+
+class HistoryStore(Protocol):
+    """The monitor's bounded history of replica lag and slot WAL (downsampled as it ages)."""
+
+    async def record(self, replicas: Sequence[ReplicaSample], slots: Sequence[SlotSample]) -> None:
+        """Store one poll's samples (one transaction)."""
+        ...
+
+    async def history(self, cluster: str, since: float) -> History:
+        """The cluster's samples since ``since``, oldest first."""
+        ...
+
+    async def compact(self, now: float) -> tuple[int, int]:
+        """Downsample old polls and drop expired points: (folded, deleted)."""
+        ...
+
+
+class ChartRenderer(Protocol):
+    """Draws a chart; synchronous and CPU-bound (callers run it in a worker thread)."""
+
+    def render_png(self, data: ChartData) -> bytes:
+        """The chart as a PNG of ``data.width_px`` x ``data.height_px`` pixels."""
+        ...
+
+
+@runtime_checkable
+class PhotoNotifier(Protocol):
+    """A Notifier that can also send a picture (alert charts)."""
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        thread_id: int | None,
+        png: bytes,
+        caption_html: str,
+        reply_to: int | None = None,
+    ) -> int:
+        """Send ``png`` with a caption; return the message id. Raises the delivery errors."""
         ...

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from bot.errors import InvalidInput
-from bot.models import Alert, AlertNotice, MessageButton, NoticeKind, OutgoingMessage, Role
+from bot.models import (
+    Alert,
+    AlertNotice,
+    AlertRule,
+    ChartRef,
+    MessageButton,
+    NoticeKind,
+    OutgoingMessage,
+    Role,
+)
 from bot.services.monitor.alerts import AlertService
 from bot.units import parse_duration
 from handlers import parsing, render
@@ -25,6 +34,8 @@ BUTTON_CHANGES_STATE = True  # acknowledge and mute change alert state: an inten
 MAX_ALERTS_PER_MESSAGE = 20  # each brings a row of buttons
 _HEADER_ROOM = 120
 _WITH_BUTTONS = {NoticeKind.FIRING, NoticeKind.REPEAT, NoticeKind.ESCALATED}
+_CHART_RULES = {AlertRule.BYTE_LAG, AlertRule.TIME_LAG, AlertRule.SLOT_RETAINED}
+_REPLICA_CHART_RULES = {AlertRule.BYTE_LAG, AlertRule.TIME_LAG}
 
 
 class AlertRenderer:
@@ -35,8 +46,11 @@ class AlertRenderer:
         mute_button_s: float,
         limit: int = render.TELEGRAM_LIMIT,
         repair_target: Callable[[Alert], str | None] | None = None,
+        charts: bool = False,
     ) -> None:
-        """``repair_target`` names the replica an alert may be repaired on (a Repair button)."""
+        """``repair_target`` names the replica an alert may be repaired on (a Repair button);
+        ``charts``: a message firing a lag or slot-growth alert asks for a chart under it."""
+        self._charts = charts
         self._mute_s = mute_button_s
         self._limit = limit
         self._repair_target = repair_target
@@ -68,10 +82,22 @@ class AlertRenderer:
             for row in self._button_rows(notice)
         )
         parts = render.split_message("\n\n".join(blocks), self._limit)
+        chart = self._chart([notice for notice, _ in chunk])
         return [
-            OutgoingMessage(part, rows if index == len(parts) - 1 else ())
+            OutgoingMessage(part, rows, chart) if index == len(parts) - 1 else OutgoingMessage(part)
             for index, part in enumerate(parts)
         ]
+
+    def _chart(self, notices: Sequence[AlertNotice]) -> ChartRef | None:
+        """The chart of the first lag or slot alert that fires (or escalates) here."""
+        if not self._charts:
+            return None
+        for notice in notices:
+            alert = notice.alert
+            if notice.kind in _WITH_BUTTONS and alert.rule in _CHART_RULES:
+                node = alert.node if alert.rule in _REPLICA_CHART_RULES else None
+                return ChartRef(alert.cluster, node)
+        return None
 
     def _button_rows(self, notice: AlertNotice) -> list[tuple[MessageButton, ...]]:
         """Ack and Mute; under them Repair, for an alert about a repairable replica."""

@@ -67,6 +67,10 @@ class Chat(Protocol):
         """A short toast answering a button press (plain text)."""
         ...
 
+    async def send_photo(self, png: bytes, caption_html: str) -> int:
+        """Send a picture with a one-line caption (≤ 1024 characters); return its id."""
+        ...
+
 
 @dataclass
 class CommandContext:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
 
 from bot.models import OutgoingMessage
 from handlers import render
@@ -24,8 +26,11 @@ Printer = Callable[[str], None]
 class ConsoleChat:
     """The Chat port printing to a terminal; remembers buttons so they can be pressed."""
 
-    def __init__(self, out: Printer) -> None:
+    def __init__(self, out: Printer, photo_dir: Path | None = None) -> None:
+        """``photo_dir``: where pictures (charts) are written; default: the temp directory."""
         self._out = out
+        self._photo_dir = photo_dir
+        self.photos: list[Path] = []
         self._next_id = 1
         self.buttons: dict[int, tuple[int, str]] = {}
         self.labels: dict[int, str] = {}
@@ -52,6 +57,18 @@ class ConsoleChat:
         """Show a button toast."""
         self._out(f"  · {text}")
 
+    async def send_photo(self, png: bytes, caption_html: str) -> int:
+        """Write the picture to a file and print its path and caption."""
+        message_id = self._next_id
+        self._next_id += 1
+        folder = self._photo_dir or Path(tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"chart-{message_id}.png"
+        await asyncio.to_thread(path.write_bytes, png)
+        self.photos.append(path)
+        self._out(f"[picture: {path}] {render.to_plain_text(caption_html)}")
+        return message_id
+
     def _print(self, reply: Reply, prefix: str) -> None:
         self._out(prefix + render.to_plain_text(reply.html))
         if reply.buttons:
@@ -75,6 +92,17 @@ class ConsoleNotifier:
         """Print the alert message; its buttons can be pressed by number."""
         buttons = tuple(Button(b.label, b.data) for row in message.buttons for b in row)
         return await self._chat.send(Reply(message.html, buttons))
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        thread_id: int | None,
+        png: bytes,
+        caption_html: str,
+        reply_to: int | None = None,
+    ) -> int:
+        """Write an alert's chart to a file beside the demo and print where."""
+        return await self._chat.send_photo(png, caption_html)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from handlers import admin, alerts, rebuild, repair, replication, slotless
+from handlers import admin, alerts, graph, rebuild, repair, replication, slotless
 from handlers.base import ActionSpec, CommandSpec, HandlerGroup
 
 GROUPS: tuple[HandlerGroup, ...] = (
     replication.group,
+    graph.group,
     rebuild.group,
     repair.group,
     slotless.group,

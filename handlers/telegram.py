@@ -119,6 +119,17 @@ class TelegramChat:
         if self._query is not None:
             await self._query.answer(text[:200])
 
+    async def send_photo(self, png: bytes, caption_html: str) -> int:
+        """Send a PNG (multipart upload) with its caption."""
+        message = await self._bot.send_photo(
+            chat_id=self._chat_id,
+            photo=png,
+            caption=caption_html,
+            parse_mode=ParseMode.HTML,
+            message_thread_id=self._thread_id,
+        )
+        return message.message_id
+
 
 def _keyboard(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
     if not buttons:

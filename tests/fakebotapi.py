@@ -547,6 +547,8 @@ class FakeBotApi:
         self._callback_ids = itertools.count(1)
         self._next_msg_id: dict[str, int] = {}
         self._messages: dict[tuple[str, int], Json] = {}
+        # sendPhoto uploads: (chat_id, PNG bytes, caption), in order
+        self.photos: list[tuple[str, bytes, str]] = []
         self._chats: dict[str, Json] = {}
         self._users: dict[int, Json] = {}
         self._callbacks: set[str] = set()
@@ -1186,6 +1188,37 @@ class FakeBotApi:
             self._messages[(str(chat_id), msg["message_id"])] = msg
             return json.loads(json.dumps(msg))
 
+    def _send_photo(self, params: dict[str, Any]) -> Any:
+        """sendPhoto with a multipart upload: the file's bytes are kept (``photos``)."""
+        chat_id = self._require(params, "chat_id")
+        photo = self._require(params, "photo")
+        if not isinstance(photo, dict) or not photo.get("content"):
+            raise _ApiError(400, "Bad Request: there is no photo in the request")
+        caption = params.get("caption")
+        if isinstance(caption, str) and len(caption) > 1024:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        with self._lock:
+            msg: Json = {
+                "message_id": self._new_message_id(chat_id),
+                "from": self.bot_user_short,
+                "chat": self._chat(chat_id),
+                "date": int(time.time()),
+                "photo": [
+                    {
+                        "file_id": f"PH{len(self._messages)}",
+                        "file_unique_id": f"U{len(self._messages)}",
+                        "width": 0,
+                        "height": 0,
+                        "file_size": int(photo.get("size") or 0),
+                    }
+                ],
+            }
+            if isinstance(caption, str):
+                msg["caption"] = caption
+            self._messages[(str(chat_id), msg["message_id"])] = msg
+            self.photos.append((str(chat_id), bytes(photo["content"]), caption or ""))
+            return json.loads(json.dumps(msg))
+
     def _edit_message_text(self, params: dict[str, Any]) -> Any:
         plain, entities = self._render_text(params)
         if params.get("inline_message_id"):
@@ -1277,6 +1310,7 @@ _METHODS: dict[str, tuple[str, _Handler_t]] = {
         ("getUpdates", FakeBotApi._get_updates),
         ("sendMessage", FakeBotApi._send_message),
         ("sendDocument", FakeBotApi._send_document),
+        ("sendPhoto", FakeBotApi._send_photo),
         ("editMessageText", FakeBotApi._edit_message_text),
         ("editMessageReplyMarkup", FakeBotApi._edit_message_reply_markup),
         ("deleteMessage", FakeBotApi._delete_message),

@@ -30,6 +30,7 @@ from bot.models import (
     Alert,
     AlertRule,
     AlertState,
+    ChartRef,
     MessageButton,
     Mute,
     NodeFacts,
@@ -107,7 +108,7 @@ _ALERT_COLUMNS = (
     "id, cluster, node, rule, subject, severity, figures, state, first_seen, fired_at, "
     "announced_at, last_sent_at, resolved_at, acked_by, acked_at, muted_until, repeat"
 )
-_OUTBOX_COLUMNS = "id, chat_id, thread_id, html, buttons, created_at, attempts"
+_OUTBOX_COLUMNS = "id, chat_id, thread_id, html, buttons, created_at, attempts, chart"
 
 
 class _Transaction:
@@ -145,9 +146,16 @@ class _Transaction:
             chat_id = int(moved[0])
         buttons = [[{"label": b.label, "data": b.data} for b in row] for row in message.buttons]
         cursor = await self._db.execute(
-            "INSERT INTO alert_outbox (chat_id, thread_id, html, buttons, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (chat_id, thread_id, message.html, json.dumps(buttons), time.time()),
+            "INSERT INTO alert_outbox (chat_id, thread_id, html, buttons, created_at, chart) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                chat_id,
+                thread_id,
+                message.html,
+                json.dumps(buttons),
+                time.time(),
+                _chart_text(message.chart),
+            ),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -470,7 +478,26 @@ def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
         id=int(row[0]),
         chat_id=int(row[1]),
         thread_id=row[2],
-        message=OutgoingMessage(str(row[3]), buttons),
+        message=OutgoingMessage(str(row[3]), buttons, _chart_ref(str(row[7] or ""))),
         created_at=float(row[5]),
         attempts=int(row[6]),
+    )
+
+
+def _chart_text(chart: ChartRef | None) -> str:
+    """The outbox's ``chart`` column: '' or the chart to attach, as JSON."""
+    if chart is None:
+        return ""
+    return json.dumps({"cluster": chart.cluster, "node": chart.node, "window_s": chart.window_s})
+
+
+def _chart_ref(text: str) -> ChartRef | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    node = data.get("node")
+    return ChartRef(
+        str(data["cluster"]),
+        None if node is None else str(node),
+        float(data.get("window_s", 6 * 3600.0)),
     )

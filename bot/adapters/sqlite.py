@@ -81,6 +81,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "rebuild_jobs.kind: repairs share the per-node lock with rebuilds",
         ("ALTER TABLE rebuild_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rebuild'",),
     ),
+    Migration(
+        4,
+        "monitor history (replica lag, slot WAL) for /graph; alert_outbox.chart",
+        (
+            "CREATE TABLE IF NOT EXISTS replica_history (cluster TEXT NOT NULL, "
+            "replica TEXT NOT NULL, at REAL NOT NULL, lag_bytes INTEGER, lag_s REAL, "
+            "streaming INTEGER NOT NULL, coarse INTEGER NOT NULL DEFAULT 0)",
+            "CREATE INDEX IF NOT EXISTS replica_history_at ON replica_history (cluster, at)",
+            "CREATE TABLE IF NOT EXISTS slot_history (cluster TEXT NOT NULL, "
+            "slot TEXT NOT NULL, at REAL NOT NULL, retained_bytes INTEGER, "
+            "coarse INTEGER NOT NULL DEFAULT 0)",
+            "CREATE INDEX IF NOT EXISTS slot_history_at ON slot_history (cluster, at)",
+            "ALTER TABLE alert_outbox ADD COLUMN chart TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -23,7 +23,13 @@ import re
 import warnings
 from datetime import timedelta
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyParameters,
+)
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -132,6 +138,33 @@ class TelegramNotifier:
             message_thread_id=thread_id,
             link_preview_options=_NO_PREVIEW,
         )
+        return sent.message_id
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        thread_id: int | None,
+        png: bytes,
+        caption_html: str,
+        reply_to: int | None = None,
+    ) -> int:
+        """Send a PNG (multipart) with a caption, as a reply to ``reply_to`` if given."""
+        reply = (
+            None
+            if reply_to is None
+            else ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+        )
+        try:
+            sent = await self._bot.send_photo(
+                chat_id=chat_id,
+                photo=png,
+                caption=caption_html,
+                parse_mode=ParseMode.HTML,
+                message_thread_id=thread_id,
+                reply_parameters=reply,
+            )
+        except TelegramError as exc:
+            raise _mapped_error(exc, chat_id) from exc
         return sent.message_id
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bot.config import AppConfig
 from bot.ports import AuditLog, Clock
 from bot.services.authz import Authorizer
+from bot.services.charts import ChartService
 from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.service import MonitorService
@@ -31,3 +32,4 @@ class Services:
     monitor: MonitorService | None = None
     slotless: SlotlessService | None = None  # /attachslot, /detachslot
     repair: RepairService | None = None
+    charts: ChartService | None = None  # /graph

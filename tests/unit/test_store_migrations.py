@@ -94,6 +94,11 @@ async def write_rows_on_old_store(path: Path) -> AuditHead:
         columns = {row[1] for row in db.execute("PRAGMA table_info(rebuild_jobs)")}
         if "kind" in columns:  # migration 3's column
             db.execute("ALTER TABLE rebuild_jobs DROP COLUMN kind")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(alert_outbox)")}
+        if "chart" in columns:  # migration 4's column and tables
+            db.execute("ALTER TABLE alert_outbox DROP COLUMN chart")
+        db.execute("DROP TABLE IF EXISTS replica_history")
+        db.execute("DROP TABLE IF EXISTS slot_history")
         db.execute("PRAGMA user_version = 0")
     finally:
         db.close()

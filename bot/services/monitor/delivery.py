@@ -45,7 +45,7 @@ from bot.errors import (
     RetryLater,
     TokenRejected,
 )
-from bot.models import OutboxItem, OutgoingMessage
+from bot.models import ChartRef, OutboxItem, OutgoingMessage
 from bot.ports import Clock, DeliveryFormatter, Notifier, Outbox
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,11 @@ class DeliveryService:
         alert_chats: Sequence[int] = (),
         fallback_chat: int | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        attach_chart: Callable[[int, int | None, ChartRef, int], Awaitable[None]] | None = None,
     ) -> None:
+        """``attach_chart(chat, thread, chart, message_id)`` sends the chart a message asks
+        for (``OutgoingMessage.chart``) after the message itself was delivered."""
+        self._attach_chart = attach_chart
         self._outbox = outbox
         self._notifier = notifier
         self._clock = clock
@@ -92,6 +96,7 @@ class DeliveryService:
         self.migrations = 0
         self.token_rejected = False
         self.token_rejections = 0
+        self.chart_failures = 0
 
     async def start(self) -> None:
         """Start workers for the chats that still have unsent messages (e.g. after a restart)."""
@@ -205,6 +210,8 @@ class DeliveryService:
             return min(backoff * 2, self._max)
         await self._outbox.mark_sent(item.id, message_id, self._clock.time())
         self.sent += 1
+        if item.message.chart is not None and self._attach_chart is not None:
+            await self._chart(chat, item, item.message.chart, message_id)
         if self.token_rejected:
             self.token_rejected = False
             self._token_backoff = self._initial
@@ -214,6 +221,21 @@ class DeliveryService:
             del self.refusing[chat]
             log.warning("alert chat %d accepts the bot's messages again", chat)
         return self._initial
+
+    async def _chart(self, chat: int, item: OutboxItem, chart: ChartRef, message_id: int) -> None:
+        """Attach the message's chart; the text alert is out already, so a chart that cannot
+        be drawn or sent is logged and given up, never retried in front of later alerts."""
+        assert self._attach_chart is not None
+        try:
+            await self._attach_chart(chat, item.thread_id, chart, message_id)
+        except Exception:
+            self.chart_failures += 1
+            log.warning(
+                "the chart of alert message %d to chat %d was not sent",
+                item.id,
+                chat,
+                exc_info=True,
+            )
 
     async def _moved(self, chat: int, item: OutboxItem, new_chat: int) -> None:
         """Follow a group's upgrade to a supergroup: its queue moves to the new id, for good."""

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable
-from bot.models import NodeSnapshot, replay_lag_seconds
-from bot.ports import Clock, MonitorProbe
+from bot.models import NodeSnapshot, ReplicaSample, SlotSample, replay_lag_seconds
+from bot.ports import Clock, HistoryStore, MonitorProbe
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.metrics import Metrics
 from bot.services.monitor.rules import GrowthTracker, evaluate, replica_senders
@@ -56,9 +56,12 @@ class MonitorService:
         metrics: Metrics | None = None,
         rebuilding: Callable[[str], Mapping[str, int]] | None = None,
         overrides: SlotOverrides | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         """``rebuilding(cluster)``: replica name -> id of the rebuild job running on it now;
-        ``overrides``: slots attached or detached from the chat, applied over the config."""
+        ``overrides``: slots attached or detached from the chat, applied over the config;
+        ``history``: where each poll's lag and slot figures are recorded (for /graph)."""
+        self._history = history
         self._overrides = overrides or SlotOverrides()
         # (cluster, replica) -> its last known WAL position (for the slotless rule)
         self._positions: dict[tuple[str, str], str] = {}
@@ -231,6 +234,40 @@ class MonitorService:
         )
         await self._alerts.process(evaluation)
         self._record_metrics(cluster, snapshots)
+        if self._history is not None:
+            try:
+                await self._record_history(cluster, snapshots)
+            except Exception:  # a full disk must not stop the alerts
+                log.exception("monitor: recording the history of %s failed", cluster.name)
+
+    async def _record_history(
+        self, cluster: ClusterConfig, snapshots: dict[str, NodeSnapshot | None]
+    ) -> None:
+        """One poll of ``cluster`` into the history: each replica as its primary sees it,
+        each slot's retained WAL (nothing when the primary did not answer)."""
+        assert self._history is not None
+        primary = snapshots.get(cluster.primary.name)
+        if primary is None or not primary.ok or primary.in_recovery:
+            return
+        senders = replica_senders(cluster, primary)
+        replicas = []
+        for replica in cluster.replicas:
+            sender = senders.get(replica.name)
+            replicas.append(
+                ReplicaSample(
+                    cluster.name,
+                    replica.name,
+                    primary.at,
+                    sender.replay_lag_bytes if sender else None,
+                    replay_lag_seconds(sender) if sender else None,
+                    sender is not None and sender.state == "streaming",
+                )
+            )
+        slots = [
+            SlotSample(cluster.name, slot.name, primary.at, slot.retained_bytes)
+            for slot in primary.slots
+        ]
+        await self._history.record(replicas, slots)
 
     def _remember_positions(
         self, cluster: ClusterConfig, snapshots: Mapping[str, NodeSnapshot | None]
