@@ -44,6 +44,7 @@ from bot.services.slotview import SlotOverrides, slotless_risk
 
 VERIFY_TIMEOUT_S = 30.0
 _POLL_S = 0.5
+_RELOAD = "SELECT pg_catalog.pg_reload_conf()"
 
 
 def replica_sender(
@@ -211,15 +212,10 @@ class SlotlessService:
             _create_slot_step(found, name),
             Step(
                 "set_primary_slot_name",
-                f"set primary_slot_name on {replica.name}",
+                f"set primary_slot_name on {replica.name} and reload its configuration "
+                "(its WAL receiver reconnects)",
                 Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
                 undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
-            ),
-            Step(
-                "reload",
-                f"reload {replica.name}'s configuration (its WAL receiver reconnects)",
-                Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
-                undo=Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
             ),
             Step(
                 "verify",
@@ -337,18 +333,23 @@ class SlotlessService:
         if not any(s.name == name for s in primary.slots):
             raise SlotChangeRefused(f"slot {name} does not exist on {found.primary.name}")
         await self._require_privileges(replica)
+        # the name its walsender streams under: configured, else the one that holds the slot
+        # now (slot.active_pid = pg_stat_replication.pid); it keeps it when it reconnects
+        held = next((s for s in primary.slots if s.name == name), None)
+        holder = next(
+            (s for s in primary.walsenders if held is not None and s.pid == held.active_pid),
+            sender,
+        )
+        streams_as = replica.application_name or (
+            holder.application_name if holder is not None else replica.name
+        )
         steps = (
             Step(
                 "reset_primary_slot_name",
-                f"clear primary_slot_name on {replica.name}",
+                f"clear primary_slot_name on {replica.name} and reload its configuration "
+                "(its WAL receiver reconnects)",
                 Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
                 undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
-            ),
-            Step(
-                "reload",
-                f"reload {replica.name}'s configuration (its WAL receiver reconnects)",
-                Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
-                undo=Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
             ),
             Step(
                 "wait_inactive",
@@ -363,7 +364,7 @@ class SlotlessService:
             Step(
                 "verify",
                 f"{replica.name} streams again, without a slot",
-                Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, ("", replica.name, "")),
+                Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, ("", streams_as, "")),
             ),
         )
         plan = Plan(
@@ -394,17 +395,21 @@ class SlotlessService:
         self, cluster: ClusterConfig, replica: NodeConfig, planned: SlotPlan
     ) -> SlotChangeOutcome:
         """Run the steps in order; on a failure run the undo of the finished ones, newest
-        first. A slot dropped as undo is always one this run created (it held nothing the
-        replica needed); ``drop_slot`` of a detach runs only once the slot is released."""
+        first (an ALTER SYSTEM step and its undo each reload the replica's configuration). A
+        slot dropped as undo is always one this run created (it held nothing the replica
+        needed); ``drop_slot`` of a detach runs only once the slot is released, and once it
+        ran nothing is undone: the replica is never pointed back at a dropped slot."""
         plan = planned.plan
         done: list[Step] = []
         failed: Step | None = None
         error = ""
+        altered: Step | None = None  # its ALTER SYSTEM ran, its reload failed: undo it too
         for step in plan.steps:
             try:
                 await self._execute(cluster, replica, step)
             except (NodeUnavailable, SlotChangeRefused) as exc:
                 failed, error = step, exc.user_message
+                altered = step if isinstance(exc, _ReloadFailed) else None
                 break
             done.append(step)
         base = SlotChangeOutcome(
@@ -417,9 +422,13 @@ class SlotlessService:
         )
         if failed is None:
             return base
+        if any(s.key == "drop_slot" for s in done):
+            # the slot is gone: pointing the replica back at it would break its next start;
+            # report the failed verify, undo nothing
+            return dataclasses.replace(base, failed_step=failed.key, error=error)
         undone: list[str] = []
         undo_errors: list[str] = []
-        for step in reversed(done):
+        for step in reversed([*done, *([altered] if altered is not None else [])]):
             if step.undo is None:
                 continue
             try:
@@ -428,7 +437,13 @@ class SlotlessService:
                     await self._wait(
                         cluster, replica, dataclasses.replace(released, args=(planned.slot,))
                     )
-                await self._execute(cluster, replica, dataclasses.replace(step, action=step.undo))
+                try:
+                    await self._execute(
+                        cluster, replica, dataclasses.replace(step, action=step.undo)
+                    )
+                except _ReloadFailed:
+                    if step is not altered:  # the undone value was live: it must be reloaded
+                        raise
                 undone.append(step.key)
             except (NodeUnavailable, SlotChangeRefused) as exc:
                 undo_errors.append(f"{step.key}: {exc.user_message}")
@@ -447,6 +462,11 @@ class SlotlessService:
         if isinstance(action, Sql):
             node = cluster.primary if action.target is SqlTarget.PRIMARY else replica
             await self._pg.run_plan_sql(node, action.statement, action.params)
+            if action.statement.startswith("ALTER SYSTEM"):  # one step with its reload
+                try:
+                    await self._pg.run_plan_sql(node, _RELOAD, ())
+                except (NodeUnavailable, SlotChangeRefused) as exc:
+                    raise _ReloadFailed(exc.user_message) from exc
         elif isinstance(action, Wait):
             await self._wait(cluster, replica, action)
         elif isinstance(action, RemoteCommand | FileEdit):
@@ -499,6 +519,10 @@ class SlotlessService:
             await self._clock.sleep(wait.interval_s)
 
 
+class _ReloadFailed(SlotChangeRefused):
+    """An ALTER SYSTEM step's statement ran, but pg_reload_conf() afterwards failed."""
+
+
 def _probe(
     replica: NodeConfig, primary: NodeSnapshot, own: NodeSnapshot | None, wait: Wait
 ) -> tuple[bool, str]:
@@ -520,7 +544,9 @@ def _probe(
         if want is not None:
             sender = next((s for s in candidates if s.slot_name == want), None)
         else:
-            sender = next((s for s in candidates if s.application_name == replica.name), None)
+            streams_as = wait.args[1] if len(wait.args) > 1 and wait.args[1] else replica.name
+            named = [s for s in candidates if s.application_name == streams_as]
+            sender = next((s for s in named if s.slot_name is None), next(iter(named), None))
         receiver = own.receiver if own is not None else None
         primary_ok = sender is not None and sender.state == "streaming" and sender.slot_name == want
         replica_ok = (
