@@ -280,7 +280,9 @@ async def open_runtime(
         clock=clock,
         alerts=alerts,
         monitor=monitor,
-        slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
+        slotless=SlotlessService(
+            config.clusters, postgres, slot_overrides, clock, shells=shells, jobs=jobs
+        ),
         repair=repair,
     )
     return Runtime(

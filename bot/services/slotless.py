@@ -25,9 +25,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.config import ClusterConfig, NodeConfig
-from bot.errors import NodeUnavailable, RemoteError, SlotChangeRefused, UnknownNode
-from bot.models import NodeRole, NodeSnapshot, SlotlessRisk, WalSender, basebackup_pids
-from bot.ports import Clock, Postgres, RemoteShell, ShellConnector
+from bot.errors import (
+    NodeUnavailable,
+    RebuildRefused,
+    RemoteError,
+    SlotChangeRefused,
+    UnknownNode,
+)
+from bot.models import (
+    NodeRole,
+    NodeSnapshot,
+    RebuildState,
+    SlotlessRisk,
+    WalSender,
+    basebackup_pids,
+)
+from bot.ports import Clock, JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.plans.model import (
     FileEdit,
     Plan,
@@ -113,9 +126,13 @@ class SlotlessService:
         verify_timeout_s: float = VERIFY_TIMEOUT_S,
         shells: ShellConnector | None = None,
         command_timeout_s: float = 30.0,
+        jobs: JobStore | None = None,
     ) -> None:
         """``shells`` reach a stopped replica's host (SSH, or local in the demo), to point it
-        at the slot in its postgresql.auto.conf; without them a stopped replica is refused."""
+        at the slot in its postgresql.auto.conf; without them a stopped replica is refused.
+        ``jobs``: the per-node lock of /rebuild and /repair; a run holds it as a job of kind
+        "attachslot" / "detachslot", and a node whose lock is held is refused."""
+        self._jobs = jobs
         self._shells = shells
         self._command_timeout = command_timeout_s
         self._clusters = tuple(clusters)
@@ -169,6 +186,15 @@ class SlotlessService:
             own = None
         return primary, replica_sender(cluster, replica, primary), own
 
+    async def _require_unlocked(self, cluster: ClusterConfig, replica: NodeConfig) -> None:
+        """Refuse while a rebuild, repair or slot change of the node holds its lock."""
+        holder = await self._jobs.holding_lock(cluster.name, replica.name) if self._jobs else None
+        if holder is not None:
+            raise SlotChangeRefused(
+                f"{holder.kind} of {replica.name} refused: already in progress "
+                f"(job {holder.id}, {holder.state.value}, step {holder.step})"
+            )
+
     async def _require_privileges(self, replica: NodeConfig) -> None:
         """Refuse before anything changes when the bot may not set primary_slot_name."""
         missing = await self._pg.missing_alter_system_privileges(replica, "primary_slot_name")
@@ -184,6 +210,7 @@ class SlotlessService:
     async def attach_plan(self, node: str, slot: str | None, cluster: str | None) -> SlotPlan:
         """Check the replica can get a slot now and return the plan; refuse otherwise."""
         found, replica = self.resolve(node, cluster)
+        await self._require_unlocked(found, replica)
         original = _configured(self._clusters, found.name, replica.name)
         name = validate_slot_name(slot or original.slot or _slot_name_for(replica.name))
         primary, sender, own = await self._state(found, replica)
@@ -304,14 +331,20 @@ class SlotlessService:
             ) from exc
 
     async def attach(
-        self, node: str, slot: str | None, cluster: str | None, digest: str
+        self,
+        node: str,
+        slot: str | None,
+        cluster: str | None,
+        digest: str,
+        requested_by: int = 0,
+        confirmed_by: int | None = None,
     ) -> SlotChangeOutcome:
         """Re-check the state, refuse if the plan changed, then run it (undo on failure)."""
         planned = await self.attach_plan(node, slot, cluster)
         if planned.digest != digest:
             raise SlotChangeRefused("the plan changed since it was shown; run the command again")
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
-        outcome = await self._run(found, replica, planned)
+        outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok:
             self._overrides.set(found.name, replica.name, planned.slot)
         return outcome
@@ -321,6 +354,7 @@ class SlotlessService:
     async def detach_plan(self, node: str, cluster: str | None) -> SlotPlan:
         """The plan that takes ``node``'s slot away and drops it; refuse if it has none."""
         found, replica = self.resolve(node, cluster)
+        await self._require_unlocked(found, replica)
         primary, sender, own = await self._state(found, replica)
         name = sender.slot_name if sender is not None and sender.slot_name else replica.slot
         if name is None:
@@ -378,18 +412,68 @@ class SlotlessService:
         original = _configured(self._clusters, found.name, replica.name)
         return SlotPlan(plan, name, None, in_config=original.slot == name)
 
-    async def detach(self, node: str, cluster: str | None, digest: str) -> SlotChangeOutcome:
+    async def detach(
+        self,
+        node: str,
+        cluster: str | None,
+        digest: str,
+        requested_by: int = 0,
+        confirmed_by: int | None = None,
+    ) -> SlotChangeOutcome:
         """Re-check, refuse a changed plan, run it; the bot then records "no slot"."""
         planned = await self.detach_plan(node, cluster)
         if planned.digest != digest:
             raise SlotChangeRefused("the plan changed since it was shown; run the command again")
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
-        outcome = await self._run(found, replica, planned)
+        outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok or "drop_slot" in outcome.done:
             self._overrides.set(found.name, replica.name, None)
         return outcome
 
     # --- running a plan ----------------------------------------------------------------
+
+    async def _locked_run(
+        self,
+        cluster: ClusterConfig,
+        replica: NodeConfig,
+        planned: SlotPlan,
+        requested_by: int,
+        confirmed_by: int | None,
+    ) -> SlotChangeOutcome:
+        """:meth:`_run` holding the node's lock as a job of the plan's kind; the job ends
+        succeeded, rolled back, or (an undo failed: a human must look) rollback_failed,
+        which keeps the lock."""
+        if self._jobs is None:
+            return await self._run(cluster, replica, planned)
+        try:
+            job = await self._jobs.create(
+                cluster.name,
+                replica.name,
+                requested_by,
+                confirmed_by,
+                "",
+                "",
+                "",
+                kind=planned.plan.kind,
+            )
+        except RebuildRefused as exc:
+            raise SlotChangeRefused(exc.user_message) from exc
+        state, detail = RebuildState.ROLLBACK_FAILED, "interrupted"
+        try:
+            outcome = await self._run(cluster, replica, planned)
+            if outcome.ok:
+                state, detail = RebuildState.SUCCEEDED, f"slot {planned.slot}"
+            else:
+                failed = f"failed at {outcome.failed_step}: {outcome.error}"
+                if "drop_slot" in outcome.done:
+                    failed += f" (slot {planned.slot} was dropped; nothing undone)"
+                if outcome.undo_errors:
+                    detail = f"{failed}; undo failed: {'; '.join(outcome.undo_errors)}"
+                else:
+                    state, detail = RebuildState.ROLLED_BACK, failed
+            return outcome
+        finally:
+            await self._jobs.update(job.id, state=state, step="done", detail=detail)
 
     async def _run(
         self, cluster: ClusterConfig, replica: NodeConfig, planned: SlotPlan
