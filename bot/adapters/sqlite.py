@@ -81,6 +81,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "rebuild_jobs.kind: repairs share the per-node lock with rebuilds",
         ("ALTER TABLE rebuild_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rebuild'",),
     ),
+    Migration(
+        4,
+        "slot_overrides: slots attached or detached from the chat survive a restart",
+        (
+            "CREATE TABLE IF NOT EXISTS slot_overrides (cluster TEXT NOT NULL, "
+            "node TEXT NOT NULL, slot TEXT, updated_at REAL NOT NULL, "
+            "PRIMARY KEY (cluster, node))",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -40,7 +40,7 @@ from bot.models import (
     WalSender,
     basebackup_pids,
 )
-from bot.ports import Clock, JobStore, Postgres, RemoteShell, ShellConnector
+from bot.ports import Clock, JobStore, Postgres, RemoteShell, ShellConnector, SlotOverrideStore
 from bot.services.plans.model import (
     FileEdit,
     Plan,
@@ -127,12 +127,15 @@ class SlotlessService:
         shells: ShellConnector | None = None,
         command_timeout_s: float = 30.0,
         jobs: JobStore | None = None,
+        store: SlotOverrideStore | None = None,
     ) -> None:
         """``shells`` reach a stopped replica's host (SSH, or local in the demo), to point it
         at the slot in its postgresql.auto.conf; without them a stopped replica is refused.
         ``jobs``: the per-node lock of /rebuild and /repair; a run holds it as a job of kind
-        "attachslot" / "detachslot", and a node whose lock is held is refused."""
+        "attachslot" / "detachslot", and a node whose lock is held is refused. ``store``
+        keeps what the bot records in ``overrides`` across a restart."""
         self._jobs = jobs
+        self._store = store
         self._shells = shells
         self._command_timeout = command_timeout_s
         self._clusters = tuple(clusters)
@@ -346,7 +349,7 @@ class SlotlessService:
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
         outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok:
-            self._overrides.set(found.name, replica.name, planned.slot)
+            await self._record(found.name, replica.name, planned.slot)
         return outcome
 
     # --- /detachslot -------------------------------------------------------------------
@@ -427,8 +430,14 @@ class SlotlessService:
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
         outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok or "drop_slot" in outcome.done:
-            self._overrides.set(found.name, replica.name, None)
+            await self._record(found.name, replica.name, None)
         return outcome
+
+    async def _record(self, cluster: str, node: str, slot: str | None) -> None:
+        """The bot's view of the node's slot now, kept in the store when there is one."""
+        self._overrides.set(cluster, node, slot)
+        if self._store is not None:
+            await self._store.save(cluster, node, slot)
 
     # --- running a plan ----------------------------------------------------------------
 
