@@ -19,6 +19,7 @@ from bot.adapters.metrics_http import MetricsServer
 from bot.adapters.monitor_pg import PsycopgMonitorProbe
 from bot.adapters.postgres import PsycopgPostgres
 from bot.adapters.shell import LocalConnector, RoutingConnector
+from bot.adapters.slots_sqlite import SqliteSlotOverrideStore
 from bot.clock import SystemClock
 from bot.config import AppConfig
 from bot.logsetup import install_redaction
@@ -94,6 +95,7 @@ class Runtime:
     polling_since: float | None = None  # set once a Telegram transport polls (replbot run)
     last_poll_at: float | None = None
     polls_ok: int = 0
+    slot_store: SqliteSlotOverrideStore | None = None
 
     def watch_polling(self) -> None:
         """From now on /healthz expects answered getUpdates (see :meth:`note_poll`)."""
@@ -269,6 +271,8 @@ class Runtime:
         await self.services.rebuild.shutdown()
         await self.postgres.close()
         await self.jobs.close()
+        if self.slot_store is not None:
+            await self.slot_store.close()
         await self.alert_store.close()
         if self.history is not None:
             await self.history.close()
@@ -314,6 +318,10 @@ async def open_runtime(
     shells = RoutingConnector(LocalConnector("postgres" if os.geteuid() == 0 else None))
     rebuild = RebuildService(config, postgres, shells, jobs, audit, clock, redact)
     slot_overrides = SlotOverrides()  # slots attached/detached from the chat, for every reader
+    slot_store = SqliteSlotOverrideStore(config.audit.path)
+    await slot_store.open()
+    for cluster_name, node_name, slot_name in await slot_store.load():
+        slot_overrides.set(cluster_name, node_name, slot_name)
     repair = RepairService(config, postgres, shells, jobs, audit, clock, rebuild, redact)
     monitor = MonitorService(
         config,
@@ -338,7 +346,15 @@ async def open_runtime(
         clock=clock,
         alerts=alerts,
         monitor=monitor,
-        slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
+        slotless=SlotlessService(
+            config.clusters,
+            postgres,
+            slot_overrides,
+            clock,
+            shells=shells,
+            jobs=jobs,
+            store=slot_store,
+        ),
         repair=repair,
         charts=charts,
     )
@@ -355,6 +371,7 @@ async def open_runtime(
         metrics,
         history,
         charts,
+        slot_store=slot_store,
     )
 
 

@@ -198,6 +198,18 @@ class JobStore(Protocol):
         ...
 
 
+class SlotOverrideStore(Protocol):
+    """Where the bot keeps the slots it attached or detached, so a restart remembers them."""
+
+    async def load(self) -> list[tuple[str, str, str | None]]:
+        """Every (cluster, node, slot) recorded; slot None: detached, the replica has none."""
+        ...
+
+    async def save(self, cluster: str, node: str, slot: str | None) -> None:
+        """Record ``cluster``/``node``'s slot now (replacing what was recorded)."""
+        ...
+
+
 # --- monitor and alerts ----------------------------------------------------------------------
 
 

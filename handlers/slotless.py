@@ -96,6 +96,7 @@ async def attachslot(ctx: CommandContext) -> None:
             "cluster": planned.plan.cluster,
             "slot": planned.slot,
             "plan": planned.digest,
+            "requested_by": str(ctx.user.id),
         },
         other_user=second,
     )
@@ -118,7 +119,8 @@ async def attachslot_confirmed(ctx: CommandContext, params: dict[str, str]) -> N
     node, cluster, slot = params["node"], params["cluster"], params["slot"]
     ctx.audit_args = f"{node} {slot} {cluster}"
     service = _service(ctx)
-    outcome = await service.attach(node, slot, cluster, params["plan"])
+    requested_by = int(params.get("requested_by", ctx.user.id))
+    outcome = await service.attach(node, slot, cluster, params["plan"], requested_by, ctx.user.id)
     await _report(ctx, outcome)
 
 
@@ -137,7 +139,12 @@ async def detachslot(ctx: CommandContext) -> None:
     pending = ctx.services.confirmations.issue(
         ctx.user.id,
         "detachslot",
-        {"node": planned.plan.node, "cluster": planned.plan.cluster, "plan": planned.digest},
+        {
+            "node": planned.plan.node,
+            "cluster": planned.plan.cluster,
+            "plan": planned.digest,
+            "requested_by": str(ctx.user.id),
+        },
         other_user=second,
     )
     ctx.audit_note = f"slot {planned.slot}: confirmation requested"
@@ -158,7 +165,8 @@ async def detachslot_confirmed(ctx: CommandContext, params: dict[str, str]) -> N
     """Re-check, clear primary_slot_name, wait for the slot to be released, drop it, verify."""
     node, cluster = params["node"], params["cluster"]
     ctx.audit_args = f"{node} {cluster}"
-    outcome = await _service(ctx).detach(node, cluster, params["plan"])
+    requested_by = int(params.get("requested_by", ctx.user.id))
+    outcome = await _service(ctx).detach(node, cluster, params["plan"], requested_by, ctx.user.id)
     await _report(ctx, outcome)
 
 

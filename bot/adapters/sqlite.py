@@ -96,6 +96,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE alert_outbox ADD COLUMN chart TEXT NOT NULL DEFAULT ''",
         ),
     ),
+    Migration(
+        5,
+        "slot_overrides: slots attached or detached from the chat survive a restart",
+        (
+            "CREATE TABLE IF NOT EXISTS slot_overrides (cluster TEXT NOT NULL, "
+            "node TEXT NOT NULL, slot TEXT, updated_at REAL NOT NULL, "
+            "PRIMARY KEY (cluster, node))",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

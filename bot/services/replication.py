@@ -229,14 +229,17 @@ async def _capture(awaitable: Awaitable[T]) -> T | NodeUnavailable:
 
 
 def match_sender(replica: NodeConfig, senders: Sequence[WalSender]) -> WalSender | None:
-    """The walsender serving ``replica``: by its slot's active_pid, else by application_name."""
+    """The walsender serving ``replica``: by its slot's active_pid, else by application_name
+    (the configured ``application_name`` first, then the node name)."""
     if replica.slot:
         for sender in senders:
             if sender.slot_name == replica.slot:
                 return sender
-    for sender in senders:
-        if sender.application_name == replica.name:
-            return sender
+    names = [n for n in (replica.application_name, replica.name) if n]
+    for name in names:
+        for sender in senders:
+            if sender.application_name == name:
+                return sender
     return None
 
 

@@ -25,9 +25,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.config import ClusterConfig, NodeConfig
-from bot.errors import NodeUnavailable, RemoteError, SlotChangeRefused, UnknownNode
-from bot.models import NodeRole, NodeSnapshot, SlotlessRisk, WalSender, basebackup_pids
-from bot.ports import Clock, Postgres, RemoteShell, ShellConnector
+from bot.errors import (
+    NodeUnavailable,
+    RebuildRefused,
+    RemoteError,
+    SlotChangeRefused,
+    UnknownNode,
+)
+from bot.models import (
+    NodeRole,
+    NodeSnapshot,
+    RebuildState,
+    SlotlessRisk,
+    WalSender,
+    basebackup_pids,
+)
+from bot.ports import Clock, JobStore, Postgres, RemoteShell, ShellConnector, SlotOverrideStore
 from bot.services.plans.model import (
     FileEdit,
     Plan,
@@ -44,6 +57,7 @@ from bot.services.slotview import SlotOverrides, slotless_risk
 
 VERIFY_TIMEOUT_S = 30.0
 _POLL_S = 0.5
+_RELOAD = "SELECT pg_catalog.pg_reload_conf()"
 
 
 def replica_sender(
@@ -112,9 +126,16 @@ class SlotlessService:
         verify_timeout_s: float = VERIFY_TIMEOUT_S,
         shells: ShellConnector | None = None,
         command_timeout_s: float = 30.0,
+        jobs: JobStore | None = None,
+        store: SlotOverrideStore | None = None,
     ) -> None:
         """``shells`` reach a stopped replica's host (SSH, or local in the demo), to point it
-        at the slot in its postgresql.auto.conf; without them a stopped replica is refused."""
+        at the slot in its postgresql.auto.conf; without them a stopped replica is refused.
+        ``jobs``: the per-node lock of /rebuild and /repair; a run holds it as a job of kind
+        "attachslot" / "detachslot", and a node whose lock is held is refused. ``store``
+        keeps what the bot records in ``overrides`` across a restart."""
+        self._jobs = jobs
+        self._store = store
         self._shells = shells
         self._command_timeout = command_timeout_s
         self._clusters = tuple(clusters)
@@ -168,6 +189,15 @@ class SlotlessService:
             own = None
         return primary, replica_sender(cluster, replica, primary), own
 
+    async def _require_unlocked(self, cluster: ClusterConfig, replica: NodeConfig) -> None:
+        """Refuse while a rebuild, repair or slot change of the node holds its lock."""
+        holder = await self._jobs.holding_lock(cluster.name, replica.name) if self._jobs else None
+        if holder is not None:
+            raise SlotChangeRefused(
+                f"{holder.kind} of {replica.name} refused: already in progress "
+                f"(job {holder.id}, {holder.state.value}, step {holder.step})"
+            )
+
     async def _require_privileges(self, replica: NodeConfig) -> None:
         """Refuse before anything changes when the bot may not set primary_slot_name."""
         missing = await self._pg.missing_alter_system_privileges(replica, "primary_slot_name")
@@ -183,6 +213,7 @@ class SlotlessService:
     async def attach_plan(self, node: str, slot: str | None, cluster: str | None) -> SlotPlan:
         """Check the replica can get a slot now and return the plan; refuse otherwise."""
         found, replica = self.resolve(node, cluster)
+        await self._require_unlocked(found, replica)
         original = _configured(self._clusters, found.name, replica.name)
         name = validate_slot_name(slot or original.slot or _slot_name_for(replica.name))
         primary, sender, own = await self._state(found, replica)
@@ -211,15 +242,10 @@ class SlotlessService:
             _create_slot_step(found, name),
             Step(
                 "set_primary_slot_name",
-                f"set primary_slot_name on {replica.name}",
+                f"set primary_slot_name on {replica.name} and reload its configuration "
+                "(its WAL receiver reconnects)",
                 Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
                 undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
-            ),
-            Step(
-                "reload",
-                f"reload {replica.name}'s configuration (its WAL receiver reconnects)",
-                Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
-                undo=Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
             ),
             Step(
                 "verify",
@@ -308,16 +334,22 @@ class SlotlessService:
             ) from exc
 
     async def attach(
-        self, node: str, slot: str | None, cluster: str | None, digest: str
+        self,
+        node: str,
+        slot: str | None,
+        cluster: str | None,
+        digest: str,
+        requested_by: int = 0,
+        confirmed_by: int | None = None,
     ) -> SlotChangeOutcome:
         """Re-check the state, refuse if the plan changed, then run it (undo on failure)."""
         planned = await self.attach_plan(node, slot, cluster)
         if planned.digest != digest:
             raise SlotChangeRefused("the plan changed since it was shown; run the command again")
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
-        outcome = await self._run(found, replica, planned)
+        outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok:
-            self._overrides.set(found.name, replica.name, planned.slot)
+            await self._record(found.name, replica.name, planned.slot)
         return outcome
 
     # --- /detachslot -------------------------------------------------------------------
@@ -325,6 +357,7 @@ class SlotlessService:
     async def detach_plan(self, node: str, cluster: str | None) -> SlotPlan:
         """The plan that takes ``node``'s slot away and drops it; refuse if it has none."""
         found, replica = self.resolve(node, cluster)
+        await self._require_unlocked(found, replica)
         primary, sender, own = await self._state(found, replica)
         name = sender.slot_name if sender is not None and sender.slot_name else replica.slot
         if name is None:
@@ -337,18 +370,23 @@ class SlotlessService:
         if not any(s.name == name for s in primary.slots):
             raise SlotChangeRefused(f"slot {name} does not exist on {found.primary.name}")
         await self._require_privileges(replica)
+        # the name its walsender streams under: configured, else the one that holds the slot
+        # now (slot.active_pid = pg_stat_replication.pid); it keeps it when it reconnects
+        held = next((s for s in primary.slots if s.name == name), None)
+        holder = next(
+            (s for s in primary.walsenders if held is not None and s.pid == held.active_pid),
+            sender,
+        )
+        streams_as = replica.application_name or (
+            holder.application_name if holder is not None else replica.name
+        )
         steps = (
             Step(
                 "reset_primary_slot_name",
-                f"clear primary_slot_name on {replica.name}",
+                f"clear primary_slot_name on {replica.name} and reload its configuration "
+                "(its WAL receiver reconnects)",
                 Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
                 undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
-            ),
-            Step(
-                "reload",
-                f"reload {replica.name}'s configuration (its WAL receiver reconnects)",
-                Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
-                undo=Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
             ),
             Step(
                 "wait_inactive",
@@ -363,7 +401,7 @@ class SlotlessService:
             Step(
                 "verify",
                 f"{replica.name} streams again, without a slot",
-                Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, ("", replica.name, "")),
+                Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, ("", streams_as, "")),
             ),
         )
         plan = Plan(
@@ -377,34 +415,94 @@ class SlotlessService:
         original = _configured(self._clusters, found.name, replica.name)
         return SlotPlan(plan, name, None, in_config=original.slot == name)
 
-    async def detach(self, node: str, cluster: str | None, digest: str) -> SlotChangeOutcome:
+    async def detach(
+        self,
+        node: str,
+        cluster: str | None,
+        digest: str,
+        requested_by: int = 0,
+        confirmed_by: int | None = None,
+    ) -> SlotChangeOutcome:
         """Re-check, refuse a changed plan, run it; the bot then records "no slot"."""
         planned = await self.detach_plan(node, cluster)
         if planned.digest != digest:
             raise SlotChangeRefused("the plan changed since it was shown; run the command again")
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
-        outcome = await self._run(found, replica, planned)
+        outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok or "drop_slot" in outcome.done:
-            self._overrides.set(found.name, replica.name, None)
+            await self._record(found.name, replica.name, None)
         return outcome
 
+    async def _record(self, cluster: str, node: str, slot: str | None) -> None:
+        """The bot's view of the node's slot now, kept in the store when there is one."""
+        self._overrides.set(cluster, node, slot)
+        if self._store is not None:
+            await self._store.save(cluster, node, slot)
+
     # --- running a plan ----------------------------------------------------------------
+
+    async def _locked_run(
+        self,
+        cluster: ClusterConfig,
+        replica: NodeConfig,
+        planned: SlotPlan,
+        requested_by: int,
+        confirmed_by: int | None,
+    ) -> SlotChangeOutcome:
+        """:meth:`_run` holding the node's lock as a job of the plan's kind; the job ends
+        succeeded, rolled back, or (an undo failed: a human must look) rollback_failed,
+        which keeps the lock."""
+        if self._jobs is None:
+            return await self._run(cluster, replica, planned)
+        try:
+            job = await self._jobs.create(
+                cluster.name,
+                replica.name,
+                requested_by,
+                confirmed_by,
+                "",
+                "",
+                "",
+                kind=planned.plan.kind,
+            )
+        except RebuildRefused as exc:
+            raise SlotChangeRefused(exc.user_message) from exc
+        state, detail = RebuildState.ROLLBACK_FAILED, "interrupted"
+        try:
+            outcome = await self._run(cluster, replica, planned)
+            if outcome.ok:
+                state, detail = RebuildState.SUCCEEDED, f"slot {planned.slot}"
+            else:
+                failed = f"failed at {outcome.failed_step}: {outcome.error}"
+                if "drop_slot" in outcome.done:
+                    failed += f" (slot {planned.slot} was dropped; nothing undone)"
+                if outcome.undo_errors:
+                    detail = f"{failed}; undo failed: {'; '.join(outcome.undo_errors)}"
+                else:
+                    state, detail = RebuildState.ROLLED_BACK, failed
+            return outcome
+        finally:
+            await self._jobs.update(job.id, state=state, step="done", detail=detail)
 
     async def _run(
         self, cluster: ClusterConfig, replica: NodeConfig, planned: SlotPlan
     ) -> SlotChangeOutcome:
         """Run the steps in order; on a failure run the undo of the finished ones, newest
-        first. A slot dropped as undo is always one this run created (it held nothing the
-        replica needed); ``drop_slot`` of a detach runs only once the slot is released."""
+        first (an ALTER SYSTEM step and its undo each reload the replica's configuration). A
+        slot dropped as undo is always one this run created (it held nothing the replica
+        needed); ``drop_slot`` of a detach runs only once the slot is released, and once it
+        ran nothing is undone: the replica is never pointed back at a dropped slot."""
         plan = planned.plan
         done: list[Step] = []
         failed: Step | None = None
         error = ""
+        altered: Step | None = None  # its ALTER SYSTEM ran, its reload failed: undo it too
         for step in plan.steps:
             try:
                 await self._execute(cluster, replica, step)
             except (NodeUnavailable, SlotChangeRefused) as exc:
                 failed, error = step, exc.user_message
+                altered = step if isinstance(exc, _ReloadFailed) else None
                 break
             done.append(step)
         base = SlotChangeOutcome(
@@ -417,9 +515,13 @@ class SlotlessService:
         )
         if failed is None:
             return base
+        if any(s.key == "drop_slot" for s in done):
+            # the slot is gone: pointing the replica back at it would break its next start;
+            # report the failed verify, undo nothing
+            return dataclasses.replace(base, failed_step=failed.key, error=error)
         undone: list[str] = []
         undo_errors: list[str] = []
-        for step in reversed(done):
+        for step in reversed([*done, *([altered] if altered is not None else [])]):
             if step.undo is None:
                 continue
             try:
@@ -428,7 +530,13 @@ class SlotlessService:
                     await self._wait(
                         cluster, replica, dataclasses.replace(released, args=(planned.slot,))
                     )
-                await self._execute(cluster, replica, dataclasses.replace(step, action=step.undo))
+                try:
+                    await self._execute(
+                        cluster, replica, dataclasses.replace(step, action=step.undo)
+                    )
+                except _ReloadFailed:
+                    if step is not altered:  # the undone value was live: it must be reloaded
+                        raise
                 undone.append(step.key)
             except (NodeUnavailable, SlotChangeRefused) as exc:
                 undo_errors.append(f"{step.key}: {exc.user_message}")
@@ -447,6 +555,11 @@ class SlotlessService:
         if isinstance(action, Sql):
             node = cluster.primary if action.target is SqlTarget.PRIMARY else replica
             await self._pg.run_plan_sql(node, action.statement, action.params)
+            if action.statement.startswith("ALTER SYSTEM"):  # one step with its reload
+                try:
+                    await self._pg.run_plan_sql(node, _RELOAD, ())
+                except (NodeUnavailable, SlotChangeRefused) as exc:
+                    raise _ReloadFailed(exc.user_message) from exc
         elif isinstance(action, Wait):
             await self._wait(cluster, replica, action)
         elif isinstance(action, RemoteCommand | FileEdit):
@@ -499,6 +612,10 @@ class SlotlessService:
             await self._clock.sleep(wait.interval_s)
 
 
+class _ReloadFailed(SlotChangeRefused):
+    """An ALTER SYSTEM step's statement ran, but pg_reload_conf() afterwards failed."""
+
+
 def _probe(
     replica: NodeConfig, primary: NodeSnapshot, own: NodeSnapshot | None, wait: Wait
 ) -> tuple[bool, str]:
@@ -520,7 +637,9 @@ def _probe(
         if want is not None:
             sender = next((s for s in candidates if s.slot_name == want), None)
         else:
-            sender = next((s for s in candidates if s.application_name == replica.name), None)
+            streams_as = wait.args[1] if len(wait.args) > 1 and wait.args[1] else replica.name
+            named = [s for s in candidates if s.application_name == streams_as]
+            sender = next((s for s in named if s.slot_name is None), next(iter(named), None))
         receiver = own.receiver if own is not None else None
         primary_ok = sender is not None and sender.state == "streaming" and sender.slot_name == want
         replica_ok = (

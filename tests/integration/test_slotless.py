@@ -272,7 +272,7 @@ async def test_attachslot_through_telegram_puts_the_walsender_on_a_slot_that_kee
         assert rows[0].reason == "dry run: slot pg2"
         assert rows[3].reason == "slot pg2: confirmation requested"
         assert rows[5].args == "pg2 pg2 main"
-        assert rows[5].reason == "slot pg2: create_slot, set_primary_slot_name, reload, verify"
+        assert rows[5].reason == "slot pg2: create_slot, set_primary_slot_name, verify"
         assert "needs the admin role" in rows[1].reason
 
 

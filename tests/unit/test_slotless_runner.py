@@ -66,13 +66,13 @@ async def test_a_verify_that_never_holds_undoes_every_step_and_drops_the_new_slo
     # the walsender never moves onto the slot (the fake does not reconnect the replica)
     outcome = await slotless.attach("pg2", None, None, planned.digest)
     assert not outcome.ok
-    assert outcome.done == ("create_slot", "set_primary_slot_name", "reload")
+    assert outcome.done == ("create_slot", "set_primary_slot_name")
     assert outcome.failed_step == "verify"
-    assert outcome.undone == ("reload", "set_primary_slot_name", "create_slot")
+    assert outcome.undone == ("set_primary_slot_name", "create_slot")
     assert pg.slot_rows["pg1"] == []
-    assert [s for _, s in pg.statements][-3:] == [
-        "SELECT pg_catalog.pg_reload_conf()",
+    assert [s for _, s in pg.statements][-3:] == [  # the RESET is reloaded before the drop
         "ALTER SYSTEM RESET primary_slot_name",
+        "SELECT pg_catalog.pg_reload_conf()",
         "SELECT pg_catalog.pg_drop_replication_slot(%s)",
     ]
     assert overrides.get("main", "pg2") == (False, None)  # nothing recorded
@@ -89,9 +89,10 @@ async def test_a_refused_reload_resets_the_setting_and_drops_the_slot() -> None:
     slotless = service(pg, clock, SlotOverrides())
     planned = await slotless.attach_plan("pg2", "pg2_new", None)
     outcome = await slotless.attach("pg2", "pg2_new", None, planned.digest)
-    assert outcome.failed_step == "reload"
+    assert outcome.failed_step == "set_primary_slot_name"  # its reload failed
     assert "permission denied" in (outcome.error or "")
     assert outcome.undone == ("set_primary_slot_name", "create_slot")
+    assert ("pg2", "ALTER SYSTEM RESET primary_slot_name") in pg.statements
     assert pg.slot_rows["pg1"] == []
 
 
