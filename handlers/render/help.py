@@ -1,0 +1,83 @@
+"""/audit, /help, /whoami and `replbot audit verify` wording."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from bot.models import (
+    AuditEntry,
+    AuditVerification,
+    Outcome,
+    User,
+)
+from handlers.render.common import (
+    AUDIT_FIELD_CHARS,
+    FAIL,
+    INFO,
+    MAX_AUDIT_LINES,
+    OK,
+    WARN,
+    code,
+    esc,
+    one_line,
+)
+
+
+def audit(entries: Sequence[AuditEntry]) -> str:
+    """The newest audit rows, newest first; one line each whatever they hold, at most
+    MAX_AUDIT_LINES of them."""
+    if not entries:
+        return f"{INFO} the audit log is empty"
+    icon = {Outcome.OK: OK, Outcome.REFUSED: WARN, Outcome.FAILED: FAIL, Outcome.INTENT: INFO}
+    lines = [f"{INFO} last {len(entries)} audit entries, newest first"]
+    for e in entries[:MAX_AUDIT_LINES]:
+        command = one_line(e.command, AUDIT_FIELD_CHARS)
+        args = one_line(e.args, AUDIT_FIELD_CHARS)
+        reason = one_line(e.reason, AUDIT_FIELD_CHARS)
+        lines.append(
+            f"{icon[e.outcome]} #{e.id} {esc(e.at.strftime('%m-%d %H:%M:%S'))} "
+            f"{esc(one_line(e.user_name, 64))} "
+            f"({esc(e.user_id if e.user_id is not None else '?')}) "
+            f"{code('/' + command + (' ' + args if args else ''))} {esc(e.outcome.value)}"
+            f"{esc(' — ' + reason if reason else '')} · {e.duration_ms} ms"
+        )
+    if len(entries) > MAX_AUDIT_LINES:
+        lines.append(
+            f"… and {len(entries) - MAX_AUDIT_LINES} more entries (ask for fewer with /audit N)"
+        )
+    return "\n".join(lines)
+
+
+def audit_verification(result: AuditVerification) -> str:
+    """Outcome of ``replbot audit verify`` (plain text is fine: no markup needed)."""
+    unkeyed = (
+        f"\nwarning: rows 1-{result.unkeyed_rows} carry no key (written before the audit key, "
+        "or rewritten by someone without it); only an anchor taken earlier vouches for them"
+        if result.unkeyed_rows
+        else ""
+    )
+    if result.ok:
+        head = (
+            f"\nhead {result.head} (keep it elsewhere; check with --expect-head {result.head})"
+            if result.head is not None
+            else ""
+        )
+        return f"audit log ok: {result.rows} rows, hash chain intact{unkeyed}{head}"
+    return f"audit log TAMPERED at row {result.first_bad_id}: {result.problem}{unkeyed}"
+
+
+def help_text(user: User, commands: Iterable[tuple[str, str, str]]) -> str:
+    """The commands this user may run: (usage, summary, minimum role)."""
+    role = user.role.label if user.role else "none"
+    lines = [f"{INFO} commands for {esc(user.name)} ({esc(role)}):"]
+    lines.extend(f"{code(usage)} — {esc(summary)}" for usage, summary, _ in commands)
+    return "\n".join(lines)
+
+
+def whoami(user: User, chat_id: int) -> str:
+    """The caller's id, name and role."""
+    role = user.role.label if user.role else "none (not allowed)"
+    return (
+        f"{INFO} you are {esc(user.name)}, id {code(user.id)}, role <b>{esc(role)}</b>;"
+        f" chat {code(chat_id)}"
+    )
