@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from bot.models import (
     Alert,
@@ -41,66 +42,98 @@ def alert_where(alert: Alert) -> str:
     return f"{alert.cluster}/{alert.node}" if alert.node else alert.cluster
 
 
-def alert_headline(alert: Alert) -> str:
-    """What is wrong, in one escaped line."""
-    node, slot, f = esc(alert.node), code(alert.subject), alert.figures
-    rule = alert.rule
-    if rule is AlertRule.SLOTLESS_WAL:
-        return slotless_alert_headline(alert)
-    if rule is AlertRule.NODE_DOWN:
-        return f"{node} ({esc(f.get('role') or 'node')}) is down"
-    if rule is AlertRule.CLUSTER_UNREACHABLE:
-        return f"cannot reach any node of cluster {esc(alert.cluster)}"
-    if rule is AlertRule.NOT_STREAMING:
-        return f"replica {node} is not streaming"
-    if rule is AlertRule.BYTE_LAG:
-        return f"replica {node} is {esc(_bytes_figure(alert, 'lag_bytes'))} behind the primary"
-    if rule is AlertRule.TIME_LAG:
-        return f"replica {node} replays {esc(_seconds_figure(alert, 'lag_s'))} behind"
-    if rule is AlertRule.SLOT_INACTIVE:
-        return f"slot {slot} on {node} is inactive"
-    if rule is AlertRule.SLOT_RETAINED:
-        return f"slot {slot} keeps {esc(_bytes_figure(alert, 'retained'))} of WAL on {node}"
-    if rule is AlertRule.SLOT_AT_RISK:
-        if f.get("lost"):
-            return f"slot {slot} on {node} lost WAL its replica needs"
-        if f.get("wal_status") == "unreserved":
-            return f"slot {slot} on {node}: WAL it needs is about to be removed"
-        return f"slot {slot} on {node} keeps WAL beyond max_wal_size"
-    if rule is AlertRule.ROLE_MISMATCH:
-        return (
-            f"{node} runs as {esc(f.get('actual') or '?')} but is configured as "
-            f"{esc(f.get('configured') or '?')}"
-        )
-    if rule is AlertRule.ROLE_CHANGE:
-        return f"{node} changed from {esc(f.get('was') or '?')} to {esc(f.get('now') or '?')}"
-    return f"{node} moved from timeline {esc(f.get('was') or '?')} to {esc(f.get('now') or '?')}"
+def _headline_node_down(alert: Alert) -> str:
+    return f"{esc(alert.node)} ({esc(alert.figures.get('role') or 'node')}) is down"
 
 
-def _alert_details(alert: Alert) -> list[str]:
-    """The key figures (escaped)."""
-    rule, f = alert.rule, alert.figures
-    if rule is AlertRule.SLOTLESS_WAL:
-        return slotless_alert_details(alert)
-    if rule in {AlertRule.NODE_DOWN, AlertRule.CLUSTER_UNREACHABLE}:
-        return [f"reason: {esc(f.get('reason') or 'unknown')}"]
-    if rule is AlertRule.NOT_STREAMING:
-        return [
-            esc(f.get("reason") or ""),
-            f"walsender {esc(f.get('walsender') or '?')} · WAL receiver "
-            f"{esc(f.get('receiver') or '?')} · slot {esc(f.get('slot') or '–')}",
-        ]
-    if rule is AlertRule.BYTE_LAG:
-        return [
-            f"replay LSN {code(f.get('replay_lsn') or '–')} · warning at "
-            f"{esc(_bytes_figure(alert, 'warning'))}, critical at "
-            f"{esc(_bytes_figure(alert, 'critical'))}"
-        ]
-    if rule is AlertRule.TIME_LAG:
-        return [
-            f"warning at {esc(_seconds_figure(alert, 'warning'))}, critical at "
-            f"{esc(_seconds_figure(alert, 'critical'))}"
-        ]
+def _headline_unreachable(alert: Alert) -> str:
+    return f"cannot reach any node of cluster {esc(alert.cluster)}"
+
+
+def _headline_not_streaming(alert: Alert) -> str:
+    return f"replica {esc(alert.node)} is not streaming"
+
+
+def _headline_byte_lag(alert: Alert) -> str:
+    lag = esc(_bytes_figure(alert, "lag_bytes"))
+    return f"replica {esc(alert.node)} is {lag} behind the primary"
+
+
+def _headline_time_lag(alert: Alert) -> str:
+    return f"replica {esc(alert.node)} replays {esc(_seconds_figure(alert, 'lag_s'))} behind"
+
+
+def _headline_slot_inactive(alert: Alert) -> str:
+    return f"slot {code(alert.subject)} on {esc(alert.node)} is inactive"
+
+
+def _headline_slot_retained(alert: Alert) -> str:
+    retained = esc(_bytes_figure(alert, "retained"))
+    return f"slot {code(alert.subject)} keeps {retained} of WAL on {esc(alert.node)}"
+
+
+def _headline_slot_at_risk(alert: Alert) -> str:
+    slot, node = code(alert.subject), esc(alert.node)
+    if alert.figures.get("lost"):
+        return f"slot {slot} on {node} lost WAL its replica needs"
+    if alert.figures.get("wal_status") == "unreserved":
+        return f"slot {slot} on {node}: WAL it needs is about to be removed"
+    return f"slot {slot} on {node} keeps WAL beyond max_wal_size"
+
+
+def _headline_role_mismatch(alert: Alert) -> str:
+    f = alert.figures
+    return (
+        f"{esc(alert.node)} runs as {esc(f.get('actual') or '?')} but is configured as "
+        f"{esc(f.get('configured') or '?')}"
+    )
+
+
+def _headline_role_change(alert: Alert) -> str:
+    f = alert.figures
+    return (
+        f"{esc(alert.node)} changed from {esc(f.get('was') or '?')} to {esc(f.get('now') or '?')}"
+    )
+
+
+def _headline_timeline_change(alert: Alert) -> str:
+    f = alert.figures
+    return (
+        f"{esc(alert.node)} moved from timeline {esc(f.get('was') or '?')} to "
+        f"{esc(f.get('now') or '?')}"
+    )
+
+
+def _details_reason(alert: Alert) -> list[str]:
+    return [f"reason: {esc(alert.figures.get('reason') or 'unknown')}"]
+
+
+def _details_not_streaming(alert: Alert) -> list[str]:
+    f = alert.figures
+    return [
+        esc(f.get("reason") or ""),
+        f"walsender {esc(f.get('walsender') or '?')} · WAL receiver "
+        f"{esc(f.get('receiver') or '?')} · slot {esc(f.get('slot') or '–')}",
+    ]
+
+
+def _thresholds(alert: Alert, figure: Callable[[Alert, str], str]) -> str:
+    return (
+        f"warning at {esc(figure(alert, 'warning'))}, critical at {esc(figure(alert, 'critical'))}"
+    )
+
+
+def _details_byte_lag(alert: Alert) -> list[str]:
+    replay = code(alert.figures.get("replay_lsn") or "–")
+    return [f"replay LSN {replay} · {_thresholds(alert, _bytes_figure)}"]
+
+
+def _details_time_lag(alert: Alert) -> list[str]:
+    return [_thresholds(alert, _seconds_figure)]
+
+
+def _details_slot(alert: Alert) -> list[str]:
+    f = alert.figures
     line = (
         f"retains {esc(_bytes_figure(alert, 'retained'))} · wal_status "
         f"{esc(f.get('wal_status') or '–')}"
@@ -108,7 +141,7 @@ def _alert_details(alert: Alert) -> list[str]:
     if f.get("used_by"):
         line += f" · used by replica {esc(f.get('used_by'))}"
     lines = [line]
-    if rule is AlertRule.SLOT_RETAINED:
+    if alert.rule is AlertRule.SLOT_RETAINED:
         rate = _number(alert, "rate")
         if rate is not None and rate > 0:
             growth = f"growing {esc(human_bytes(int(rate)))}/s"
@@ -119,65 +152,144 @@ def _alert_details(alert: Alert) -> list[str]:
                     f" (safe_wal_size {esc(_bytes_figure(alert, 'safe_wal_size'))})"
                 )
             lines.append(growth)
-        lines.append(
-            f"warning at {esc(_bytes_figure(alert, 'warning'))}, critical at "
-            f"{esc(_bytes_figure(alert, 'critical'))}"
-        )
-    if rule is AlertRule.SLOT_AT_RISK and f.get("invalidation_reason"):
+        lines.append(_thresholds(alert, _bytes_figure))
+    if alert.rule is AlertRule.SLOT_AT_RISK and f.get("invalidation_reason"):
         lines.append(f"invalidated: {esc(f.get('invalidation_reason'))}")
     return lines
 
 
-def _alert_hint(alert: Alert) -> str:
-    """What to do (escaped)."""
-    rule, f = alert.rule, alert.figures
-    if rule is AlertRule.SLOTLESS_WAL:
-        return slotless_alert_hint(alert)
-    status = code(f"/status {alert.cluster}")
-    job = f.get("rebuild_job")
-    if job is not None and rule in {AlertRule.NODE_DOWN, AlertRule.NOT_STREAMING}:
-        return (
-            f"replbot is rebuilding {esc(alert.node)} (job {esc(job)}): expected until the new "
-            f"copy streams; it turns critical if not; {status}"
-        )
-    if rule is AlertRule.NODE_DOWN:
-        return f"check that {esc(alert.node)} runs and accepts connections; {status}"
-    if rule is AlertRule.CLUSTER_UNREACHABLE:
-        return (
-            "when every node fails at once, suspect the bot's own network, DNS or credentials; "
-            "this is said once, not repeated"
-        )
-    if rule is AlertRule.NOT_STREAMING:
-        if f.get("basebackup"):
-            return f"a pg_basebackup holds slot {esc(f.get('slot'))}: a rebuild is probably running"
-        return (
-            f"check that {esc(alert.node)} runs and reaches the primary "
-            f"(its server log says why); {status}"
-        )
-    if rule in {AlertRule.BYTE_LAG, AlertRule.TIME_LAG}:
-        return f"long queries, I/O or the network slow {esc(alert.node)} down; watch {status}"
+def _no_details(alert: Alert) -> list[str]:
+    return []
+
+
+def _status_cmd(alert: Alert) -> str:
+    return code(f"/status {alert.cluster}")
+
+
+def _rebuilding(alert: Alert) -> str | None:
+    """The hint while replbot's own rebuild explains a down or not-streaming replica."""
+    job = alert.figures.get("rebuild_job")
+    if job is None:
+        return None
+    return (
+        f"replbot is rebuilding {esc(alert.node)} (job {esc(job)}): expected until the new "
+        f"copy streams; it turns critical if not; {_status_cmd(alert)}"
+    )
+
+
+def _hint_node_down(alert: Alert) -> str:
+    return _rebuilding(alert) or (
+        f"check that {esc(alert.node)} runs and accepts connections; {_status_cmd(alert)}"
+    )
+
+
+def _hint_unreachable(alert: Alert) -> str:
+    return (
+        "when every node fails at once, suspect the bot's own network, DNS or credentials; "
+        "this is said once, not repeated"
+    )
+
+
+def _hint_not_streaming(alert: Alert) -> str:
+    rebuilding = _rebuilding(alert)
+    if rebuilding is not None:
+        return rebuilding
+    f = alert.figures
+    if f.get("basebackup"):
+        return f"a pg_basebackup holds slot {esc(f.get('slot'))}: a rebuild is probably running"
+    return (
+        f"check that {esc(alert.node)} runs and reaches the primary "
+        f"(its server log says why); {_status_cmd(alert)}"
+    )
+
+
+def _hint_lag(alert: Alert) -> str:
+    return (
+        f"long queries, I/O or the network slow {esc(alert.node)} down; watch {_status_cmd(alert)}"
+    )
+
+
+def _hint_slot(alert: Alert) -> str:
+    f = alert.figures
     user = f.get("used_by")
-    if rule is AlertRule.SLOT_AT_RISK and f.get("lost"):
+    if alert.rule is AlertRule.SLOT_AT_RISK and f.get("lost"):
         if user:
             return f"replica {esc(user)} must be rebuilt: {code(f'/rebuild {user}')}"
         return f"nothing can resume from it: {code(f'/dropslot {alert.subject}')}"
-    if rule is AlertRule.SLOT_AT_RISK and f.get("wal_status") == "unreserved":
+    if alert.rule is AlertRule.SLOT_AT_RISK and f.get("wal_status") == "unreserved":
         return "its replica must catch up now or be rebuilt; max_slot_wal_keep_size buys time"
-    if rule in {AlertRule.SLOT_INACTIVE, AlertRule.SLOT_RETAINED, AlertRule.SLOT_AT_RISK}:
-        if user:
-            return (
-                f"the primary's disk fills with WAL until replica {esc(user)} streams again; "
-                f"start it, or rebuild it: {code(f'/rebuild {user}')}"
-            )
+    if user:
         return (
-            "the primary's disk fills with WAL; if nothing uses the slot any more: "
-            f"{code(f'/dropslot {alert.subject}')}"
+            f"the primary's disk fills with WAL until replica {esc(user)} streams again; "
+            f"start it, or rebuild it: {code(f'/rebuild {user}')}"
         )
-    if rule is AlertRule.ROLE_MISMATCH:
-        return f"after a failover, update the bot's config; otherwise check the node: {status}"
-    if rule is AlertRule.ROLE_CHANGE:
-        return f"a promotion or a demotion happened: {status}"
+    return (
+        "the primary's disk fills with WAL; if nothing uses the slot any more: "
+        f"{code(f'/dropslot {alert.subject}')}"
+    )
+
+
+def _hint_role_mismatch(alert: Alert) -> str:
+    return (
+        f"after a failover, update the bot's config; otherwise check the node: {_status_cmd(alert)}"
+    )
+
+
+def _hint_role_change(alert: Alert) -> str:
+    return f"a promotion or a demotion happened: {_status_cmd(alert)}"
+
+
+def _hint_timeline_change(alert: Alert) -> str:
     return "a promotion happened; replicas must follow the new timeline or be rebuilt"
+
+
+@dataclass(frozen=True)
+class RuleText:
+    """How one alert rule is worded: what is wrong, the key figures, what to do (all escaped)."""
+
+    headline: Callable[[Alert], str]
+    details: Callable[[Alert], list[str]]
+    hint: Callable[[Alert], str]
+
+
+RULE_TEXT: dict[AlertRule, RuleText] = {
+    AlertRule.NODE_DOWN: RuleText(_headline_node_down, _details_reason, _hint_node_down),
+    AlertRule.CLUSTER_UNREACHABLE: RuleText(
+        _headline_unreachable, _details_reason, _hint_unreachable
+    ),
+    AlertRule.NOT_STREAMING: RuleText(
+        _headline_not_streaming, _details_not_streaming, _hint_not_streaming
+    ),
+    AlertRule.BYTE_LAG: RuleText(_headline_byte_lag, _details_byte_lag, _hint_lag),
+    AlertRule.TIME_LAG: RuleText(_headline_time_lag, _details_time_lag, _hint_lag),
+    AlertRule.SLOT_INACTIVE: RuleText(_headline_slot_inactive, _details_slot, _hint_slot),
+    AlertRule.SLOT_RETAINED: RuleText(_headline_slot_retained, _details_slot, _hint_slot),
+    AlertRule.SLOT_AT_RISK: RuleText(_headline_slot_at_risk, _details_slot, _hint_slot),
+    AlertRule.ROLE_MISMATCH: RuleText(_headline_role_mismatch, _no_details, _hint_role_mismatch),
+    AlertRule.ROLE_CHANGE: RuleText(_headline_role_change, _no_details, _hint_role_change),
+    AlertRule.TIMELINE_CHANGE: RuleText(
+        _headline_timeline_change, _no_details, _hint_timeline_change
+    ),
+    AlertRule.SLOTLESS_WAL: RuleText(
+        slotless_alert_headline, slotless_alert_details, slotless_alert_hint
+    ),
+}
+"""Every rule's wording; a unit test checks each AlertRule has an entry."""
+
+
+def alert_headline(alert: Alert) -> str:
+    """What is wrong, in one escaped line."""
+    return RULE_TEXT[alert.rule].headline(alert)
+
+
+def _alert_details(alert: Alert) -> list[str]:
+    """The key figures (escaped)."""
+    return RULE_TEXT[alert.rule].details(alert)
+
+
+def _alert_hint(alert: Alert) -> str:
+    """What to do (escaped)."""
+    return RULE_TEXT[alert.rule].hint(alert)
 
 
 def alert_notice(notice: AlertNotice) -> str:

@@ -52,14 +52,8 @@ def human_bytes(value: int | None) -> str:
 
 
 def human_seconds(value: float | None) -> str:
-    """2.345 -> '2.3 s'; None -> '–'."""
-    if value is None:
-        return "–"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 7200:
-        return f"{value / 60:.1f} min"
-    return f"{value / 3600:.1f} h"
+    """A duration in seconds for the chat, or '–' when unknown: the one duration format."""
+    return "–" if value is None else human_duration(value)
 
 
 def refusal(message: str) -> str:
@@ -215,11 +209,12 @@ def _seconds_figure(alert: Alert, name: str) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """3600 -> '1 h', 5400 -> '1 h 30 min', 90 -> '1 min 30 s', 2.5 -> '2.5 s'."""
+    """The one duration format: 2.345 -> '2.3 s', 42 -> '42 s', 150 -> '2 min 30 s',
+    5400 -> '1 h 30 min', 90000 -> '1 d 1 h' (at most two units, rounded to the second)."""
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f} s"
     if seconds < 60:
-        return (
-            f"{seconds:.1f} s" if seconds < 10 and seconds != int(seconds) else f"{seconds:.0f} s"
-        )
+        return f"{seconds:.0f} s"
     total = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
