@@ -114,7 +114,7 @@ class Dispatcher:
             if kind == "cx":
                 pending = confirmations.cancel(nonce, user.id, authorize)
                 name = f"{pending.action}.cancel"
-                await chat.notify(render.TOAST_CANCELLED)
+                await chat.notify(render.toast_cancelled())
                 if request.message_id is not None:
                     await chat.edit(request.message_id, Reply(render.cancelled(pending.action)))
                 await self._audit(
@@ -127,7 +127,7 @@ class Dispatcher:
             action = self.actions[pending.action]
             if action.changes_state:
                 await self._intent(user, request, name, _params(pending.params), started)
-            await chat.notify(render.TOAST_CONFIRMED)
+            await chat.notify(render.toast_confirmed())
             ctx = CommandContext(
                 self.services, user, request, chat, [], commands=tuple(self.commands.values())
             )

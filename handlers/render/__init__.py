@@ -3,7 +3,8 @@
 One module per feature; every public name is re-exported here, so callers keep writing
 ``from handlers import render; render.status(...)``. Every dynamic value goes through
 :func:`esc`; a reply is split at line boundaries with tags closed and reopened
-(:func:`split_message`).
+(:func:`split_message`). The words come from the catalogs of :mod:`handlers.i18n`, in the
+language of the reply being rendered.
 """
 
 from handlers.render.alerts import (
@@ -20,6 +21,9 @@ from handlers.render.alerts import (
 )
 from handlers.render.alerts import (
     REPEAT_ICON as REPEAT_ICON,
+)
+from handlers.render.alerts import (
+    RULE_TEXT as RULE_TEXT,
 )
 from handlers.render.alerts import (
     alert_acknowledged as alert_acknowledged,
@@ -73,9 +77,6 @@ from handlers.render.common import (
     AUDIT_FIELD_CHARS as AUDIT_FIELD_CHARS,
 )
 from handlers.render.common import (
-    BUTTON_CANCEL as BUTTON_CANCEL,
-)
-from handlers.render.common import (
     FAIL as FAIL,
 )
 from handlers.render.common import (
@@ -94,13 +95,10 @@ from handlers.render.common import (
     TELEGRAM_LIMIT as TELEGRAM_LIMIT,
 )
 from handlers.render.common import (
-    TOAST_CANCELLED as TOAST_CANCELLED,
-)
-from handlers.render.common import (
-    TOAST_CONFIRMED as TOAST_CONFIRMED,
-)
-from handlers.render.common import (
     WARN as WARN,
+)
+from handlers.render.common import (
+    button_cancel as button_cancel,
 )
 from handlers.render.common import (
     cancelled as cancelled,
@@ -145,6 +143,12 @@ from handlers.render.common import (
     to_plain_text as to_plain_text,
 )
 from handlers.render.common import (
+    toast_cancelled as toast_cancelled,
+)
+from handlers.render.common import (
+    toast_confirmed as toast_confirmed,
+)
+from handlers.render.common import (
     unknown_command as unknown_command,
 )
 from handlers.render.demo import (
@@ -172,7 +176,7 @@ from handlers.render.help import (
     whoami as whoami,
 )
 from handlers.render.rebuild import (
-    BUTTON_DELETE_OLD_DATA as BUTTON_DELETE_OLD_DATA,
+    button_delete_old_data as button_delete_old_data,
 )
 from handlers.render.rebuild import (
     button_rebuild as button_rebuild,

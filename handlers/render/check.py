@@ -8,6 +8,7 @@ from bot.models import (
     CheckLevel,
     ClusterCheck,
 )
+from handlers.i18n import _
 from handlers.render.common import _LEVEL_ICON, esc
 
 
@@ -17,9 +18,10 @@ def check(clusters: Sequence[ClusterCheck]) -> str:
     for cluster in clusters:
         counts = {level: sum(1 for i in cluster.items if i.level is level) for level in CheckLevel}
         lines = [
-            f"{_LEVEL_ICON[cluster.worst]} <b>{esc(cluster.cluster)}</b> prerequisites: "
-            f"{counts[CheckLevel.OK]} ok, {counts[CheckLevel.WARN]} warn, "
-            f"{counts[CheckLevel.FAIL]} fail"
+            f"{_LEVEL_ICON[cluster.worst]} <b>{esc(cluster.cluster)}</b> "
+            + _("prerequisites: {ok} ok, {warn} warn, {fail} fail").format(
+                ok=counts[CheckLevel.OK], warn=counts[CheckLevel.WARN], fail=counts[CheckLevel.FAIL]
+            )
         ]
         for item in cluster.items:
             line = (

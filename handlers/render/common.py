@@ -10,6 +10,7 @@ from bot.models import (
     Alert,
     CheckLevel,
 )
+from handlers.i18n import _
 
 TELEGRAM_LIMIT = 4096
 
@@ -63,22 +64,24 @@ def refusal(message: str) -> str:
 
 def failure(message: str) -> str:
     """A request that was allowed but failed (node down, server error)."""
-    return f"{FAIL} failed: {esc(message)}"
+    return f"{FAIL} " + _("failed: {message}").format(message=esc(message))
 
 
 def internal_error(reference: str) -> str:
     """An unexpected error; the reference id finds the traceback in the log."""
-    return f"{FAIL} internal error (ref {esc(reference)}); the details are in the bot's log"
+    return f"{FAIL} " + _(
+        "internal error (ref {reference}); the details are in the bot's log"
+    ).format(reference=esc(reference))
 
 
 def not_run_offline() -> str:
     """Reply to a command that waited in Telegram's queue while the bot was not running."""
-    return f"{FAIL} not run: sent while the bot was offline"
+    return f"{FAIL} " + _("not run: sent while the bot was offline")
 
 
 def not_run_forwarded() -> str:
     """Reply to a forwarded command: only what a user types themselves is run."""
-    return f"{FAIL} not run: forwarded commands are not accepted; type the command yourself"
+    return f"{FAIL} " + _("not run: forwarded commands are not accepted; type the command yourself")
 
 
 def one_line(value: object, limit: int | None = None) -> str:
@@ -91,17 +94,17 @@ def one_line(value: object, limit: int | None = None) -> str:
 
 def unknown_command(name: str) -> str:
     """Reply to a command the bot does not have."""
-    return f"{FAIL} unknown command /{esc(name)}; see /help"
+    return f"{FAIL} " + _("unknown command /{name}; see /help").format(name=esc(name))
 
 
 def _approver(second_approver: bool) -> str:
     """Who may press a confirmation button."""
-    return "Another admin must approve" if second_approver else "Only you can confirm"
+    return _("Another admin must approve") if second_approver else _("Only you can confirm")
 
 
 def cancelled(what: str) -> str:
     """A confirmation the user withdrew."""
-    return f"{INFO} cancelled: {esc(what)}"
+    return f"{INFO} " + _("cancelled: {what}").format(what=esc(what))
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -189,9 +192,11 @@ def to_plain_text(text: str) -> str:
     return html.unescape(_TAG.sub("", text))
 
 
-def _expiry(ttl_s: float, who: str = "Only you can confirm") -> str:
+def _expiry(ttl_s: float, who: str | None = None) -> str:
     """The last line of every confirmation question."""
-    return f"{who}; the button expires in {ttl_s:.0f} s."
+    return _("{who}; the button expires in {duration}.").format(
+        who=who or _("Only you can confirm"), duration=human_duration(ttl_s)
+    )
 
 
 def _number(alert: Alert, name: str) -> float | None:
@@ -211,23 +216,30 @@ def _seconds_figure(alert: Alert, name: str) -> str:
 def human_duration(seconds: float) -> str:
     """The one duration format: 2.345 -> '2.3 s', 42 -> '42 s', 150 -> '2 min 30 s',
     5400 -> '1 h 30 min', 90000 -> '1 d 1 h' (at most two units, rounded to the second)."""
+    second = _("s")
     if round(seconds, 1) < 10:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f} {second}"
     if seconds < 60:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.0f} {second}"
     total = round(seconds)
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+    for unit, size in ((_("d"), 86400), (_("h"), 3600), (_("min"), 60), (second, 1)):
         count, total = divmod(total, size)
         if count:
             parts.append(f"{count} {unit}")
     return " ".join(parts[:2])
 
 
-BUTTON_CANCEL = "Cancel"
+def button_cancel() -> str:
+    """Label of every Cancel button."""
+    return _("Cancel")
 
 
-TOAST_CONFIRMED = "confirmed"
+def toast_confirmed() -> str:
+    """Toast answering a confirmation button."""
+    return _("confirmed")
 
 
-TOAST_CANCELLED = "cancelled"
+def toast_cancelled() -> str:
+    """Toast answering a Cancel button."""
+    return _("cancelled")

@@ -2,36 +2,45 @@
 
 from __future__ import annotations
 
+from handlers.i18n import _, ngettext
 from handlers.render.common import INFO, OK, WARN, code, esc, human_duration
 
 
 def demo_replica_changed(node: str, stopped: bool, interval_s: float) -> str:
     """Reply of the demo's /demo stop-replica and start-replica."""
     if stopped:
-        return (
-            f"{WARN} demo replica {esc(node)} stopped; the monitor polls every "
-            f"{esc(human_duration(interval_s))} and will say so here"
-        )
-    return f"{OK} demo replica {esc(node)} started; the alert resolves once it streams again"
+        return f"{WARN} " + _(
+            "demo replica {node} stopped; the monitor polls every {interval} and will say so here"
+        ).format(node=esc(node), interval=esc(human_duration(interval_s)))
+    return f"{OK} " + _(
+        "demo replica {node} started; the alert resolves once it streams again"
+    ).format(node=esc(node))
 
 
 def demo_replica_diverged(node: str, rows: int, timeline: int) -> str:
     """Reply of the demo's /demo diverge-replica."""
-    return (
-        f"{WARN} demo replica {esc(node)} promoted (timeline {timeline}) and "
-        + f"{rows} row{'' if rows == 1 else 's'} written on it"
-        + f": it diverged from the primary; /repair {esc(node)} can rewind it"
-    )
+    return f"{WARN} " + ngettext(
+        "demo replica {node} promoted (timeline {timeline}) and {rows} row written on it: it "
+        "diverged from the primary; /repair {node} can rewind it",
+        "demo replica {node} promoted (timeline {timeline}) and {rows} rows written on it: it "
+        "diverged from the primary; /repair {node} can rewind it",
+        rows,
+    ).format(node=esc(node), timeline=timeline, rows=rows)
 
 
 def demo_waited(seconds: int) -> str:
     """Reply of the demo's /demo wait N."""
-    return f"{INFO} waited {seconds} s"
+    return f"{INFO} " + _("waited {duration}").format(duration=human_duration(seconds))
 
 
 def demo_param_lowered(node: str, log_tail: str) -> str:
     """/demo lower-param: the replica now refuses to start, as in the runbook."""
     return (
-        f"{WARN} {esc(node)} now refuses to start: its max_worker_processes is 4, the "
-        f"primary's 6. Server log:\n<pre>{esc(log_tail)}</pre>\nTry {code('/repair ' + node)}."
+        f"{WARN} "
+        + _(
+            "{node} now refuses to start: its max_worker_processes is 4, the primary's 6. "
+            "Server log:"
+        ).format(node=esc(node))
+        + f"\n<pre>{esc(log_tail)}</pre>\n"
+        + _("Try {command}.").format(command=code("/repair " + node))
     )

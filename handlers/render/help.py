@@ -10,6 +10,7 @@ from bot.models import (
     Outcome,
     User,
 )
+from handlers.i18n import _, ngettext
 from handlers.render.common import (
     AUDIT_FIELD_CHARS,
     FAIL,
@@ -27,9 +28,17 @@ def audit(entries: Sequence[AuditEntry]) -> str:
     """The newest audit rows, newest first; one line each whatever they hold, at most
     MAX_AUDIT_LINES of them."""
     if not entries:
-        return f"{INFO} the audit log is empty"
+        return f"{INFO} " + _("the audit log is empty")
     icon = {Outcome.OK: OK, Outcome.REFUSED: WARN, Outcome.FAILED: FAIL, Outcome.INTENT: INFO}
-    lines = [f"{INFO} last {len(entries)} audit entries, newest first"]
+    count = len(entries)
+    lines = [
+        f"{INFO} "
+        + ngettext(
+            "last {count} audit entry, newest first",
+            "last {count} audit entries, newest first",
+            count,
+        ).format(count=count)
+    ]
     for e in entries[:MAX_AUDIT_LINES]:
         command = one_line(e.command, AUDIT_FIELD_CHARS)
         args = one_line(e.args, AUDIT_FIELD_CHARS)
@@ -42,8 +51,14 @@ def audit(entries: Sequence[AuditEntry]) -> str:
             f"{esc(' — ' + reason if reason else '')} · {e.duration_ms} ms"
         )
     if len(entries) > MAX_AUDIT_LINES:
+        more = len(entries) - MAX_AUDIT_LINES
         lines.append(
-            f"… and {len(entries) - MAX_AUDIT_LINES} more entries (ask for fewer with /audit N)"
+            "… "
+            + ngettext(
+                "and {n} more entry (ask for fewer with /audit N)",
+                "and {n} more entries (ask for fewer with /audit N)",
+                more,
+            ).format(n=more)
         )
     return "\n".join(lines)
 
@@ -68,16 +83,17 @@ def audit_verification(result: AuditVerification) -> str:
 
 def help_text(user: User, commands: Iterable[tuple[str, str, str]]) -> str:
     """The commands this user may run: (usage, summary, minimum role)."""
-    role = user.role.label if user.role else "none"
-    lines = [f"{INFO} commands for {esc(user.name)} ({esc(role)}):"]
-    lines.extend(f"{code(usage)} — {esc(summary)}" for usage, summary, _ in commands)
+    role = user.role.label if user.role else _("none")
+    lines = [
+        f"{INFO} " + _("commands for {name} ({role}):").format(name=esc(user.name), role=esc(role))
+    ]
+    lines.extend(f"{code(usage)} — {esc(_(summary))}" for usage, summary, _role in commands)
     return "\n".join(lines)
 
 
 def whoami(user: User, chat_id: int) -> str:
     """The caller's id, name and role."""
-    role = user.role.label if user.role else "none (not allowed)"
-    return (
-        f"{INFO} you are {esc(user.name)}, id {code(user.id)}, role <b>{esc(role)}</b>;"
-        f" chat {code(chat_id)}"
+    role = user.role.label if user.role else _("none (not allowed)")
+    return f"{INFO} " + _("you are {name}, id {id}, role {role}; chat {chat}").format(
+        name=esc(user.name), id=code(user.id), role=f"<b>{esc(role)}</b>", chat=code(chat_id)
     )

@@ -8,6 +8,7 @@ from bot.models import (
     ClusterSlots,
     SlotInfo,
 )
+from handlers.i18n import _, ngettext
 from handlers.render.common import (
     FAIL,
     INFO,
@@ -28,45 +29,60 @@ def slots(clusters: Sequence[ClusterSlots]) -> str:
 
 
 def _cluster_slots(cluster: ClusterSlots) -> str:
-    title = f"<b>{esc(cluster.cluster)}</b> slots on {esc(cluster.primary_node)}"
+    title = _("{cluster} slots on {node}").format(
+        cluster=f"<b>{esc(cluster.cluster)}</b>", node=esc(cluster.primary_node)
+    )
     if cluster.error is not None:
         return f"{FAIL} {title}: {esc(cluster.error)}"
     if not cluster.slots:
-        return f"{INFO} {title}: none"
+        return f"{INFO} {title}: " + _("none")
     risky = sum(1 for s in cluster.slots if s.at_risk or not s.active)
     icon = OK if risky == 0 else WARN
-    lines = [f"{icon} {title}: {len(cluster.slots)} slot(s), {risky} need attention"]
+    count = len(cluster.slots)
+    lines = [
+        f"{icon} {title}: "
+        + ngettext("{count} slot", "{count} slots", count).format(count=count)
+        + ", "
+        + ngettext("{risky} needs attention", "{risky} need attention", risky).format(risky=risky)
+    ]
     lines.extend(_slot_line(s) for s in cluster.slots[:MAX_SLOT_LINES])
     if len(cluster.slots) > MAX_SLOT_LINES:
-        lines.append(f"… and {len(cluster.slots) - MAX_SLOT_LINES} more slots")
+        more = len(cluster.slots) - MAX_SLOT_LINES
+        lines.append(
+            "… " + ngettext("and {n} more slot", "and {n} more slots", more).format(n=more)
+        )
     return "\n".join(lines)
 
 
 def _slot_line(slot: SlotInfo) -> str:
     icon = FAIL if slot.at_risk else (OK if slot.active else WARN)
-    state = "active" if slot.active else "INACTIVE"
-    line = (
-        f"{icon} <b>{esc(slot.name)}</b> {esc(slot.slot_type)} · {state}"
-        f" · restart {code(slot.restart_lsn or '–')}"
-        f" · retains {esc(human_bytes(slot.retained_bytes))}"
-        f" · wal_status {esc(slot.wal_status or '–')}"
+    state = _("active") if slot.active else _("INACTIVE")
+    line = f"{icon} <b>{esc(slot.name)}</b> {esc(slot.slot_type)} · {state} · " + _(
+        "restart {lsn} · retains {bytes} · wal_status {wal_status}"
+    ).format(
+        lsn=code(slot.restart_lsn or "–"),
+        bytes=esc(human_bytes(slot.retained_bytes)),
+        wal_status=esc(slot.wal_status or "–"),
     )
     if slot.safe_wal_size is not None:
-        line += f" · safe {esc(human_bytes(slot.safe_wal_size))}"
+        line += " · " + _("safe {bytes}").format(bytes=esc(human_bytes(slot.safe_wal_size)))
     if slot.used_by:
-        line += f" · for {esc(slot.used_by)}"
+        line += " · " + _("for {replica}").format(replica=esc(slot.used_by))
     if slot.inactive_since is not None:
-        line += f" · inactive since {esc(slot.inactive_since.strftime('%Y-%m-%d %H:%M:%S'))}"
+        since = esc(slot.inactive_since.strftime("%Y-%m-%d %H:%M:%S"))
+        line += " · " + _("inactive since {since}").format(since=since)
     if slot.invalidation_reason:
-        line += f" · invalidated: {esc(slot.invalidation_reason)}"
+        line += " · " + _("invalidated: {reason}").format(reason=esc(slot.invalidation_reason))
     if slot.wal_status == "lost":
-        line += " · WAL lost: the replica must be rebuilt"
+        line += " · " + _("WAL lost: the replica must be rebuilt")
     return line
 
 
 def slot_created(slot: str, cluster: str, node: str) -> str:
     """Confirmation that a slot was created."""
-    return f"{OK} slot {code(slot)} created on {esc(cluster)}/{esc(node)}"
+    return f"{OK} " + _("slot {slot} created on {where}").format(
+        slot=code(slot), where=f"{esc(cluster)}/{esc(node)}"
+    )
 
 
 def confirm_drop_slot(
@@ -74,22 +90,32 @@ def confirm_drop_slot(
 ) -> str:
     """The question shown with the drop confirmation buttons."""
     return (
-        f"{WARN} Drop slot {code(slot.name)} on {esc(cluster)}/{esc(node)}?\n"
-        + (
-            f"It is inactive and retains {esc(human_bytes(slot.retained_bytes))} of WAL."
-            if slot.retained_bytes is not None
-            else "It is inactive and reserves no WAL yet."
+        f"{WARN} "
+        + _("Drop slot {slot} on {where}?").format(
+            slot=code(slot.name), where=f"{esc(cluster)}/{esc(node)}"
         )
-        + " A replica using it will need a rebuild.\n"
+        + "\n"
+        + (
+            _("It is inactive and retains {bytes} of WAL.").format(
+                bytes=esc(human_bytes(slot.retained_bytes))
+            )
+            if slot.retained_bytes is not None
+            else _("It is inactive and reserves no WAL yet.")
+        )
+        + " "
+        + _("A replica using it will need a rebuild.")
+        + "\n"
         + _expiry(ttl_s, _approver(second_approver))
     )
 
 
 def slot_dropped(slot: str, cluster: str, node: str) -> str:
     """Confirmation that a slot was dropped."""
-    return f"{OK} slot {code(slot)} dropped on {esc(cluster)}/{esc(node)}"
+    return f"{OK} " + _("slot {slot} dropped on {where}").format(
+        slot=code(slot), where=f"{esc(cluster)}/{esc(node)}"
+    )
 
 
 def button_drop_slot(slot: str) -> str:
     """Label of the button confirming a slot drop."""
-    return f"Drop {slot}"
+    return _("Drop {slot}").format(slot=slot)
