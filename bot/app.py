@@ -16,10 +16,12 @@ from bot.adapters.jobs_sqlite import SqliteJobStore
 from bot.adapters.metrics_http import MetricsServer
 from bot.adapters.monitor_pg import PsycopgMonitorProbe
 from bot.adapters.postgres import PsycopgPostgres
+from bot.adapters.prefs_sqlite import SqliteLanguageStore
 from bot.adapters.shell import LocalConnector, RoutingConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig
 from bot.logsetup import install_redaction
+from bot.models import Role
 from bot.ports import Clock, Notifier
 from bot.redact import Redactor
 from bot.services.authz import Authorizer
@@ -85,6 +87,7 @@ class Runtime:
     polling_since: float | None = None  # set once a Telegram transport polls (replbot run)
     last_poll_at: float | None = None
     polls_ok: int = 0
+    languages: SqliteLanguageStore | None = None  # /lang choices
 
     def watch_polling(self) -> None:
         """From now on /healthz expects answered getUpdates (see :meth:`note_poll`)."""
@@ -112,7 +115,7 @@ class Runtime:
             retry_initial_s=settings.send_retry_initial_s,
             retry_max_s=settings.send_retry_max_s,
             on_wait=on_wait,
-            formatter=DeliveryRenderer(),
+            formatter=DeliveryRenderer(language=self.config.telegram.language),
             alert_chats=self.config.all_alert_chat_ids(),
             fallback_chat=self.config.telegram.alert_fallback_chat_id,
         )
@@ -220,6 +223,8 @@ class Runtime:
         await self.postgres.close()
         await self.jobs.close()
         await self.alert_store.close()
+        if self.languages is not None:
+            await self.languages.close()
         await self.audit.close()
 
 
@@ -243,10 +248,15 @@ async def open_runtime(
     jobs = SqliteJobStore(config.audit.path)
     await jobs.open()
     alert_store = SqliteAlertStore(config.audit.path)
+    languages = SqliteLanguageStore(config.audit.path)
+    await languages.open()
     await alert_store.open()
     metrics = Metrics()
     renderer = AlertRenderer(
-        config.monitor.mute_button_s, repair_target=lambda alert: repair_target(config, alert)
+        config.monitor.mute_button_s,
+        repair_target=lambda alert: repair_target(config, alert),
+        languages={c.name: c.language for c in config.clusters if c.language},
+        default_language=config.telegram.language,
     )
     alerts = AlertService(config, alert_store, renderer, clock)
     await alerts.load()  # /alerts shows what fires even before (or without) the monitor
@@ -279,6 +289,7 @@ async def open_runtime(
         monitor=monitor,
         slotless=SlotlessService(config.clusters, postgres, slot_overrides, clock, shells=shells),
         repair=repair,
+        languages=languages,
     )
     return Runtime(
         config,
@@ -291,6 +302,7 @@ async def open_runtime(
         alerts,
         monitor,
         metrics,
+        languages=languages,
     )
 
 
@@ -312,6 +324,22 @@ def _alert_gauges(metrics: Metrics, alerts: AlertService) -> None:
         metrics.set("replbot_alerts_firing", count, cluster=cluster, severity=severity.value)
 
 
-def command_menu() -> dict[str, str]:
-    """Command name -> summary, for Telegram's setMyCommands."""
-    return {name: spec.summary for name, spec in COMMANDS.items() if name != "start"}
+def command_menu(language: str = "en", role: Role | None = None) -> dict[str, str]:
+    """Command name -> summary in ``language``, for Telegram's setMyCommands; with ``role``,
+    only the commands that role may run."""
+    from handlers import i18n
+
+    with i18n.language(language):
+        return {
+            name: i18n._(spec.summary)
+            for name, spec in COMMANDS.items()
+            if name != "start" and (role is None or role >= spec.min_role)
+        }
+
+
+def user_menus(config: AppConfig) -> dict[int, dict[str, str]]:
+    """Each configured user's private-chat menu: their role's commands in their language."""
+    return {
+        user.id: command_menu(user.language or config.telegram.language, user.role)
+        for user in config.users
+    }

@@ -347,3 +347,15 @@ class AlertFormatter(Protocol):
     def messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
         """One message for the notices (more only if it would exceed Telegram's limit)."""
         ...
+
+
+class LanguageStore(Protocol):
+    """The reply language each Telegram user chose with /lang (persisted)."""
+
+    async def get(self, user_id: int) -> str | None:
+        """The language ``user_id`` chose, or None."""
+        ...
+
+    async def set(self, user_id: int, language: str) -> None:
+        """Remember ``language`` for ``user_id``."""
+        ...

@@ -29,7 +29,8 @@ from contextvars import ContextVar
 from io import BytesIO
 from pathlib import Path
 
-LANGUAGES = ("en", "ru")
+from bot.config import LANGUAGES
+
 DEFAULT_LANGUAGE = "en"
 DOMAIN = "replbot"
 LOCALE_DIR = Path(__file__).parent / "locale"

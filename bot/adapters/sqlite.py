@@ -81,6 +81,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "rebuild_jobs.kind: repairs share the per-node lock with rebuilds",
         ("ALTER TABLE rebuild_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rebuild'",),
     ),
+    Migration(
+        4,
+        "user_languages: the reply language each Telegram user chose with /lang",
+        (
+            "CREATE TABLE IF NOT EXISTS user_languages ("
+            "user_id INTEGER PRIMARY KEY, language TEXT NOT NULL, set_at REAL NOT NULL)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import AppConfig
-from bot.ports import AuditLog, Clock
+from bot.ports import AuditLog, Clock, LanguageStore
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
 from bot.services.monitor.alerts import AlertService
@@ -31,3 +31,4 @@ class Services:
     monitor: MonitorService | None = None
     slotless: SlotlessService | None = None  # /attachslot, /detachslot
     repair: RepairService | None = None
+    languages: LanguageStore | None = None  # /lang choices; None: not persisted

@@ -97,3 +97,43 @@ def whoami(user: User, chat_id: int) -> str:
     return f"{INFO} " + _("you are {name}, id {id}, role {role}; chat {chat}").format(
         name=esc(user.name), id=code(user.id), role=f"<b>{esc(role)}</b>", chat=code(chat_id)
     )
+
+
+_LANGUAGE_NAMES = {"en": "English", "ru": "русский"}
+
+
+def language_current(language: str) -> str:
+    """Reply to /lang without an argument."""
+    return f"{INFO} " + _("your replies are in {language}; choose with {command}").format(
+        language=esc(_LANGUAGE_NAMES.get(language, language)), command=code("/lang ru|en")
+    )
+
+
+def language_set(language: str) -> str:
+    """Reply to /lang ru|en (rendered in the language just chosen)."""
+    return f"{OK} " + _("from now on your replies are in {language}").format(
+        language=esc(_LANGUAGE_NAMES.get(language, language))
+    )
+
+
+def language_usage() -> str:
+    """Refusal of a /lang argument that is not a supported language (plain text)."""
+    return _("usage: /lang ru or /lang en")
+
+
+def language_not_stored() -> str:
+    """Refusal of /lang when the bot runs without its store (plain text)."""
+    return _("this bot cannot remember a language choice (it has no store)")
+
+
+def not_allowed() -> str:
+    """Refusal of an unknown user in a private chat (plain text)."""
+    return _("you are not allowed to use this bot")
+
+
+def unknown_user_id(user_id: int) -> str:
+    """An unknown user's /start or /whoami in a private chat: their id, and who can add them."""
+    return f"{INFO} " + _(
+        "your Telegram id is {id}; you are not a user of this bot yet: ask an admin to add you "
+        "(users[] in its config)"
+    ).format(id=code(user_id))
