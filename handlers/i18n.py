@@ -12,11 +12,17 @@ message (the cluster's ``language``, else ``telegram.language``), the demo from 
 A task started while handling a request (a rebuild's progress messages) inherits it: asyncio
 copies the context into new tasks.
 
-*Where .mo files are built*: nowhere on disk. The first time a language is used its .po is
-compiled in memory with Babel (``babel.messages.pofile`` -> ``mofile``) and cached, so a
-checkout, a wheel and a container all run the catalog that is in the tree, with no build step
-and no compiled file to fall out of date. tests/unit/test_i18n.py extracts every msgid from the
-code and fails on one the Russian catalog lacks or leaves empty.
+*Where .mo files are built*: by the developer who edits a .po, and committed beside it
+(``replbot.mo``); the bot reads it with the standard library's gettext, so Babel is a
+development tool, not a runtime dependency. tests/unit/test_i18n.py compiles every .po with
+Babel and fails if the committed .mo differs, and extracts every msgid from the code and fails
+on one the Russian catalog lacks or leaves empty. To update the catalog::
+
+    pybabel extract --no-location --sort-output -k _ -k ngettext:1,2 -k N_ -k command:3 \
+        -o /tmp/replbot.pot handlers
+    pybabel update --no-location -i /tmp/replbot.pot -d handlers/locale -D replbot -l ru
+    # translate the new entries in handlers/locale/ru/LC_MESSAGES/replbot.po, then
+    pybabel compile -d handlers/locale -D replbot
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import gettext
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from io import BytesIO
 from pathlib import Path
 
 from bot.config import LANGUAGES
@@ -46,9 +51,9 @@ def normalize(code: str | None) -> str | None:
     return base if base in LANGUAGES else None
 
 
-def catalog_path(language: str) -> Path:
-    """The .po file of ``language``."""
-    return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+def catalog_path(language: str, suffix: str = ".po") -> Path:
+    """The .po (or, with ``suffix=".mo"``, the compiled) catalog of ``language``."""
+    return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}{suffix}"
 
 
 @functools.cache
@@ -56,15 +61,8 @@ def translations(language: str) -> gettext.NullTranslations:
     """The compiled catalog of ``language`` (English: the msgids themselves)."""
     if language == DEFAULT_LANGUAGE or language not in LANGUAGES:
         return gettext.NullTranslations()
-    from babel.messages.mofile import write_mo
-    from babel.messages.pofile import read_po
-
-    with catalog_path(language).open("rb") as po:
-        catalog = read_po(po, locale=language, domain=DOMAIN)
-    compiled = BytesIO()
-    write_mo(compiled, catalog)
-    compiled.seek(0)
-    return gettext.GNUTranslations(compiled)
+    with catalog_path(language, ".mo").open("rb") as mo:
+        return gettext.GNUTranslations(mo)
 
 
 def current_language() -> str:

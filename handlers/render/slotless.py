@@ -78,11 +78,11 @@ def slotless_alert_details(alert: Alert) -> list[str]:
         ),
         _(
             "wal_keep_size {wal_keep_size} · archive_mode {archive_mode} · warning below "
-            "{pct} % of the WAL kept"
+            "{pct} of the WAL kept"
         ).format(
             wal_keep_size=esc(_bytes_figure(alert, "wal_keep_size")),
             archive_mode=esc(f.get("archive_mode") or "?"),
-            pct=esc(f.get("margin_pct")),
+            pct=esc(f"{f.get('margin_pct')} %"),
         ),
     ]
 
