@@ -4,6 +4,7 @@ characters in both languages."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from html.parser import HTMLParser
@@ -223,3 +224,24 @@ def test_the_committed_mo_is_the_compiled_po(language: str) -> None:
     write_mo(compiled, catalog)
     assert i18n.catalog_path(language, ".mo").read_bytes() == compiled.getvalue()
     assert i18n.translations(language).info()["language"] == language
+
+
+def test_alert_messages_speak_their_clusters_language() -> None:
+    """Alert chats get the cluster's language (else telegram.language); a message mixing
+    clusters of different languages falls back to telegram.language."""
+    from handlers.alerts import AlertRenderer
+
+    renderer = AlertRenderer(3600, languages={"main": "ru"}, default_language="en")
+    main = _alert(AlertRule.NOT_STREAMING)
+    other = dataclasses.replace(main, id=8, cluster="dr")
+    [russian] = renderer.messages([AlertNotice(NoticeKind.FIRING, main, 1100.0)])
+    assert "реплика pg2 не получает поток" in russian.html
+    assert [b.label for row in russian.buttons for b in row] == ["👍 Принято #7", "🔕 Тихо 1 ч #7"]
+    [mixed] = renderer.messages(
+        [
+            AlertNotice(NoticeKind.FIRING, main, 1100.0),
+            AlertNotice(NoticeKind.FIRING, other, 1100.0),
+        ]
+    )
+    assert "replica pg2 is not streaming" in mixed.html and "2 alerts" in mixed.html
+    assert i18n.current_language() == "en"
