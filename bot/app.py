@@ -18,12 +18,13 @@ from bot.adapters.jobs_sqlite import SqliteJobStore
 from bot.adapters.metrics_http import MetricsServer
 from bot.adapters.monitor_pg import PsycopgMonitorProbe
 from bot.adapters.postgres import PsycopgPostgres
+from bot.adapters.prefs_sqlite import SqliteLanguageStore
 from bot.adapters.shell import LocalConnector, RoutingConnector
 from bot.adapters.slots_sqlite import SqliteSlotOverrideStore
 from bot.clock import SystemClock
 from bot.config import AppConfig
 from bot.logsetup import install_redaction
-from bot.models import ChartRef
+from bot.models import ChartRef, Role
 from bot.ports import Clock, Notifier, PhotoNotifier
 from bot.redact import Redactor
 from bot.services.authz import Authorizer
@@ -96,6 +97,7 @@ class Runtime:
     last_poll_at: float | None = None
     polls_ok: int = 0
     slot_store: SqliteSlotOverrideStore | None = None
+    languages: SqliteLanguageStore | None = None  # /lang choices
 
     def watch_polling(self) -> None:
         """From now on /healthz expects answered getUpdates (see :meth:`note_poll`)."""
@@ -123,7 +125,7 @@ class Runtime:
             retry_initial_s=settings.send_retry_initial_s,
             retry_max_s=settings.send_retry_max_s,
             on_wait=on_wait,
-            formatter=DeliveryRenderer(),
+            formatter=DeliveryRenderer(language=self.config.telegram.language),
             alert_chats=self.config.all_alert_chat_ids(),
             fallback_chat=self.config.telegram.alert_fallback_chat_id,
             attach_chart=self._chart_sender(notifier),
@@ -276,6 +278,8 @@ class Runtime:
         await self.alert_store.close()
         if self.history is not None:
             await self.history.close()
+        if self.languages is not None:
+            await self.languages.close()
         await self.audit.close()
 
 
@@ -299,6 +303,8 @@ async def open_runtime(
     jobs = SqliteJobStore(config.audit.path)
     await jobs.open()
     alert_store = SqliteAlertStore(config.audit.path)
+    languages = SqliteLanguageStore(config.audit.path)
+    await languages.open()
     await alert_store.open()
     metrics = Metrics()
     history = SqliteHistoryStore(config.audit.path)
@@ -308,6 +314,8 @@ async def open_runtime(
         config.monitor.mute_button_s,
         repair_target=lambda alert: repair_target(config, alert),
         charts=config.monitor.alert_charts,
+        languages={c.name: c.language for c in config.clusters if c.language},
+        default_language=config.telegram.language,
     )
     alerts = AlertService(config, alert_store, renderer, clock)
     await alerts.load()  # /alerts shows what fires even before (or without) the monitor
@@ -357,6 +365,7 @@ async def open_runtime(
         ),
         repair=repair,
         charts=charts,
+        languages=languages,
     )
     return Runtime(
         config,
@@ -372,6 +381,7 @@ async def open_runtime(
         history,
         charts,
         slot_store=slot_store,
+        languages=languages,
     )
 
 
@@ -393,6 +403,22 @@ def _alert_gauges(metrics: Metrics, alerts: AlertService) -> None:
         metrics.set("replbot_alerts_firing", count, cluster=cluster, severity=severity.value)
 
 
-def command_menu() -> dict[str, str]:
-    """Command name -> summary, for Telegram's setMyCommands."""
-    return {name: spec.summary for name, spec in COMMANDS.items() if name != "start"}
+def command_menu(language: str = "en", role: Role | None = None) -> dict[str, str]:
+    """Command name -> summary in ``language``, for Telegram's setMyCommands; with ``role``,
+    only the commands that role may run."""
+    from handlers import i18n
+
+    with i18n.language(language):
+        return {
+            name: i18n._(spec.summary)
+            for name, spec in COMMANDS.items()
+            if name != "start" and (role is None or role >= spec.min_role)
+        }
+
+
+def user_menus(config: AppConfig) -> dict[int, dict[str, str]]:
+    """Each configured user's private-chat menu: their role's commands in their language."""
+    return {
+        user.id: command_menu(user.language or config.telegram.language, user.role)
+        for user in config.users
+    }

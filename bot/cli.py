@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bot.config import (
     AUDIT_KEY_ENV,
+    LANGUAGES,
     AppConfig,
     AuditConfig,
     Secret,
@@ -36,7 +37,7 @@ from bot.config import (
     read_audit_key_file,
 )
 from bot.errors import ConfigError, ReplbotError
-from bot.models import AuditHead
+from bot.models import AuditHead, Role
 
 log = logging.getLogger("replbot")
 
@@ -164,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--replicas", type=int, default=1, choices=range(1, 4))
     demo.add_argument("--keep", action="store_true", help="keep the data directories")
+    demo.add_argument(
+        "--lang", choices=LANGUAGES, default="en", help="language of the console and replies"
+    )
     demo.add_argument(
         "--ssh",
         action="store_true",
@@ -317,7 +321,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo  # imports the sandbox only when needed
 
     _configure_cli_logging(args)
-    return run_demo(args.commands, replicas=args.replicas, keep=args.keep, ssh=args.ssh)
+    return run_demo(
+        args.commands, replicas=args.replicas, keep=args.keep, ssh=args.ssh, language=args.lang
+    )
 
 
 def _audit_head(text: str) -> AuditHead:
@@ -442,7 +448,7 @@ async def run_bot(
 ) -> int:
     """Run the Telegram bot until SIGINT/SIGTERM (or ``stop`` is set)."""
     from bot.adapters.telegram_notifier import TelegramNotifier
-    from bot.app import command_menu, open_runtime, redactor_for
+    from bot.app import command_menu, open_runtime, redactor_for, user_menus
     from bot.logsetup import configure_logging
     from handlers.telegram import ALLOWED_UPDATES, announce_unfinished_rebuilds, build_application
 
@@ -459,8 +465,12 @@ async def run_bot(
         runtime.dispatcher,
         config.telegram.token.reveal(),
         config.telegram.base_url,
-        command_menu(),
+        command_menu(config.telegram.language, Role.VIEWER),  # groups and anyone else
         on_poll_ok=runtime.note_poll,
+        localized_commands={
+            lang: command_menu(lang, Role.VIEWER) for lang in LANGUAGES if lang != "en"
+        },
+        chat_commands=user_menus(config),
     )
     runtime.watch_polling()
     try:

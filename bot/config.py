@@ -163,6 +163,7 @@ class ClusterConfig:
     name: str
     nodes: tuple[NodeConfig, ...]
     monitor: ClusterMonitor = field(default_factory=ClusterMonitor)
+    language: str | None = None  # its alerts' language (else telegram.language)
 
     @property
     def primary(self) -> NodeConfig:
@@ -179,6 +180,17 @@ class ClusterConfig:
         return next((n for n in self.nodes if n.name == name), None)
 
 
+LANGUAGES = ("en", "ru")  # the reply languages with a message catalog (handlers/locale)
+
+
+def _opt_language(table: Mapping[str, Any], key: str) -> str | None:
+    """An optional ``language`` key: one of LANGUAGES."""
+    value = _opt_str(table, key, "language")
+    if value is not None and value not in LANGUAGES:
+        raise ConfigError(f"{key}.language", f"{value!r} is not one of {', '.join(LANGUAGES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class UserConfig:
     """A Telegram user allowed to talk to the bot."""
@@ -186,6 +198,7 @@ class UserConfig:
     id: int
     name: str
     role: Role
+    language: str | None = None  # replies to this user, unless they chose one with /lang
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,7 @@ class TelegramConfig:
     confirm_timeout_s: float = 60.0
     alert_fallback_chat_id: int | None = None  # where messages a chat refuses for good go
     offline_grace_s: float = 30.0  # commands older than the bot's start minus this are not run
+    language: str = "en"  # replies when nothing closer says (user, Telegram client), alerts
 
 
 @dataclass(frozen=True)
@@ -589,6 +603,7 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
             "confirm_timeout",
             "alert_fallback_chat_id",
             "offline_grace",
+            "language",
         },
     )
     fallback = table.get("alert_fallback_chat_id")
@@ -609,6 +624,7 @@ def _parse_telegram(table: Mapping[str, Any], environ: Mapping[str, str]) -> Tel
         confirm_timeout_s=_number(table, "telegram", "confirm_timeout", default=60.0, minimum=5),
         alert_fallback_chat_id=fallback,
         offline_grace_s=_number(table, "telegram", "offline_grace", default=30.0, minimum=0),
+        language=_opt_language(table, "telegram") or "en",
     )
 
 
@@ -621,7 +637,7 @@ def _parse_users(value: Any) -> tuple[UserConfig, ...]:
         key = f"users[{index}]"
         if not isinstance(item, dict):
             raise ConfigError(key, "must be a table")
-        _only_keys(key, item, {"id", "name", "role"})
+        _only_keys(key, item, {"id", "name", "role", "language"})
         user_id = item.get("id")
         if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
             raise ConfigError(f"{key}.id", "must be a positive numeric Telegram user id")
@@ -636,7 +652,9 @@ def _parse_users(value: Any) -> tuple[UserConfig, ...]:
             raise ConfigError(
                 f"{key}.role", f"unknown role {role_text!r} (viewer, operator, admin)"
             ) from None
-        users.append(UserConfig(id=user_id, name=name, role=role))
+        users.append(
+            UserConfig(id=user_id, name=name, role=role, language=_opt_language(item, key))
+        )
     return tuple(users)
 
 
@@ -652,7 +670,7 @@ def _parse_clusters(
             raise ConfigError(f"clusters[{index}]", "must be a table")
         name = item.get("name")
         key = f"clusters.{name}" if isinstance(name, str) and name else f"clusters[{index}]"
-        _only_keys(key, item, {"name", "nodes", "monitor"})
+        _only_keys(key, item, {"name", "nodes", "monitor", "language"})
         name = _str(item, key, "name")
         if not NODE_NAME_RE.match(name):
             raise ConfigError(f"{key}.name", f"{name!r} is not a valid name")
@@ -664,6 +682,7 @@ def _parse_clusters(
                 name=name,
                 nodes=_parse_nodes(key, item.get("nodes"), environ, name),
                 monitor=_parse_cluster_monitor(f"{key}.monitor", item.get("monitor"), thresholds),
+                language=_opt_language(item, key),
             )
         )
     return tuple(clusters)

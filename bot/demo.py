@@ -81,7 +81,10 @@ def _toml_string(value: str) -> str:
 
 
 def demo_config_text(
-    pgset: LocalReplicationSet, audit_path: Path, ssh: SshEndpoint | None = None
+    pgset: LocalReplicationSet,
+    audit_path: Path,
+    ssh: SshEndpoint | None = None,
+    language: str = "en",
 ) -> str:
     """The TOML config of the demo, pointing at the local clusters."""
     nodes = []
@@ -99,6 +102,7 @@ def demo_config_text(
     return (
         "[telegram]\n"
         "confirm_timeout = 60\n"
+        f'language = "{language}"\n'
         f"alert_chat_ids = [{DEMO_USER_ID}]\n\n"
         "[monitor]\n"
         f'interval = "{DEMO_MONITOR_INTERVAL}"\n\n'
@@ -122,15 +126,20 @@ def run_demo(
     out: Callable[[str], None] = print,
     keep: bool = False,
     ssh: bool = False,
+    language: str = "en",
 ) -> int:
     """Start the local clusters, run ``commands`` (or an interactive console), clean up.
 
     With ``ssh`` a loopback sshd is started too and /rebuild reaches the replica through it.
+    ``language`` is the console's and the replies' language (telegram.language of the demo).
     """
+    from handlers import i18n
+
+    i18n.set_language(language)
     binaries = find_pg_binaries()
     base = Path(tempfile.mkdtemp(prefix="rbdemo-", dir="/tmp"))  # short unix socket paths
     base.chmod(0o711)  # the server OS user must traverse it; nothing secret is listed here
-    out(f"starting a PostgreSQL {binaries.major} primary and {replicas} replica(s) in {base} …")
+    out(render.demo_starting(binaries.major, replicas, str(base)))
     # replicas that can be rewound after /demo diverge-replica (wal_log_hints, own WAL kept)
     pgset = LocalReplicationSet(
         base / "pg",
@@ -145,32 +154,29 @@ def run_demo(
         endpoint = sshd.start() if sshd is not None else None
         os.environ[PASSWORD_ENV] = pgset.bot_password
         config_path = base / "replbot.toml"
-        config_path.write_text(demo_config_text(pgset, base / "audit.sqlite3", endpoint))
+        config_path.write_text(
+            demo_config_text(pgset, base / "audit.sqlite3", endpoint, language=language)
+        )
         config = load_config(config_path)
         ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
-        out(f"ready ({ports}); you are {DEMO_USER_NAME} (admin). Try /status, /slots, /check,")
-        out(
-            "/createslot NAME, /dropslot NAME, /rebuild pg2, /graph, /audit, /help; /quit to leave."
-        )
-        out("Alerts print here: try /demo stop-replica, /alerts, then /demo start-replica.")
+        for line in render.demo_ready(ports, DEMO_USER_NAME):
+            out(line)
         if endpoint is not None:
-            out(
-                f"/rebuild runs over SSH: {endpoint.user}@{endpoint.host}:{endpoint.port}, "
-                f"key {endpoint.key_file}, host key pinned in {endpoint.known_hosts}"
-            )
+            target = f"{endpoint.user}@{endpoint.host}:{endpoint.port}"
+            out(render.demo_over_ssh(target, str(endpoint.key_file), str(endpoint.known_hosts)))
         asyncio.run(_console(config, commands, out, pgset))
     except KeyboardInterrupt:
-        out("interrupted")
+        out(render.demo_interrupted())
     finally:
         if sshd is not None:
             sshd.stop()
         if keep:
             pgset.stop()
-            out(f"servers stopped; files kept in {base}")
+            out(render.demo_kept(str(base)))
         else:
             pgset.destroy()
             shutil.rmtree(base, ignore_errors=True)
-            out("demo clusters stopped and removed")
+            out(render.demo_removed())
     return 0
 
 

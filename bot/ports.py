@@ -403,3 +403,15 @@ class PhotoNotifier(Protocol):
     ) -> int:
         """Send ``png`` with a caption; return the message id. Raises the delivery errors."""
         ...
+
+
+class LanguageStore(Protocol):
+    """The reply language each Telegram user chose with /lang (persisted)."""
+
+    async def get(self, user_id: int) -> str | None:
+        """The language ``user_id`` chose, or None."""
+        ...
+
+    async def set(self, user_id: int, language: str) -> None:
+        """Remember ``language`` for ``user_id``."""
+        ...

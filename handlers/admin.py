@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bot.errors import InvalidInput, ReplbotError
 from bot.models import Role
-from handlers import parsing, render
+from handlers import i18n, parsing, render
 from handlers.base import CommandContext, HandlerGroup, Reply
 
 group = HandlerGroup()
@@ -32,6 +33,24 @@ async def whoami(ctx: CommandContext) -> None:
     """Show the caller's id and role."""
     parsing.no_arguments(ctx.args)
     await ctx.chat.send(Reply(render.whoami(ctx.user, ctx.request.chat_id)))
+
+
+@group.command("lang", Role.VIEWER, "the language of your replies: ru or en", "/lang [ru|en]")
+async def lang(ctx: CommandContext) -> None:
+    """Show or choose (persistently, per Telegram user) the language of the caller's replies."""
+    if not ctx.args:
+        await ctx.chat.send(Reply(render.language_current(i18n.current_language())))
+        return
+    chosen = i18n.normalize(ctx.args[0]) if len(ctx.args) == 1 else None
+    if chosen is None:
+        raise InvalidInput(render.language_usage())
+    store = ctx.services.languages
+    if store is None:
+        raise ReplbotError(render.language_not_stored())
+    await store.set(ctx.user.id, chosen)
+    ctx.audit_args = chosen
+    with i18n.language(chosen):
+        await ctx.chat.send(Reply(render.language_set(chosen)))
 
 
 @group.command("audit", Role.ADMIN, "the last N audit entries", "/audit [N]")

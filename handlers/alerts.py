@@ -8,7 +8,7 @@ audits the press like any command. Repair needs an admin (checked by handlers/re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bot.errors import InvalidInput
 from bot.models import (
@@ -23,7 +23,7 @@ from bot.models import (
 )
 from bot.services.monitor.alerts import AlertService
 from bot.units import parse_duration
-from handlers import parsing, render
+from handlers import i18n, parsing, render
 from handlers.base import CommandContext, HandlerGroup, Reply
 from handlers.repair import press_repair
 
@@ -47,16 +47,30 @@ class AlertRenderer:
         limit: int = render.TELEGRAM_LIMIT,
         repair_target: Callable[[Alert], str | None] | None = None,
         charts: bool = False,
+        languages: Mapping[str, str] | None = None,
+        default_language: str = i18n.DEFAULT_LANGUAGE,
     ) -> None:
         """``repair_target`` names the replica an alert may be repaired on (a Repair button);
-        ``charts``: a message firing a lag or slot-growth alert asks for a chart under it."""
+        ``charts``: a message firing a lag or slot-growth alert asks for a chart under it;
+        ``languages`` maps a cluster to its alerts' language (else ``default_language``)."""
         self._charts = charts
+        self._languages = dict(languages or {})
+        self._default_language = default_language
         self._mute_s = mute_button_s
         self._limit = limit
         self._repair_target = repair_target
 
     def messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
-        """One message for all ``notices`` unless it would pass 4096 characters or 20 alerts."""
+        """One message for all ``notices`` unless it would pass 4096 characters or 20 alerts,
+        in the clusters' language (``default_language`` when the clusters disagree)."""
+        languages = {
+            self._languages.get(n.alert.cluster) or self._default_language for n in notices
+        }
+        language = languages.pop() if len(languages) == 1 else self._default_language
+        with i18n.language(language):
+            return self._messages(notices)
+
+    def _messages(self, notices: Sequence[AlertNotice]) -> list[OutgoingMessage]:
         chunks: list[list[tuple[AlertNotice, str]]] = [[]]
         size = _HEADER_ROOM
         for notice in notices:
@@ -118,18 +132,22 @@ class AlertRenderer:
 class DeliveryRenderer:
     """The DeliveryFormatter port: the delivery service's notices, worded in render.py."""
 
-    def __init__(self, limit: int = render.TELEGRAM_LIMIT) -> None:
+    def __init__(
+        self, limit: int = render.TELEGRAM_LIMIT, language: str = i18n.DEFAULT_LANGUAGE
+    ) -> None:
         self._limit = limit
+        self._language = language  # telegram.language: these notices concern chats, not clusters
 
     def chat_refusing(self, chat_id: int, reason: str, fallback: int | None) -> OutgoingMessage:
         """The notice that ``chat_id`` refuses the bot."""
-        return OutgoingMessage(render.alert_chat_refusing(chat_id, reason, fallback))
+        with i18n.language(self._language):
+            return OutgoingMessage(render.alert_chat_refusing(chat_id, reason, fallback))
 
     def redirected(self, chat_id: int, message: OutgoingMessage) -> list[OutgoingMessage]:
         """``message`` behind a line naming the chat that refused it (split if too long)."""
-        parts = render.split_message(
-            f"{render.alert_redirected(chat_id)}\n{message.html}", self._limit
-        )
+        with i18n.language(self._language):
+            head = render.alert_redirected(chat_id)
+        parts = render.split_message(f"{head}\n{message.html}", self._limit)
         return [
             OutgoingMessage(part, message.buttons if index == len(parts) - 1 else ())
             for index, part in enumerate(parts)

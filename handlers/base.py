@@ -45,6 +45,7 @@ class Request:
     sent_at: float | None = None  # when the message was sent (epoch seconds)
     forwarded: bool = False  # the message was forwarded from someone else
     bot_username: str | None = None  # this bot's own username (from getMe)
+    language_code: str | None = None  # the Telegram client's language (IETF tag), if it says
 
     @property
     def is_private(self) -> bool:

@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from bot.errors import NodeUnavailable, ReplbotError
 from bot.models import AuditRecord, Outcome, PendingConfirmation, User
 from bot.services.registry import Services
-from handlers import alerts, parsing, render
+from handlers import alerts, i18n, parsing, render
 from handlers.base import ActionSpec, Chat, CommandContext, CommandSpec, Reply, Request
 
 log = logging.getLogger(__name__)
 MAX_AUDIT_ARGS = 500
 UNKNOWN_USER_WINDOW_S = 60.0  # at most one refusal reply and audit row per unknown user per window
 _UNKNOWN_USERS_KEPT = 10_000
+# In a private chat an unknown user's /start and /whoami answer with their numeric id, so a new
+# team member can ask an admin to add them; nothing else runs (same rate limit as refusals).
+_WAY_IN_COMMANDS = {"start", "whoami"}
 
 
 class Dispatcher:
@@ -38,7 +41,39 @@ class Dispatcher:
         # unknown user id -> (monotonic time of the last audited refusal, refusals since)
         self._unknown_users: dict[int, tuple[float, int]] = {}
 
+    async def language_for(self, request: Request) -> str:
+        """The reply language for ``request``: the user's /lang choice, else users[].language,
+        else the Telegram client's language_code (if supported), else telegram.language."""
+        store = self.services.languages
+        if store is not None:
+            try:
+                chosen = await store.get(request.user_id)
+            except Exception:
+                log.exception("could not read the language of user %s", request.user_id)
+                chosen = None
+            if i18n.normalize(chosen):
+                return i18n.normalize(chosen) or i18n.DEFAULT_LANGUAGE
+        configured = next(
+            (u.language for u in self.services.config.users if u.id == request.user_id), None
+        )
+        return (
+            i18n.normalize(configured)
+            or i18n.normalize(request.language_code)
+            or i18n.normalize(self.services.config.telegram.language)
+            or i18n.DEFAULT_LANGUAGE
+        )
+
     async def handle_command(self, request: Request, chat: Chat) -> None:
+        """Run one text command end to end, replying in the requester's language."""
+        with i18n.language(await self.language_for(request)):
+            await self._handle_command(request, chat)
+
+    async def handle_button(self, request: Request, chat: Chat) -> None:
+        """Run a button press end to end, replying in the presser's language."""
+        with i18n.language(await self.language_for(request)):
+            await self._handle_button(request, chat)
+
+    async def _handle_command(self, request: Request, chat: Chat) -> None:
         """Run one text command end to end; never raises."""
         started = self.services.clock.monotonic()
         user = self.services.authz.user(request.user_id, request.user_name)
@@ -75,7 +110,7 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - the one place errors become replies
             await self._fail(exc, user, request, chat, name, args_text, started)
 
-    async def handle_button(self, request: Request, chat: Chat) -> None:
+    async def _handle_button(self, request: Request, chat: Chat) -> None:
         """Run a confirmation button press end to end; never raises."""
         started = self.services.clock.monotonic()
         user = self.services.authz.user(request.user_id, request.user_name)
@@ -114,7 +149,7 @@ class Dispatcher:
             if kind == "cx":
                 pending = confirmations.cancel(nonce, user.id, authorize)
                 name = f"{pending.action}.cancel"
-                await chat.notify(render.TOAST_CANCELLED)
+                await chat.notify(render.toast_cancelled())
                 if request.message_id is not None:
                     await chat.edit(request.message_id, Reply(render.cancelled(pending.action)))
                 await self._audit(
@@ -127,7 +162,7 @@ class Dispatcher:
             action = self.actions[pending.action]
             if action.changes_state:
                 await self._intent(user, request, name, _params(pending.params), started)
-            await chat.notify(render.TOAST_CONFIRMED)
+            await chat.notify(render.toast_confirmed())
             ctx = CommandContext(
                 self.services, user, request, chat, [], commands=tuple(self.commands.values())
             )
@@ -156,9 +191,12 @@ class Dispatcher:
             suppressed = self._unknown_user_refusals(user.id)
             if suppressed is None:
                 return False
-            if request.is_private:
-                await chat.send(Reply(render.refusal("you are not allowed to use this bot")))
-            reason = "unknown user"
+            told_id = request.is_private and name in _WAY_IN_COMMANDS
+            if told_id:
+                await chat.send(Reply(render.unknown_user_id(user.id)))
+            elif request.is_private:
+                await chat.send(Reply(render.refusal(render.not_allowed())))
+            reason = "unknown user" + ("; told their id" if told_id else "")
             if suppressed:
                 reason += f" ({suppressed} more refused since the last row)"
             await self._audit(user, request, name, args, Outcome.REFUSED, reason, started)

@@ -123,8 +123,8 @@ async def rebuild(ctx: CommandContext) -> None:
             Reply(
                 render.confirm_cleanup(job, ttl, second),
                 buttons=(
-                    Button(render.BUTTON_DELETE_OLD_DATA, f"cf:{pending.nonce}"),
-                    Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                    Button(render.button_delete_old_data(), f"cf:{pending.nonce}"),
+                    Button(render.button_cancel(), f"cx:{pending.nonce}"),
                 ),
             )
         )
@@ -157,7 +157,7 @@ async def _request_lock_action(
             question,
             buttons=(
                 Button(label, f"cf:{pending.nonce}"),
-                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                Button(render.button_cancel(), f"cx:{pending.nonce}"),
             ),
         )
     )
@@ -210,7 +210,7 @@ async def request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -
             render.rebuild_confirm(plan, ttl, second),
             buttons=(
                 Button(render.button_rebuild(plan.node), f"cf:{pending.nonce}"),
-                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                Button(render.button_cancel(), f"cx:{pending.nonce}"),
             ),
         )
     )

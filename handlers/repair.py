@@ -141,7 +141,7 @@ async def propose(
             render.repair_confirm(plan, ttl, second),
             buttons=(
                 Button(render.button_repair(plan.node), f"cf:{pending.nonce}"),
-                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                Button(render.button_cancel(), f"cx:{pending.nonce}"),
             ),
         )
     )

@@ -69,7 +69,7 @@ async def dropslot(ctx: CommandContext) -> None:
             render.confirm_drop_slot(info, cluster_name, node, ttl, second),
             buttons=(
                 Button(render.button_drop_slot(slot), f"cf:{pending.nonce}"),
-                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                Button(render.button_cancel(), f"cx:{pending.nonce}"),
             ),
         )
     )

@@ -107,7 +107,7 @@ async def attachslot(ctx: CommandContext) -> None:
             render.attachslot_confirm(planned, ttl, second),
             buttons=(
                 Button(render.button_attach_slot(planned.plan.node), f"cf:{pending.nonce}"),
-                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                Button(render.button_cancel(), f"cx:{pending.nonce}"),
             ),
         )
     )
@@ -154,7 +154,7 @@ async def detachslot(ctx: CommandContext) -> None:
             render.detachslot_confirm(planned, ttl, second),
             buttons=(
                 Button(render.button_detach_slot(planned.plan.node), f"cf:{pending.nonce}"),
-                Button(render.BUTTON_CANCEL, f"cx:{pending.nonce}"),
+                Button(render.button_cancel(), f"cx:{pending.nonce}"),
             ),
         )
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from telegram import (
     BotCommand,
+    BotCommandScopeChat,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -161,6 +162,7 @@ def _request(
         sent_at=message.date.timestamp() if message is not None else None,
         forwarded=message is not None and message.forward_origin is not None,
         bot_username=bot_username,
+        language_code=user.language_code,
     )
 
 
@@ -214,14 +216,29 @@ def build_application(
     commands: Mapping[str, str],
     concurrent_updates: int = 8,
     on_poll_ok: Callable[[], None] | None = None,
+    localized_commands: Mapping[str, Mapping[str, str]] | None = None,
+    chat_commands: Mapping[int, Mapping[str, str]] | None = None,
 ) -> ReplbotApplication:
     """A configured PTB Application: handlers, rate limiter, setMyCommands at start.
 
     ``on_poll_ok`` is called after every getUpdates that Telegram answered (for /healthz).
+    ``localized_commands`` (language code -> menu) are set for clients in that language;
+    ``chat_commands`` (private chat id -> menu) give each configured user the commands of
+    their role, in their language (BotCommandScopeChat); ``commands`` is the default menu
+    (groups, and anyone else).
     """
 
     async def post_init(app: ReplbotApplication) -> None:
         await app.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()])
+        for language, menu in (localized_commands or {}).items():
+            await app.bot.set_my_commands(
+                [BotCommand(name, text) for name, text in menu.items()], language_code=language
+            )
+        for chat_id, menu in (chat_commands or {}).items():
+            await app.bot.set_my_commands(
+                [BotCommand(name, text) for name, text in menu.items()],
+                scope=BotCommandScopeChat(chat_id),
+            )
 
     context_types = ContextTypes(context=ReplbotContext, bot_data=BotData)
     builder = ApplicationBuilder()

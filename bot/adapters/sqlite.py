@@ -105,6 +105,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRIMARY KEY (cluster, node))",
         ),
     ),
+    Migration(
+        6,
+        "user_languages: the reply language each Telegram user chose with /lang",
+        (
+            "CREATE TABLE IF NOT EXISTS user_languages ("
+            "user_id INTEGER PRIMARY KEY, language TEXT NOT NULL, set_at REAL NOT NULL)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import AppConfig
-from bot.ports import AuditLog, Clock
+from bot.ports import AuditLog, Clock, LanguageStore
 from bot.services.authz import Authorizer
 from bot.services.charts import ChartService
 from bot.services.confirmations import ConfirmationService
@@ -33,3 +33,4 @@ class Services:
     slotless: SlotlessService | None = None  # /attachslot, /detachslot
     repair: RepairService | None = None
     charts: ChartService | None = None  # /graph
+    languages: LanguageStore | None = None  # /lang choices; None: not persisted

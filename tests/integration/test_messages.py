@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from bot.app import command_menu
-from bot.models import Outcome
+from bot.app import Runtime, command_menu
+from bot.models import Outcome, Role
 from handlers.base import Reply, Request
 from handlers.registry import COMMANDS
 from handlers.render import AUDIT_FIELD_CHARS, MAX_AUDIT_LINES
 from tests.conftest import ADMIN_ID, VIEWER_ID, TelegramHarness
-from tests.fakebotapi import MAX_MESSAGE_LENGTH
+from tests.fakebotapi import MAX_MESSAGE_LENGTH, FakeBotApi
 from tests.integration._helpers import audit_rows, plain, reply_call
 
 pytestmark = pytest.mark.integration
@@ -112,3 +112,42 @@ async def test_the_command_menu_is_set_at_start_before_polling(
     assert methods.count("setMyCommands") == 1
     assert methods.index("setMyCommands") < methods.index("deleteWebhook")
     assert methods.index("setMyCommands") < methods.index("getUpdates")
+
+
+async def test_each_users_private_menu_lists_only_their_roles_commands_in_their_language(
+    runtime: Runtime, fake_api: FakeBotApi
+) -> None:
+    """setMyCommands at start: a chat scope per configured user with their role's commands,
+    the viewer-level default for groups and everyone else, and a Russian default menu for
+    Russian clients."""
+    from bot.app import user_menus
+    from handlers.telegram import build_application
+
+    app = build_application(
+        runtime.dispatcher,
+        fake_api.token,
+        fake_api.base_url,
+        command_menu(role=Role.VIEWER),
+        localized_commands={"ru": command_menu("ru", Role.VIEWER)},
+        chat_commands=user_menus(runtime.config),
+    )
+    await app.initialize()
+    try:
+        assert app.post_init is not None
+        await app.post_init(app)
+    finally:
+        await app.shutdown()
+
+    def names(scope: dict[str, object] | None = None, language: str = "") -> set[str]:
+        return {c["command"] for c in fake_api.my_commands(scope, language)}
+
+    viewer = names({"type": "chat", "chat_id": VIEWER_ID})
+    admin = names({"type": "chat", "chat_id": ADMIN_ID})
+    assert {"status", "slots", "help", "whoami", "lang"} <= viewer
+    assert not {"rebuild", "dropslot", "audit", "repair"} & viewer
+    assert {"rebuild", "dropslot", "audit", "repair"} <= admin
+    assert names() == viewer  # the default scope: groups and unknown users
+    russian = fake_api.my_commands(None, "ru")
+    assert {c["command"] for c in russian} == viewer
+    status = next(c["description"] for c in russian if c["command"] == "status")
+    assert status == "основной сервер и реплики: состояние, LSN, отставание"

@@ -83,7 +83,7 @@ async def test_slots_lists_the_replicas_slot_as_active(
     tg: TelegramHarness, slot_set: LocalReplicationSet
 ) -> None:
     text = plain(await reply_call(tg, VIEWER_ID, "/slots"))
-    assert re.search(r"^✅ main slots on pg1: 1 slot\(s\), 0 need attention$", text, re.M), text
+    assert re.search(r"^✅ main slots on pg1: 1 slot, 0 need attention$", text, re.M), text
     assert re.search(r"^✅ pg2 physical · active · restart \S+ · .* · for pg2", text, re.M), text
     rows = await audit_rows(tg, 1)
     assert outcomes(rows) == [(VIEWER_ID, "slots", Outcome.OK)]
@@ -146,7 +146,7 @@ async def test_slots_shows_an_inactive_slot_holding_wal_as_inactive_with_retaine
     assert held > 0
 
     text = plain(await reply_call(tg, VIEWER_ID, "/slots"))
-    assert re.search(r"^⚠️ main slots on pg1: 2 slot\(s\), 1 need attention$", text, re.M), text
+    assert re.search(r"^⚠️ main slots on pg1: 2 slots, 1 needs attention$", text, re.M), text
     line = re.search(r"^.*\bhoard physical · INACTIVE · .*$", text, re.M)
     assert line, text
     retained = re.search(r"retains (\d+(?:\.\d)?) (B|kB|MB|GB)", line.group(0))

@@ -127,7 +127,7 @@ async def test_status_shows_the_major_and_the_streaming_replica(
 async def test_slots_lists_the_replicas_slot_as_active(bed: RebuildBed) -> None:
     async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
         text = plain(await reply_call(chat, VIEWER_ID, "/slots"))
-    assert re.search(r"^✅ main slots on pg1: 1 slot\(s\), 0 need attention$", text, re.M), text
+    assert re.search(r"^✅ main slots on pg1: 1 slot, 0 need attention$", text, re.M), text
     assert re.search(r"^✅ pg2 physical · active · restart \S+ · .* · for pg2", text, re.M), text
 
 

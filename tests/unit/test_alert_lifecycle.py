@@ -253,7 +253,7 @@ async def test_alerts_firing_in_one_poll_are_one_message_with_buttons_each(bed: 
     data = [[b.data for b in row] for row in item.message.buttons]
     assert data == [["al:ack:1", "al:mute:1"], ["al:ack:3", "al:mute:3"], ["al:ack:2", "al:mute:2"]]
     text = render.to_plain_text(item.message.html)
-    assert text.startswith("🚨 3 alert(s) · main")
+    assert text.startswith("🚨 3 alerts · main")
     assert text.index("CRITICAL") < text.index("WARNING")  # critical first
 
 

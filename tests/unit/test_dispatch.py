@@ -446,3 +446,35 @@ async def test_dropslot_of_a_missing_slot_is_refused_without_buttons() -> None:
 
     assert only_reply(chat) == "❌ slot nosuchslot does not exist on pg1"
     assert chat.sent[0].buttons == ()
+
+
+@pytest.mark.parametrize("command", ["/start", "/whoami"])
+async def test_an_unknown_user_learns_their_id_from_start_and_whoami_in_private(
+    command: str,
+) -> None:
+    """A new team member asks the bot for their numeric id; nothing else runs, it is audited,
+    and a second ask within the window gets no reply (the same rate limit as refusals)."""
+    bot = make_bot()
+
+    chat = await bot.command(command, user_id=STRANGER_ID, user_name="newbie")
+
+    text = only_reply(chat)
+    assert f"your Telegram id is {STRANGER_ID}" in text and "ask an admin to add you" in text
+    assert bot.pg.calls == []
+    [row] = bot.audit.records
+    assert (row.command, row.outcome) == (command[1:], Outcome.REFUSED)
+    assert row.reason == "unknown user; told their id"
+    again = await bot.command(command, user_id=STRANGER_ID, user_name="newbie")
+    assert again.sent == []
+
+
+async def test_an_unknown_users_whoami_in_a_group_gets_no_reply() -> None:
+    bot = make_bot()
+
+    chat = await bot.command(
+        "/whoami", user_id=STRANGER_ID, chat_id=GROUP_CHAT_ID, chat_type="group"
+    )
+
+    assert chat.sent == []
+    [row] = bot.audit.records
+    assert (row.outcome, row.reason) == (Outcome.REFUSED, "unknown user")

@@ -496,7 +496,7 @@ def test_slot_retained_wal_levels_with_an_eta_to_lost() -> None:
     assert condition.figures["eta_lost_s"] == pytest.approx(1024.0)
     assert condition.figures["used_by"] == "pg2"
     text = rendered(condition)
-    assert "keeps 2.0 GB of WAL" in text and "in about 17.1 min" in text
+    assert "keeps 2.0 GB of WAL" in text and "in about 17 min 4 s" in text
     snapshots["pg1"] = primary(slots=(slot("pg2", retained=6 * GB),))
     assert only(run(snapshots), AlertRule.SLOT_RETAINED).severity is Severity.CRITICAL
 

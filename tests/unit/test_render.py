@@ -240,15 +240,22 @@ def test_human_bytes(value: int | None, text: str) -> None:
         (None, "–"),
         (0.0, "0.0 s"),
         (2.345, "2.3 s"),
-        (119.9, "119.9 s"),
-        (120, "2.0 min"),
-        (5400, "90.0 min"),
-        (7200, "2.0 h"),
-        (36000, "10.0 h"),
+        (9.96, "10 s"),
+        (42, "42 s"),
+        (119.9, "2 min"),
+        (120, "2 min"),
+        (150, "2 min 30 s"),
+        (5400, "1 h 30 min"),
+        (7200, "2 h"),
+        (90061, "1 d 1 h"),
     ],
 )
-def test_human_seconds(value: float | None, text: str) -> None:
+def test_one_duration_format(value: float | None, text: str) -> None:
+    """/status lags, ETAs, alert ages and mute lengths all read the same: 150 s is
+    '2 min 30 s' everywhere (it was also '2.5 min')."""
     assert human_seconds(value) == text
+    if value is not None:
+        assert render.human_duration(value) == text
 
 
 @pytest.mark.parametrize(
@@ -334,3 +341,11 @@ async def test_status_matches_replicas_by_slot_then_application_name() -> None:
     ]
     assert [s.pid for s in status.unknown_senders] == [203]
     assert f"unconfigured standby {HOSTILE}" in plain(render.status([status]))
+
+
+def test_every_alert_rule_has_its_wording_in_one_table() -> None:
+    """Headline, details and hint of every rule come from one table keyed by the rule."""
+    from bot.models import AlertRule
+    from handlers.render.alerts import RULE_TEXT
+
+    assert set(RULE_TEXT) == set(AlertRule)

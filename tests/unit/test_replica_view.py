@@ -6,6 +6,7 @@ from bot.config import NodeConfig
 from bot.models import NodeRole, NodeSnapshot
 from bot.services.replication import PROMOTED_STATE, _replica_view
 from handlers import render
+from handlers.render.status import _replica_lines
 
 PG2 = NodeConfig(name="pg2", role=NodeRole.REPLICA, dsn="host=db2", cluster="main", slot="pg2")
 
@@ -15,7 +16,7 @@ def test_a_promoted_replica_is_shown_running_as_a_primary_not_absent() -> None:
     promoted = NodeSnapshot(cluster="main", node="pg2", at=0.0, in_recovery=False, timeline=2)
     view = _replica_view(PG2, None, promoted, None, primary_up=True)
     assert view.state == PROMOTED_STATE
-    text = render.to_plain_text("\n".join(render._replica_lines(view)))
+    text = render.to_plain_text("\n".join(_replica_lines(view)))
     assert text.startswith("❌ pg2 replica · running as a primary"), text
 
 
