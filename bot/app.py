@@ -46,10 +46,10 @@ from bot.services.repair.service import RepairService
 from bot.services.replication import ReplicationService
 from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
-from handlers import render_graph
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
 from handlers.registry import ACTIONS, COMMANDS
+from handlers.render import graph as render_graph
 from handlers.repair import repair_target
 
 log = logging.getLogger(__name__)

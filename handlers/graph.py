@@ -5,8 +5,9 @@ from __future__ import annotations
 from bot.errors import InvalidInput
 from bot.models import Role
 from bot.services.charts import DEFAULT_WINDOW, WINDOWS
-from handlers import parsing, render_graph
+from handlers import parsing
 from handlers.base import CommandContext, HandlerGroup
+from handlers.render import graph as render_graph
 
 group = HandlerGroup()
 USAGE = "/graph [cluster|node] [6h|24h|7d]"

@@ -28,8 +28,8 @@ from bot.models import (
 )
 from bot.services.charts import ChartService
 from bot.services.monitor.delivery import DeliveryService
-from handlers import render_graph
 from handlers.alerts import AlertRenderer
+from handlers.render import graph as render_graph
 from tests.unit.fakes import FakeClock, make_config
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC

@@ -1,7 +1,7 @@
 """Wording of the charts (/graph and the charts on alerts): caption, title, axis labels.
 
-Pure functions, kept apart from handlers/render.py so the two can be merged (and translated)
-feature by feature. Times are UTC, like the rest of the bot's replies.
+Pure functions; times are UTC, like the rest of the bot's replies. (Not yet translated: the
+labels and captions are English in every language.)
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.models import ChartLabels, ChartRef, ChartSummary
-from handlers.render import esc, human_bytes, human_duration
+from handlers.render.common import esc, human_bytes, human_duration
 
 CHART_ICON = "📈"
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo's caption
