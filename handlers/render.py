@@ -1427,6 +1427,11 @@ def repair_plan(plan: _Plan) -> str:
             lines.append(f"   undo: {code(describe(step.undo))}")
     if plan.keeps:
         lines.append("kept for a rollback: " + ", ".join(code(k) for k in plan.keeps))
+    if plan.info:
+        lines.append(
+            "now (may move before the press; not part of the approval): "
+            + ", ".join(code(f"{k}={v}") for k, v in plan.info)
+        )
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from bot.services.plans.model import (
     SqlTarget,
     Wait,
     describe,
+    plan_digest,
 )
 from bot.services.plans.runner import OutputSink, PlanRunner
 from bot.services.repair.rewind import (
@@ -261,7 +262,7 @@ def test_the_plan_of_a_stopped_replica_in_order() -> None:
     dry = steps["rewind_dry_run"]
     assert isinstance(dry, RemoteCommand) and "--dry-run" in dry.command and dry.ok_exits == (0,)
     assert steps["streaming"] == Wait(Probe.STREAMING, 120.0, args=("pg2", "pg2"))
-    assert dict(built.facts)["wal_past_fork_bytes"] == str(0x3045F10 - 0x302E7A0)
+    assert dict(built.info)["wal_past_fork_bytes"] == str(0x3045F10 - 0x302E7A0)
     assert dict(built.facts)["target_runs_as_primary"] == "no"
 
 
@@ -280,9 +281,9 @@ def test_a_target_running_as_a_primary_is_stopped_and_the_approval_says_so() -> 
         target_client_connections=3,
     )
     stop = built.steps[0]
-    assert stop.key == "stop" and "AS A PRIMARY" in stop.title and "3 client" in stop.title
+    assert stop.key == "stop" and "AS A PRIMARY" in stop.title
     assert built.steps[1].action == Wait(Probe.SERVER_STOPPED, 120.0)
-    assert dict(built.facts)["target_client_connections"] == "3"
+    assert dict(built.info)["target_client_connections"] == "3"
     assert dict(built.facts)["target_runs_as_primary"] == "yes"
 
 
@@ -354,3 +355,33 @@ async def test_a_failed_rewind_stops_the_plan_before_the_server_is_configured_or
     assert result.failed is not None and result.failed.key == "rewind"
     assert result.done == ["check_clean", "save_diverged", "rewind_dry_run"]
     assert not any("start" in c and "pg_ctlcluster" in c for c in executor.ran)
+
+
+def test_the_approval_of_a_live_primary_ignores_its_moving_lsn_and_clients() -> None:
+    """A target running as a primary moves on between the proposal and the press (its
+    insert LSN, the WAL past the fork, its client count): the digest must stay the same;
+    the fork point, the system identifier, the side directory and "runs as primary" bind."""
+    running = replace(parse_target_probe(probe_output()), running=True)
+
+    def live(lsn: str, clients: int) -> Plan:
+        div = classify_divergence(2, lsn, HISTORY, 1, "", "0/3100000")
+        facts = facts_of(
+            running,
+            target_in_recovery=False,
+            target_lsn=lsn,
+            divergence=div,
+            target_client_connections=clients,
+        )
+        node = replica()
+        return build_rewind_plan(cluster_of(node), node, facts, TAG, "pg2", False)
+
+    shown, pressed = live("0/3045F10", 3), live("0/3099000", 7)
+    assert plan_digest(shown) == plan_digest(pressed)
+    facts = dict(shown.facts)
+    assert facts["fork_lsn"] == "0/302E7A0" and facts["target_runs_as_primary"] == "yes"
+    assert facts["system_identifier"] == "7443211111111111111"
+    assert "target_lsn" not in facts and "target_client_connections" not in facts
+    info = dict(shown.info)
+    assert info["target_client_connections"] == "3" and info["target_lsn"] == "0/3045F10"
+    stopped = live("0/3045F10", 3)
+    assert plan_digest(replace(stopped, facts=(*stopped.facts, ("x", "y")))) != plan_digest(shown)

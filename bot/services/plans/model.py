@@ -119,7 +119,9 @@ class Plan:
     ``kind`` names the path ("rebuild", "repair.resume", "repair.parameters",
     "repair.rewind", ...); ``keeps`` lists what stays for a rollback (directories, files,
     slots), ``facts`` the inputs the plan was computed from that an approval depends on
-    (e.g. the primary's timeline), both part of the digest.
+    (e.g. the primary's timeline), both part of the digest. ``info`` is shown with the
+    plan but is not part of the digest: values that move between the proposal and the
+    press without changing what runs (a live target's insert LSN, its client count).
     """
 
     kind: str
@@ -129,6 +131,7 @@ class Plan:
     steps: tuple[Step, ...]
     keeps: tuple[str, ...] = ()
     facts: tuple[tuple[str, str], ...] = field(default=())
+    info: tuple[tuple[str, str], ...] = field(default=())
 
 
 def action_kind(action: Action) -> str:
@@ -195,8 +198,11 @@ def _describe_wait(action: Wait) -> str:
 
 
 def plan_digest(plan: Plan) -> str:
-    """A short hash of everything the plan does; an approval is bound to it."""
-    data = json.dumps(asdict(plan), sort_keys=True, default=str)
+    """A short hash of everything the plan does; an approval is bound to it (``info``,
+    shown only, is left out)."""
+    hashed = asdict(plan)
+    hashed.pop("info", None)
+    data = json.dumps(hashed, sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 

@@ -373,6 +373,7 @@ class RewindFacts:
     target_client_connections: int = 0
     source_missing_grants: tuple[str, ...] = ()  # of REWIND_FUNCTIONS, for the source role
     primary_oldest_segment: str = ""  # the oldest WAL segment file in the primary's pg_wal
+    primary_system_identifier: str = ""  # IDENTIFY_SYSTEM on the primary
 
     @property
     def runs_as_primary(self) -> bool:
@@ -390,7 +391,7 @@ async def gather_rewind_facts(
     ident = await shell.run(cmd.identify_system(), timeout)
     if ident.exit_status != 0:
         raise RemoteError(f"IDENTIFY_SYSTEM from {node.name} failed: {ident.stderr.strip()[-300:]}")
-    _, primary_tli, primary_lsn = parse_identify_system(ident.stdout)
+    primary_sysid, primary_tli, primary_lsn = parse_identify_system(ident.stdout)
     primary_history = ""
     if primary_tli > 1:
         hist = await shell.run(cmd.timeline_history(primary_tli), timeout)
@@ -444,6 +445,7 @@ async def gather_rewind_facts(
         target_client_connections=clients,
         source_missing_grants=missing_grants,
         primary_oldest_segment=str(oldest[0][0] or "") if oldest else "",
+        primary_system_identifier=primary_sysid,
     )
 
 
@@ -643,9 +645,9 @@ def build_rewind_plan(
             )
         )
     if facts.target.running:
+        # the client count moves until the stop: it is shown in ``info``, not in the title
         what = (
-            f"stop {node.name}, which runs AS A PRIMARY with "
-            f"{facts.target_client_connections} client connection(s)"
+            f"stop {node.name}, which runs AS A PRIMARY (serving clients)"
             if facts.runs_as_primary
             else f"stop {node.name}"
         )
@@ -725,17 +727,22 @@ def build_rewind_plan(
         host=host,
         steps=tuple(steps),
         keeps=tuple(keeps),
+        # bound by the approval: what decides what the plan does to which data
         facts=(
             ("fork_lsn", div.fork_lsn),
             ("fork_timeline", str(div.fork_timeline)),
             ("target_timeline", str(facts.target_timeline)),
-            ("target_lsn", facts.target_lsn),
             ("primary_timeline", str(facts.primary_timeline)),
-            ("wal_past_fork_bytes", str(div.wal_past_fork_bytes)),
+            ("system_identifier", facts.target.system_identifier),
             ("target_runs_as_primary", "yes" if facts.runs_as_primary else "no"),
-            ("target_client_connections", str(facts.target_client_connections)),
             ("side_dir", str(cmd.side_dir)),
             ("allow_full_fallback", "yes" if allow_full_fallback else "no"),
+        ),
+        # shown only: a target running as a primary moves these until it is stopped
+        info=(
+            ("target_lsn", facts.target_lsn),
+            ("wal_past_fork_bytes", str(div.wal_past_fork_bytes)),
+            ("target_client_connections", str(facts.target_client_connections)),
         ),
     )
 
