@@ -16,6 +16,8 @@ from bot.services.plans.model import (
     Plan,
     Probe,
     RemoteCommand,
+    SlotChange,
+    SlotOp,
     Sql,
     SqlTarget,
     Wait,
@@ -332,6 +334,7 @@ class RecordingExecutor:
     def __init__(self, fail_on: str) -> None:
         self.fail_on = fail_on
         self.ran: list[str] = []
+        self.slots: list[SlotChange] = []
 
     async def remote(self, action: RemoteCommand, on_output: OutputSink) -> CommandResult:
         self.ran.append(action.command)
@@ -346,6 +349,9 @@ class RecordingExecutor:
 
     async def edit(self, action: FileEdit) -> None:
         self.ran.append(action.path)
+
+    async def slot(self, action: SlotChange) -> None:
+        self.slots.append(action)
 
 
 async def test_a_failed_rewind_stops_the_plan_before_the_server_is_configured_or_started() -> None:
@@ -385,3 +391,34 @@ def test_the_approval_of_a_live_primary_ignores_its_moving_lsn_and_clients() -> 
     assert info["target_client_connections"] == "3" and info["target_lsn"] == "0/3045F10"
     stopped = live("0/3045F10", 3)
     assert plan_digest(replace(stopped, facts=(*stopped.facts, ("x", "y")))) != plan_digest(shown)
+
+
+async def test_a_failure_before_pg_rewind_starts_the_stopped_target_again_and_drops_the_slot() -> (
+    None
+):
+    node = replica()
+    assert node.start_command
+    built, _ = plan(
+        target=replace(parse_target_probe(probe_output()), running=True),
+        target_in_recovery=False,
+        slot_exists=False,
+    )
+    executor = RecordingExecutor("global/pg_control")  # save_diverged fails
+    result = await PlanRunner(FakeClock()).run(built, executor)
+    assert result.failed is not None and result.failed.key == "save_diverged"
+    assert result.undone == ["stop", "create_slot"], result
+    assert executor.ran[-1] == node.start_command
+    assert executor.slots[-1] == SlotChange(SlotOp.DROP, "pg2")
+
+
+async def test_once_pg_rewind_ran_the_target_is_not_started_again() -> None:
+    built, _ = plan(
+        target=replace(parse_target_probe(probe_output()), running=True),
+        target_in_recovery=False,
+        slot_exists=False,
+    )
+    executor = RecordingExecutor("--write-recovery-conf")
+    result = await PlanRunner(FakeClock()).run(built, executor)
+    assert result.failed is not None and result.failed.key == "rewind"
+    assert result.undone == [] and executor.slots == []
+    assert executor.ran[-1].endswith("--write-recovery-conf")

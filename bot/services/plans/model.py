@@ -104,12 +104,17 @@ Action = RemoteCommand | Sql | Wait | FileEdit | SlotChange
 
 @dataclass(frozen=True)
 class Step:
-    """One step: a stable key (audit, progress), a title for the chat, what runs, its undo."""
+    """One step: a stable key (audit, progress), a title for the chat, what runs, its undo.
+
+    ``irreversible``: once this step has begun, the steps before it are no longer undone
+    (e.g. pg_rewind: starting the old server again on a half-rewound directory would be
+    wrong; a human looks, nothing is deleted)."""
 
     key: str
     title: str
     action: Action
     undo: Action | None = None
+    irreversible: bool = False
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,17 @@ from pathlib import PurePosixPath
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RemoteError, ReplbotError
 from bot.ports import Postgres, RemoteShell
-from bot.services.plans.model import Plan, Probe, RemoteCommand, Sql, SqlTarget, Step, Wait
+from bot.services.plans.model import (
+    Plan,
+    Probe,
+    RemoteCommand,
+    SlotChange,
+    SlotOp,
+    Sql,
+    SqlTarget,
+    Step,
+    Wait,
+)
 from bot.services.rebuild.plan import Commands, _guarded_move, require_rebuild_config
 from bot.services.repair.timeline import Divergence, classify_divergence, lsn_to_int
 
@@ -642,6 +652,7 @@ def build_rewind_plan(
                     " FROM pg_catalog.pg_create_physical_replication_slot(%s, true)",
                     (cmd.slot,),
                 ),
+                SlotChange(SlotOp.DROP, cmd.slot),  # the plan created it: nothing else uses it
             )
         )
     if facts.target.running:
@@ -653,7 +664,13 @@ def build_rewind_plan(
         )
         assert node.stop_command is not None
         steps += [
-            Step("stop", what, RemoteCommand(node.stop_command, timeout_s=STOP_TIMEOUT_S)),
+            # undone (started again) only before pg_rewind ran: nothing was changed until then
+            Step(
+                "stop",
+                what,
+                RemoteCommand(node.stop_command, timeout_s=STOP_TIMEOUT_S),
+                RemoteCommand(cmd.rebuild.start()),
+            ),
             Step("stopped", "wait until it is stopped", Wait(Probe.SERVER_STOPPED, STOP_TIMEOUT_S)),
         ]
     steps += [
@@ -686,6 +703,7 @@ def build_rewind_plan(
                 timeout_s=REWIND_TIMEOUT_S,
                 stream=True,
             ),
+            irreversible=True,
         ),
     ]
     restore = cmd.restore_files()
