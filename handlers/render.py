@@ -1285,6 +1285,7 @@ _REWIND_REASON = {
     "not_granted": "the source role lacks EXECUTE on pg_ls_dir/pg_stat_file/pg_read_binary_file",
     "absent": "no pg_rewind binary on the replica's host",
     "running_no_stop_command": "it runs and no stop_command is configured",
+    "other_system": "its data is another cluster's (system identifier differs from the primary's)",
 }
 _PATH_TITLE = {
     _PathName.RESUME: "resume",
@@ -1299,6 +1300,9 @@ _PRECONDITION_TEXT = {
     "standby_data": "the data is a standby's ({state})",
     "settings_ok": "hot-standby settings ≥ the primary's {low}",
     "settings_low": "a hot-standby setting is below the primary's ({names})",
+    "alter_system_allowed": "the bot may ALTER SYSTEM on the running replica (lacks: {missing})",
+    "same_system": "the data is the primary's cluster (system identifier {replica}, "
+    "primary {primary})",
     "auto_conf_readable": "{path} can be edited (readable, holds no password)",
     "diverged": "diverged from the primary (timeline {timeline}, primary {primary_timeline})",
     "rewind_possible": "pg_rewind can rewind it ({reason})",

@@ -78,6 +78,8 @@ def stopped_replica(**changes: object) -> Diagnosis:
         application_name="pg2",
         auto_conf=AUTO_CONF,
         auto_conf_path="/srv/pg2/data/postgresql.auto.conf",
+        system_identifier="7390000000000000001",
+        primary_system_identifier="7390000000000000001",
     )
     return replace(diag, **changes)  # type: ignore[arg-type]
 
@@ -353,3 +355,45 @@ async def test_a_failed_start_after_alter_system_restores_the_file_and_starts_th
     assert undo_of_stop.command.startswith("cp -p -- ")
     assert undo_of_stop.command.endswith(f"{{ {node.start_command}; }}")
     assert executor.ran[executor.ran.index(node.start_command) + 1] == undo_of_stop.command
+
+
+def test_data_of_another_cluster_is_neither_resumed_nor_given_parameters() -> None:
+    """The replica's system identifier must be the primary's (another initdb's data never
+    streams from this primary); an unknown one refuses too."""
+    for other in ("7390000000000000999", None):
+        diag = stopped_replica(system_identifier=other)
+        options, path = choose(diag, 10**9)
+        resume = next(o for o in options if o.path is PathName.RESUME)
+        check = next(p for p in resume.preconditions if p.code == "same_system")
+        assert not check.ok and path is not PathName.RESUME, options
+        low = replace(diag, settings=(SettingCheck("max_worker_processes", 4, 8),))
+        options, path = choose(low, 10**9)
+        params = next(o for o in options if o.path is PathName.PARAMETERS)
+        assert not next(p for p in params.preconditions if p.code == "same_system").ok
+        assert path is not PathName.PARAMETERS
+    assert chosen(stopped_replica()) is PathName.RESUME
+
+
+def test_alter_system_on_a_running_replica_needs_the_privilege() -> None:
+    running = stopped_replica(
+        replica_up=True,
+        server_running=True,
+        in_recovery=True,
+        controldata=None,
+        settings=(SettingCheck("max_connections", 100, 200),),
+    )
+    assert chosen(replace(running, alter_system_missing=())) is PathName.PARAMETERS
+    for missing in (
+        ("GRANT ALTER SYSTEM ON PARAMETER max_connections",),
+        ("allow_alter_system = on",),
+    ):
+        refused = replace(running, alter_system_missing=missing)
+        options, path = choose(refused, 10**9)
+        params = next(o for o in options if o.path is PathName.PARAMETERS)
+        check = next(p for p in params.preconditions if p.code == "alter_system_allowed")
+        assert not check.ok and dict(check.values)["missing"] == missing[0]
+        assert path is not PathName.PARAMETERS
+    # unknown (not read) refuses too; a stopped replica is edited as a file: no ALTER SYSTEM
+    assert chosen(running) is not PathName.PARAMETERS
+    low = stopped_replica(settings=(SettingCheck("max_worker_processes", 4, 8),))
+    assert chosen(low) is PathName.PARAMETERS

@@ -108,6 +108,7 @@ def facts_of(target: TargetState, **changes: object) -> RewindFacts:
         target_lsn=target.end_lsn,
         target_timeline=target.end_timeline,
         primary_oldest_segment="000000010000000000000002",
+        primary_system_identifier="7443211111111111111",
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -142,6 +143,7 @@ def test_all_preconditions_hold_for_a_cleanly_stopped_diverged_replica_with_its_
     checks = rewind_preconditions(facts, replica())
     assert [c.key for c in checks] == [
         "diverged",
+        "system_identifier",
         "hints",
         "shutdown",
         "own_wal",
@@ -422,3 +424,14 @@ async def test_once_pg_rewind_ran_the_target_is_not_started_again() -> None:
     assert result.failed is not None and result.failed.key == "rewind"
     assert result.undone == [] and executor.slots == []
     assert executor.ran[-1].endswith("--write-recovery-conf")
+
+
+def test_a_target_of_another_cluster_is_not_rewound() -> None:
+    facts = facts_of(
+        parse_target_probe(probe_output()), primary_system_identifier="7443299999999999999"
+    )
+    checks = {c.key: c for c in rewind_preconditions(facts, replica())}
+    assert not checks["system_identifier"].ok
+    assert checks["system_identifier"].reason == "other_system"
+    assert ("primary", "7443299999999999999") in checks["system_identifier"].values
+    assert not rewind_possible(checks.values())

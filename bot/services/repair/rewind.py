@@ -507,7 +507,7 @@ async def dry_run_rewind(
 class Precondition:
     """One requirement of the rewind path: ``ok``, a reason code, the values looked at."""
 
-    key: str  # diverged, hints, shutdown, own_wal, source_wal, source_grants, pg_rewind
+    key: str  # diverged, system_identifier, hints, shutdown, own_wal, source_wal, ...
     ok: bool
     reason: str  # a code the rendering layer words
     values: tuple[tuple[str, str], ...] = field(default=())
@@ -549,6 +549,18 @@ def rewind_preconditions(facts: RewindFacts, node: NodeConfig) -> tuple[Precondi
                 ),
             )
         )
+    same = bool(t.system_identifier) and t.system_identifier == facts.primary_system_identifier
+    found.append(
+        Precondition(
+            "system_identifier",
+            same,
+            "same_system" if same else "other_system",
+            (
+                ("target", t.system_identifier or "?"),
+                ("primary", facts.primary_system_identifier or "?"),
+            ),
+        )
+    )
     hints = t.wal_log_hints or t.data_checksums
     found.append(
         Precondition(
