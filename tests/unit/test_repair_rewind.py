@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -435,3 +436,31 @@ def test_a_target_of_another_cluster_is_not_rewound() -> None:
     assert checks["system_identifier"].reason == "other_system"
     assert ("primary", "7443299999999999999") in checks["system_identifier"].values
     assert not rewind_possible(checks.values())
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "ok"),
+    [
+        ("host=10.0.0.1 application_name=pg2 passfile=/p", True),
+        ("host=10.0.0.1 passfile=/p application_name=pg2", True),
+        ("host=10.0.0.1 application_name=pg20 passfile=/p", False),
+        ("host=10.0.0.1 application_name=pg2x", False),
+    ],
+)
+def test_the_config_check_matches_the_whole_application_name(
+    tmp_path: Path, conninfo: str, ok: bool
+) -> None:
+    """check_standby_config run by a real shell against a stand-in ``postgres -C``."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "standby.signal").touch()
+    fake = tmp_path / "postgres"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$4" in primary_slot_name) echo pg2;; '
+        f"primary_conninfo) echo '{conninfo}';; esac\n"
+    )
+    fake.chmod(0o755)
+    node = replace(replica(), data_dir=data, pg_bin_dir=tmp_path)
+    command = RewindCommands(node, TAG, "pg2").check_standby_config()
+    assert (subprocess.run(["sh", "-c", command], check=False).returncode == 0) is ok

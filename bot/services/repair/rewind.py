@@ -356,11 +356,13 @@ class RewindCommands:
         """Exit 0 only if the server will read standby.signal, the slot and the name."""
         conf = q(PurePosixPath(self.node.effective_conf_dir or self.data_dir))
         postgres = q(self.bin / "postgres")
-        name = q(f"application_name={_conninfo_value(self.application_name)}")
+        # the whole word: application_name=pg2 must not match pg20
+        value = re.escape(f"application_name={_conninfo_value(self.application_name)}")
+        pattern = q(f"(^| ){value}( |$)")
         return (
             f"test -f {q(self.data_dir / 'standby.signal')} && "
             f'[ "$({postgres} -D {conf} -C primary_slot_name)" = {q(self.slot)} ] && '
-            f"{postgres} -D {conf} -C primary_conninfo | grep -qF -- {name}"
+            f"{postgres} -D {conf} -C primary_conninfo | grep -Eq -- {pattern}"
         )
 
 
@@ -413,7 +415,9 @@ async def gather_rewind_facts(
     missing_grants = await _missing_grants(pg, cluster.primary, cmd.replication.user)
     oldest = await pg.execute(
         cluster.primary,
-        "SELECT min(name) FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+        # the oldest by segment number, whatever its timeline (like the diagnosis)
+        "SELECT name FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'"
+        " ORDER BY substr(name, 9) LIMIT 1",
     )
     target_lsn, target_tli = target.end_lsn, target.end_timeline
     in_recovery: bool | None = None
@@ -424,7 +428,8 @@ async def gather_rewind_facts(
             rows = await pg.execute(
                 node,
                 "SELECT count(*) FROM pg_catalog.pg_stat_activity "
-                "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()",
+                "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()"
+                " AND application_name NOT LIKE 'replbot%%'",  # not the bot's own sessions
             )
         except ReplbotError:
             snap = None
