@@ -686,7 +686,7 @@ def build_rewind_plan(
                 "stop",
                 what,
                 RemoteCommand(node.stop_command, timeout_s=STOP_TIMEOUT_S),
-                RemoteCommand(cmd.rebuild.start()),
+                RemoteCommand(cmd.rebuild.start_unless_running()),  # it may not have stopped
             ),
             Step("stopped", "wait until it is stopped", Wait(Probe.SERVER_STOPPED, STOP_TIMEOUT_S)),
         ]
