@@ -397,3 +397,19 @@ def test_alter_system_on_a_running_replica_needs_the_privilege() -> None:
     assert chosen(running) is not PathName.PARAMETERS
     low = stopped_replica(settings=(SettingCheck("max_worker_processes", 4, 8),))
     assert chosen(low) is PathName.PARAMETERS
+
+
+def test_alter_system_of_the_standby_values_on_a_running_replica_needs_the_privilege() -> None:
+    running = stopped_replica(
+        replica_up=True,
+        server_running=True,
+        in_recovery=True,
+        controldata=None,
+        primary_slot_name="",
+        alter_system_missing=("GRANT ALTER SYSTEM ON PARAMETER primary_slot_name",),
+    )
+    options, path = choose(running, 10**9)
+    resume = next(o for o in options if o.path is PathName.RESUME)
+    assert not next(p for p in resume.preconditions if p.code == "alter_system_allowed").ok
+    assert path is not PathName.RESUME
+    assert chosen(replace(running, alter_system_missing=())) is PathName.RESUME

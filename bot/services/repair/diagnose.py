@@ -155,6 +155,16 @@ def conninfo_view(conninfo: str) -> ConninfoView:
     )
 
 
+def _conninfo_ok(conninfo: ConninfoView, node: NodeConfig) -> bool:
+    """As :attr:`Diagnosis.conninfo_ok`: primary_conninfo names the replication source."""
+    assert node.replication is not None
+    return (
+        conninfo.present
+        and conninfo.host == node.replication.host
+        and conninfo.port == str(node.replication.port)
+    )
+
+
 def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.strip().isdigit() else None
 
@@ -229,7 +239,15 @@ class Diagnoser:
         alter_missing: tuple[str, ...] | None = None
         if replica is not None:
             low = [s.name for s in settings if s.too_low]
-            alter_missing = await self._alter_system_missing(node, low)
+            standby = [
+                name
+                for name, wrong in (
+                    ("primary_conninfo", not _conninfo_ok(conninfo, node)),
+                    ("primary_slot_name", head.get("setting.primary_slot_name", "") != node.slot),
+                )
+                if wrong
+            ]
+            alter_missing = await self._alter_system_missing(node, low, standby)
         primary_timeline = primary.timeline if primary else None
         primary_sysid = await self._system_identifier(primary_node) if primary else None
         if replica is not None:
@@ -279,18 +297,19 @@ class Diagnoser:
         )
 
     async def _alter_system_missing(
-        self, node: NodeConfig, names: list[str]
+        self, node: NodeConfig, settings: list[str], standby: list[str]
     ) -> tuple[str, ...] | None:
-        """What the bot's role lacks to ALTER SYSTEM SET ``names`` on the running replica
-        (the parameters path restarts it: no reload grant needed); on 17+ also
-        ``allow_alter_system`` must be on. None when it could not be read."""
+        """What the bot's role lacks to ALTER SYSTEM SET the low ``settings`` and the wrong
+        ``standby`` values on the running replica (the parameters path restarts it: no
+        reload grant needed unless a standby value is set — the resume path reloads); on
+        17+ also ``allow_alter_system`` must be on. None when it could not be read."""
         try:
             missing: list[str] = []
-            for name in names:
+            for name in settings + standby:
                 missing += [
                     m
                     for m in await self._pg.missing_alter_system_privileges(node, name)
-                    if "pg_reload_conf" not in m and m not in missing
+                    if ("pg_reload_conf" not in m or standby) and m not in missing
                 ]
             rows = await self._pg.execute(
                 node,
