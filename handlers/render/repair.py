@@ -65,6 +65,9 @@ _REWIND_REASON = {
     ),
     "absent": N_("no pg_rewind binary on the replica's host"),
     "running_no_stop_command": N_("it runs and no stop_command is configured"),
+    "other_system": N_(
+        "its data is another cluster's (system identifier differs from the primary's)"
+    ),
 }
 _PATH_TITLE = {
     _PathName.RESUME: N_("resume"),
@@ -81,6 +84,12 @@ _PRECONDITION_TEXT = {
     "standby_data": N_("the data is a standby's ({state})"),
     "settings_ok": N_("hot-standby settings ≥ the primary's {low}"),
     "settings_low": N_("a hot-standby setting is below the primary's ({names})"),
+    "alter_system_allowed": N_(
+        "the bot may ALTER SYSTEM on the running replica (lacks: {missing})"
+    ),
+    "same_system": N_(
+        "the data is the primary's cluster (system identifier {replica}, primary {primary})"
+    ),
     "auto_conf_readable": N_("{path} can be edited (readable, holds no password)"),
     "diverged": N_("diverged from the primary (timeline {timeline}, primary {primary_timeline})"),
     "rewind_possible": N_("pg_rewind can rewind it ({reason})"),
@@ -271,6 +280,12 @@ def repair_plan(plan: _Plan) -> str:
             lines.append("   " + _("undo:") + f" {code(describe(step.undo))}")
     if plan.keeps:
         lines.append(_("kept for a rollback:") + " " + ", ".join(code(k) for k in plan.keeps))
+    if plan.info:
+        lines.append(
+            _("now (may move before the press; not part of the approval):")
+            + " "
+            + ", ".join(code(f"{k}={v}") for k, v in plan.info)
+        )
     return "\n".join(lines)
 
 

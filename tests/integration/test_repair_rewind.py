@@ -14,10 +14,12 @@ import pytest
 from bot.adapters.ssh import SshConnector
 from bot.clock import SystemClock
 from bot.config import AppConfig, ClusterConfig, NodeConfig
+from bot.models import RebuildState
 from bot.ports import Postgres, RemoteShell
 from bot.sandbox import PgBinaries
 from bot.services.plans.executor import HostExecutor
 from bot.services.plans.runner import PlanResult, PlanRunner
+from bot.services.repair.models import PathName
 from bot.services.repair.rewind import (
     RewindCommands,
     RewindFacts,
@@ -244,3 +246,36 @@ async def test_with_the_fallback_an_impossible_rewind_becomes_a_full_copy_keepin
         rewound = data.parent / f"{data.name}.replbot-rewound-{TAG}"
         assert rewound.is_dir() and wal_files(side_dir(bed))  # nothing was deleted
         assert wal_files(side_dir(bed)) <= before
+
+
+async def test_the_repair_service_rewinds_a_replica_left_running_as_a_primary(
+    pg_binaries: PgBinaries,
+) -> None:
+    """The headline demo: the proposal is shown, the live target writes on (its LSN, the WAL
+    past the fork and its client count move), the press still starts the approved plan."""
+    with repair_bed(pg_binaries) as bed:
+        await probe(lambda: diverge(bed, stop=False))
+        async with opened(bed.config()) as runtime:
+            service = runtime.services.repair
+            assert service is not None
+            proposal = await service.diagnose(REPLICA)
+            assert proposal.chosen is PathName.REWIND, proposal.options
+            assert proposal.plan is not None and proposal.plan.steps[0].key == "stop"
+            assert dict(proposal.plan.facts)["target_runs_as_primary"] == "yes"
+            await probe(
+                bed.psql,
+                REPLICA,
+                "CREATE TABLE after_proposal AS SELECT g FROM generate_series(1, 1000) g",
+            )
+            await service.start(REPLICA, CLUSTER, proposal.tag, proposal.digest, 1, 1)
+            job = await service.wait(CLUSTER, REPLICA)
+            assert job is not None and job.state is RebuildState.SUCCEEDED, job
+        await probe(bed.wait_streaming)
+        assert await probe(bed.slot_holder) == f"{REPLICA}|streaming|async"
+        assert await probe(bed.receiver_status) == "streaming"
+        expected = {"common": COMMON_ROWS, "primary": PRIMARY_ROWS}
+        for _ in range(200):
+            if await probe(sides, bed) == expected:
+                break
+            await asyncio.sleep(0.05)
+        assert await probe(sides, bed) == expected

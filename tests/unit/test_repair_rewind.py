@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from bot.services.plans.model import (
     Plan,
     Probe,
     RemoteCommand,
+    SlotChange,
+    SlotOp,
     Sql,
     SqlTarget,
     Wait,
     describe,
+    plan_digest,
 )
 from bot.services.plans.runner import OutputSink, PlanRunner
 from bot.services.repair.rewind import (
@@ -105,6 +109,7 @@ def facts_of(target: TargetState, **changes: object) -> RewindFacts:
         target_lsn=target.end_lsn,
         target_timeline=target.end_timeline,
         primary_oldest_segment="000000010000000000000002",
+        primary_system_identifier="7443211111111111111",
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -139,6 +144,7 @@ def test_all_preconditions_hold_for_a_cleanly_stopped_diverged_replica_with_its_
     checks = rewind_preconditions(facts, replica())
     assert [c.key for c in checks] == [
         "diverged",
+        "system_identifier",
         "hints",
         "shutdown",
         "own_wal",
@@ -261,7 +267,7 @@ def test_the_plan_of_a_stopped_replica_in_order() -> None:
     dry = steps["rewind_dry_run"]
     assert isinstance(dry, RemoteCommand) and "--dry-run" in dry.command and dry.ok_exits == (0,)
     assert steps["streaming"] == Wait(Probe.STREAMING, 120.0, args=("pg2", "pg2"))
-    assert dict(built.facts)["wal_past_fork_bytes"] == str(0x3045F10 - 0x302E7A0)
+    assert dict(built.info)["wal_past_fork_bytes"] == str(0x3045F10 - 0x302E7A0)
     assert dict(built.facts)["target_runs_as_primary"] == "no"
 
 
@@ -280,9 +286,9 @@ def test_a_target_running_as_a_primary_is_stopped_and_the_approval_says_so() -> 
         target_client_connections=3,
     )
     stop = built.steps[0]
-    assert stop.key == "stop" and "AS A PRIMARY" in stop.title and "3 client" in stop.title
+    assert stop.key == "stop" and "AS A PRIMARY" in stop.title
     assert built.steps[1].action == Wait(Probe.SERVER_STOPPED, 120.0)
-    assert dict(built.facts)["target_client_connections"] == "3"
+    assert dict(built.info)["target_client_connections"] == "3"
     assert dict(built.facts)["target_runs_as_primary"] == "yes"
 
 
@@ -331,6 +337,7 @@ class RecordingExecutor:
     def __init__(self, fail_on: str) -> None:
         self.fail_on = fail_on
         self.ran: list[str] = []
+        self.slots: list[SlotChange] = []
 
     async def remote(self, action: RemoteCommand, on_output: OutputSink) -> CommandResult:
         self.ran.append(action.command)
@@ -346,6 +353,9 @@ class RecordingExecutor:
     async def edit(self, action: FileEdit) -> None:
         self.ran.append(action.path)
 
+    async def slot(self, action: SlotChange) -> None:
+        self.slots.append(action)
+
 
 async def test_a_failed_rewind_stops_the_plan_before_the_server_is_configured_or_started() -> None:
     built, _ = plan()
@@ -354,3 +364,103 @@ async def test_a_failed_rewind_stops_the_plan_before_the_server_is_configured_or
     assert result.failed is not None and result.failed.key == "rewind"
     assert result.done == ["check_clean", "save_diverged", "rewind_dry_run"]
     assert not any("start" in c and "pg_ctlcluster" in c for c in executor.ran)
+
+
+def test_the_approval_of_a_live_primary_ignores_its_moving_lsn_and_clients() -> None:
+    """A target running as a primary moves on between the proposal and the press (its
+    insert LSN, the WAL past the fork, its client count): the digest must stay the same;
+    the fork point, the system identifier, the side directory and "runs as primary" bind."""
+    running = replace(parse_target_probe(probe_output()), running=True)
+
+    def live(lsn: str, clients: int) -> Plan:
+        div = classify_divergence(2, lsn, HISTORY, 1, "", "0/3100000")
+        facts = facts_of(
+            running,
+            target_in_recovery=False,
+            target_lsn=lsn,
+            divergence=div,
+            target_client_connections=clients,
+        )
+        node = replica()
+        return build_rewind_plan(cluster_of(node), node, facts, TAG, "pg2", False)
+
+    shown, pressed = live("0/3045F10", 3), live("0/3099000", 7)
+    assert plan_digest(shown) == plan_digest(pressed)
+    facts = dict(shown.facts)
+    assert facts["fork_lsn"] == "0/302E7A0" and facts["target_runs_as_primary"] == "yes"
+    assert facts["system_identifier"] == "7443211111111111111"
+    assert "target_lsn" not in facts and "target_client_connections" not in facts
+    info = dict(shown.info)
+    assert info["target_client_connections"] == "3" and info["target_lsn"] == "0/3045F10"
+    stopped = live("0/3045F10", 3)
+    assert plan_digest(replace(stopped, facts=(*stopped.facts, ("x", "y")))) != plan_digest(shown)
+
+
+async def test_a_failure_before_pg_rewind_starts_the_stopped_target_again_and_drops_the_slot() -> (
+    None
+):
+    node = replica()
+    assert node.start_command
+    built, _ = plan(
+        target=replace(parse_target_probe(probe_output()), running=True),
+        target_in_recovery=False,
+        slot_exists=False,
+    )
+    executor = RecordingExecutor("global/pg_control")  # save_diverged fails
+    result = await PlanRunner(FakeClock()).run(built, executor)
+    assert result.failed is not None and result.failed.key == "save_diverged"
+    assert result.undone == ["stop", "create_slot"], result
+    assert executor.ran[-1].endswith(f"|| ( {node.start_command} )")
+    assert executor.slots[-1] == SlotChange(SlotOp.DROP, "pg2")
+
+
+async def test_once_pg_rewind_ran_the_target_is_not_started_again() -> None:
+    built, _ = plan(
+        target=replace(parse_target_probe(probe_output()), running=True),
+        target_in_recovery=False,
+        slot_exists=False,
+    )
+    executor = RecordingExecutor("--write-recovery-conf")
+    result = await PlanRunner(FakeClock()).run(built, executor)
+    assert result.failed is not None and result.failed.key == "rewind"
+    assert result.undone == [] and executor.slots == []
+    assert executor.ran[-1].endswith("--write-recovery-conf")
+
+
+def test_a_target_of_another_cluster_is_not_rewound() -> None:
+    facts = facts_of(
+        parse_target_probe(probe_output()), primary_system_identifier="7443299999999999999"
+    )
+    checks = {c.key: c for c in rewind_preconditions(facts, replica())}
+    assert not checks["system_identifier"].ok
+    assert checks["system_identifier"].reason == "other_system"
+    assert ("primary", "7443299999999999999") in checks["system_identifier"].values
+    assert not rewind_possible(checks.values())
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "ok"),
+    [
+        ("host=10.0.0.1 application_name=pg2 passfile=/p", True),
+        ("host=10.0.0.1 passfile=/p application_name=pg2", True),
+        ("host=10.0.0.1 application_name=pg20 passfile=/p", False),
+        ("host=10.0.0.1 application_name=pg2x", False),
+    ],
+)
+def test_the_config_check_matches_the_whole_application_name(
+    tmp_path: Path, conninfo: str, ok: bool
+) -> None:
+    """check_standby_config run by a real shell against a stand-in ``postgres -C``."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "standby.signal").touch()
+    fake = tmp_path / "postgres"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$4" in primary_slot_name) echo pg2;; '
+        f"primary_conninfo) echo '{conninfo}';; esac\n"
+    )
+    fake.chmod(0o755)
+    node = replace(replica(), data_dir=data, pg_bin_dir=tmp_path)
+    command = RewindCommands(node, TAG, "pg2").check_standby_config()
+    assert (subprocess.run(["sh", "-c", command], check=False).returncode == 0) is ok

@@ -104,12 +104,17 @@ Action = RemoteCommand | Sql | Wait | FileEdit | SlotChange
 
 @dataclass(frozen=True)
 class Step:
-    """One step: a stable key (audit, progress), a title for the chat, what runs, its undo."""
+    """One step: a stable key (audit, progress), a title for the chat, what runs, its undo.
+
+    ``irreversible``: once this step has begun, the steps before it are no longer undone
+    (e.g. pg_rewind: starting the old server again on a half-rewound directory would be
+    wrong; a human looks, nothing is deleted)."""
 
     key: str
     title: str
     action: Action
     undo: Action | None = None
+    irreversible: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,9 @@ class Plan:
     ``kind`` names the path ("rebuild", "repair.resume", "repair.parameters",
     "repair.rewind", ...); ``keeps`` lists what stays for a rollback (directories, files,
     slots), ``facts`` the inputs the plan was computed from that an approval depends on
-    (e.g. the primary's timeline), both part of the digest.
+    (e.g. the primary's timeline), both part of the digest. ``info`` is shown with the
+    plan but is not part of the digest: values that move between the proposal and the
+    press without changing what runs (a live target's insert LSN, its client count).
     """
 
     kind: str
@@ -129,6 +136,7 @@ class Plan:
     steps: tuple[Step, ...]
     keeps: tuple[str, ...] = ()
     facts: tuple[tuple[str, str], ...] = field(default=())
+    info: tuple[tuple[str, str], ...] = field(default=())
 
 
 def action_kind(action: Action) -> str:
@@ -195,8 +203,11 @@ def _describe_wait(action: Wait) -> str:
 
 
 def plan_digest(plan: Plan) -> str:
-    """A short hash of everything the plan does; an approval is bound to it."""
-    data = json.dumps(asdict(plan), sort_keys=True, default=str)
+    """A short hash of everything the plan does; an approval is bound to it (``info``,
+    shown only, is left out)."""
+    hashed = asdict(plan)
+    hashed.pop("info", None)
+    data = json.dumps(hashed, sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 

@@ -7,6 +7,7 @@ owns the change) carries each action out. The runner decides only what happens n
   probe never held) → the steps done so far are undone, newest first, through their
   ``undo`` actions; an undo that fails is reported and the next one still runs (undos never
   delete: they restore copies, start servers, drop only what the plan itself created);
+  once a step marked ``irreversible`` has begun, the steps before it are not undone;
 * a cancellation while a step runs → the same undo, then the result says "cancelled"; a
   cancellation during the undo is deferred until the undo is complete.
 
@@ -124,6 +125,8 @@ class PlanRunner:
         try:
             for index, step in enumerate(plan.steps):
                 await on_step(index, step)
+                if step.irreversible:
+                    done_steps.clear()  # from here on, what came before is not undone
                 await self.execute(step.key, step.action, executor, on_output)
                 done_steps.append(step)
                 result.done.append(step.key)
@@ -136,7 +139,7 @@ class PlanRunner:
         except StepFailed as exc:
             result.failed = exc
         except ReplbotError as exc:
-            key = plan.steps[len(done_steps)].key
+            key = plan.steps[len(result.done)].key
             result.failed = StepFailed(key, exc.user_message)
         if undo_on_failure:
             await self._shielded(self._undo(done_steps, executor, result))

@@ -77,6 +77,29 @@ def _common(diag: Diagnosis) -> list[Precondition]:
     ]
 
 
+def _alter_system_allowed(diag: Diagnosis) -> Precondition:
+    """The bot's role may ALTER SYSTEM what the plan sets on the running replica."""
+    missing = diag.alter_system_missing
+    return _pre(
+        "alter_system_allowed",
+        missing is not None and not missing,
+        missing="not read" if missing is None else ", ".join(missing) or "-",
+    )
+
+
+def _same_system(diag: Diagnosis) -> Precondition:
+    """The replica's data is this primary's cluster (pg_control's system identifier)."""
+    ok = diag.system_identifier is not None and (
+        diag.system_identifier == diag.primary_system_identifier
+    )
+    return _pre(
+        "same_system",
+        ok,
+        replica=diag.system_identifier or "?",
+        primary=diag.primary_system_identifier or "?",
+    )
+
+
 def _standby_data(diag: Diagnosis) -> Precondition:
     """The data is a standby's: in recovery when up; a standby's shutdown state when down."""
     if diag.replica_up:
@@ -104,6 +127,7 @@ def choose(
     auto_conf_ok = _pre("auto_conf_readable", diag.auto_conf is not None, path=diag.auto_conf_path)
     resume_pre = [
         *_common(diag),
+        _same_system(diag),
         _standby_data(diag),
         _pre(
             "settings_ok",
@@ -115,8 +139,11 @@ def choose(
     config_fix = not (diag.conninfo_ok and diag.slot_name_ok)
     if config_fix and needs_edit:
         resume_pre.append(auto_conf_ok)
+    elif config_fix:  # ALTER SYSTEM on the running replica
+        resume_pre.append(_alter_system_allowed(diag))
     param_pre = [
         *_common(diag),
+        _same_system(diag),
         _standby_data(diag),
         _pre(
             "settings_low",
@@ -126,6 +153,8 @@ def choose(
     ]
     if needs_edit:
         param_pre.append(auto_conf_ok)
+    else:  # ALTER SYSTEM on the running replica
+        param_pre.append(_alter_system_allowed(diag))
     diverged = diag.divergence is not None and diag.divergence.kind == "diverged"
     rewind_pre = [
         _pre("primary_up", diag.primary_up, primary=diag.primary_node),

@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from urllib.parse import parse_qs, urlsplit
 
 from bot.config import ClusterConfig, NodeConfig
-from bot.errors import NodeUnavailable, RemoteError
+from bot.errors import NodeUnavailable, RemoteError, ReplbotError
 from bot.models import NodeSnapshot, SlotInfo
 from bot.ports import Postgres, ShellConnector
 from bot.services.rebuild.plan import q
@@ -155,6 +155,16 @@ def conninfo_view(conninfo: str) -> ConninfoView:
     )
 
 
+def _conninfo_ok(conninfo: ConninfoView, node: NodeConfig) -> bool:
+    """As :attr:`Diagnosis.conninfo_ok`: primary_conninfo names the replication source."""
+    assert node.replication is not None
+    return (
+        conninfo.present
+        and conninfo.host == node.replication.host
+        and conninfo.port == str(node.replication.port)
+    )
+
+
 def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.strip().isdigit() else None
 
@@ -226,7 +236,24 @@ class Diagnoser:
             for name in STANDBY_MINIMUMS
         )
         refusals = parse_refusals(sections.get("log", "")) if not server_running else ()
+        alter_missing: tuple[str, ...] | None = None
+        if replica is not None:
+            low = [s.name for s in settings if s.too_low]
+            standby = [
+                name
+                for name, wrong in (
+                    ("primary_conninfo", not _conninfo_ok(conninfo, node)),
+                    ("primary_slot_name", head.get("setting.primary_slot_name", "") != node.slot),
+                )
+                if wrong
+            ]
+            alter_missing = await self._alter_system_missing(node, low, standby)
         primary_timeline = primary.timeline if primary else None
+        primary_sysid = await self._system_identifier(primary_node) if primary else None
+        if replica is not None:
+            replica_sysid = await self._system_identifier(node)
+        else:
+            replica_sysid = (control.system_identifier or None) if control else None
         return Diagnosis(
             cluster=cluster.name,
             node=node.name,
@@ -264,7 +291,45 @@ class Diagnoser:
             divergence=classify_by_timeline(
                 timeline if isinstance(timeline, int) else None, primary_timeline, needed
             ),
+            system_identifier=replica_sysid,
+            primary_system_identifier=primary_sysid,
+            alter_system_missing=alter_missing,
         )
+
+    async def _alter_system_missing(
+        self, node: NodeConfig, settings: list[str], standby: list[str]
+    ) -> tuple[str, ...] | None:
+        """What the bot's role lacks to ALTER SYSTEM SET the low ``settings`` and the wrong
+        ``standby`` values on the running replica (the parameters path restarts it: no
+        reload grant needed unless a standby value is set — the resume path reloads); on
+        17+ also ``allow_alter_system`` must be on. None when it could not be read."""
+        try:
+            missing: list[str] = []
+            for name in settings + standby:
+                missing += [
+                    m
+                    for m in await self._pg.missing_alter_system_privileges(node, name)
+                    if ("pg_reload_conf" not in m or standby) and m not in missing
+                ]
+            rows = await self._pg.execute(
+                node,
+                "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'allow_alter_system'",
+            )
+        except ReplbotError:
+            return None
+        if rows and str(rows[0][0]) != "on":
+            missing.append("allow_alter_system = on")
+        return tuple(missing)
+
+    async def _system_identifier(self, node: NodeConfig) -> str | None:
+        """pg_control's system identifier as the running server reports it (None: unknown)."""
+        try:
+            rows = await self._pg.execute(
+                node, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()"
+            )
+        except ReplbotError:
+            return None
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def _wal_available(
         self,

@@ -83,6 +83,11 @@ class Diagnosis:
     auto_conf: str | None  # postgresql.auto.conf as read (None: not read / has a password)
     auto_conf_path: str
     divergence: Divergence | None = None
+    system_identifier: str | None = None  # the replica's (pg_control; None: not read)
+    primary_system_identifier: str | None = None  # pg_control_system() on the primary
+    # what the bot's role lacks for ALTER SYSTEM of the low settings on the running replica
+    # (grants; "allow_alter_system = on" on 17+); None: not read
+    alter_system_missing: tuple[str, ...] | None = None
 
     @property
     def low_settings(self) -> tuple[SettingCheck, ...]:

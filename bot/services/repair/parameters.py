@@ -2,7 +2,8 @@
 
 Set the primary's value on the replica — an edit of ``postgresql.auto.conf`` that keeps the
 original when the replica is down (the exact lines are shown), ``ALTER SYSTEM`` after
-keeping a copy of that file when it runs — restart it and wait until it streams.
+keeping a copy of that file when it runs — stop it, start it and wait until it streams.
+A failed start undoes the stop: the original file back, then the old server started.
 """
 
 from __future__ import annotations
@@ -32,6 +33,26 @@ def target_values(diag: Diagnosis) -> dict[str, int]:
     return values
 
 
+def _stop_then_start(node: NodeConfig, path: str, backup: str) -> list[Step]:
+    """The restart as two steps: a failed start undoes the stop — the original file back,
+    then the server started with it (a failing step's own undo never runs)."""
+    assert node.start_command and node.stop_command
+    return [
+        Step(
+            "stop",
+            f"stop {node.name}",
+            RemoteCommand(node.stop_command),
+            restore_copy(path, backup, node.start_command),
+        ),
+        Step(
+            "start",
+            f"start {node.name} with the new setting",
+            RemoteCommand(node.start_command),
+            RemoteCommand(node.stop_command),
+        ),
+    ]
+
+
 def build_parameters(
     diag: Diagnosis, cluster: ClusterConfig, node: NodeConfig, settings: RebuildConfig, tag: str
 ) -> Plan:
@@ -40,7 +61,6 @@ def build_parameters(
     values = target_values(diag)
     path = diag.auto_conf_path
     backup = backup_path(path, tag)
-    restart = f"{node.stop_command} && {node.start_command}"
     steps: list[Step] = []
     if diag.replica_up:
         steps.append(
@@ -59,14 +79,7 @@ def build_parameters(
                     Sql(SqlTarget.REPLICA, f"ALTER SYSTEM SET {name} = {int(value)}"),
                 )
             )
-        steps.append(
-            Step(
-                "restart",
-                f"restart {node.name}",
-                RemoteCommand(restart),
-                restore_copy(path, backup, restart),
-            )
-        )
+        steps += _stop_then_start(node, path, backup)
     else:
         assert diag.auto_conf is not None
         lines = {name: str(int(value)) for name, value in values.items()}
@@ -81,7 +94,7 @@ def build_parameters(
             )
         )
         if diag.server_running:
-            steps.append(Step("restart", f"restart {node.name}", RemoteCommand(restart)))
+            steps += _stop_then_start(node, path, backup)
         else:
             steps.append(
                 Step(

@@ -52,7 +52,17 @@ from pathlib import PurePosixPath
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RemoteError, ReplbotError
 from bot.ports import Postgres, RemoteShell
-from bot.services.plans.model import Plan, Probe, RemoteCommand, Sql, SqlTarget, Step, Wait
+from bot.services.plans.model import (
+    Plan,
+    Probe,
+    RemoteCommand,
+    SlotChange,
+    SlotOp,
+    Sql,
+    SqlTarget,
+    Step,
+    Wait,
+)
 from bot.services.rebuild.plan import Commands, _guarded_move, require_rebuild_config
 from bot.services.repair.timeline import Divergence, classify_divergence, lsn_to_int
 
@@ -346,11 +356,13 @@ class RewindCommands:
         """Exit 0 only if the server will read standby.signal, the slot and the name."""
         conf = q(PurePosixPath(self.node.effective_conf_dir or self.data_dir))
         postgres = q(self.bin / "postgres")
-        name = q(f"application_name={_conninfo_value(self.application_name)}")
+        # the whole word: application_name=pg2 must not match pg20
+        value = re.escape(f"application_name={_conninfo_value(self.application_name)}")
+        pattern = q(f"(^| ){value}( |$)")
         return (
             f"test -f {q(self.data_dir / 'standby.signal')} && "
             f'[ "$({postgres} -D {conf} -C primary_slot_name)" = {q(self.slot)} ] && '
-            f"{postgres} -D {conf} -C primary_conninfo | grep -qF -- {name}"
+            f"{postgres} -D {conf} -C primary_conninfo | grep -Eq -- {pattern}"
         )
 
 
@@ -373,6 +385,7 @@ class RewindFacts:
     target_client_connections: int = 0
     source_missing_grants: tuple[str, ...] = ()  # of REWIND_FUNCTIONS, for the source role
     primary_oldest_segment: str = ""  # the oldest WAL segment file in the primary's pg_wal
+    primary_system_identifier: str = ""  # IDENTIFY_SYSTEM on the primary
 
     @property
     def runs_as_primary(self) -> bool:
@@ -390,7 +403,7 @@ async def gather_rewind_facts(
     ident = await shell.run(cmd.identify_system(), timeout)
     if ident.exit_status != 0:
         raise RemoteError(f"IDENTIFY_SYSTEM from {node.name} failed: {ident.stderr.strip()[-300:]}")
-    _, primary_tli, primary_lsn = parse_identify_system(ident.stdout)
+    primary_sysid, primary_tli, primary_lsn = parse_identify_system(ident.stdout)
     primary_history = ""
     if primary_tli > 1:
         hist = await shell.run(cmd.timeline_history(primary_tli), timeout)
@@ -402,7 +415,9 @@ async def gather_rewind_facts(
     missing_grants = await _missing_grants(pg, cluster.primary, cmd.replication.user)
     oldest = await pg.execute(
         cluster.primary,
-        "SELECT min(name) FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+        # the oldest by segment number, whatever its timeline (like the diagnosis)
+        "SELECT name FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'"
+        " ORDER BY substr(name, 9) LIMIT 1",
     )
     target_lsn, target_tli = target.end_lsn, target.end_timeline
     in_recovery: bool | None = None
@@ -413,7 +428,8 @@ async def gather_rewind_facts(
             rows = await pg.execute(
                 node,
                 "SELECT count(*) FROM pg_catalog.pg_stat_activity "
-                "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()",
+                "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()"
+                " AND application_name NOT LIKE 'replbot%%'",  # not the bot's own sessions
             )
         except ReplbotError:
             snap = None
@@ -444,6 +460,7 @@ async def gather_rewind_facts(
         target_client_connections=clients,
         source_missing_grants=missing_grants,
         primary_oldest_segment=str(oldest[0][0] or "") if oldest else "",
+        primary_system_identifier=primary_sysid,
     )
 
 
@@ -495,7 +512,7 @@ async def dry_run_rewind(
 class Precondition:
     """One requirement of the rewind path: ``ok``, a reason code, the values looked at."""
 
-    key: str  # diverged, hints, shutdown, own_wal, source_wal, source_grants, pg_rewind
+    key: str  # diverged, system_identifier, hints, shutdown, own_wal, source_wal, ...
     ok: bool
     reason: str  # a code the rendering layer words
     values: tuple[tuple[str, str], ...] = field(default=())
@@ -537,6 +554,18 @@ def rewind_preconditions(facts: RewindFacts, node: NodeConfig) -> tuple[Precondi
                 ),
             )
         )
+    same = bool(t.system_identifier) and t.system_identifier == facts.primary_system_identifier
+    found.append(
+        Precondition(
+            "system_identifier",
+            same,
+            "same_system" if same else "other_system",
+            (
+                ("target", t.system_identifier or "?"),
+                ("primary", facts.primary_system_identifier or "?"),
+            ),
+        )
+    )
     hints = t.wal_log_hints or t.data_checksums
     found.append(
         Precondition(
@@ -640,18 +669,25 @@ def build_rewind_plan(
                     " FROM pg_catalog.pg_create_physical_replication_slot(%s, true)",
                     (cmd.slot,),
                 ),
+                SlotChange(SlotOp.DROP, cmd.slot),  # the plan created it: nothing else uses it
             )
         )
     if facts.target.running:
+        # the client count moves until the stop: it is shown in ``info``, not in the title
         what = (
-            f"stop {node.name}, which runs AS A PRIMARY with "
-            f"{facts.target_client_connections} client connection(s)"
+            f"stop {node.name}, which runs AS A PRIMARY (serving clients)"
             if facts.runs_as_primary
             else f"stop {node.name}"
         )
         assert node.stop_command is not None
         steps += [
-            Step("stop", what, RemoteCommand(node.stop_command, timeout_s=STOP_TIMEOUT_S)),
+            # undone (started again) only before pg_rewind ran: nothing was changed until then
+            Step(
+                "stop",
+                what,
+                RemoteCommand(node.stop_command, timeout_s=STOP_TIMEOUT_S),
+                RemoteCommand(cmd.rebuild.start_unless_running()),  # it may not have stopped
+            ),
             Step("stopped", "wait until it is stopped", Wait(Probe.SERVER_STOPPED, STOP_TIMEOUT_S)),
         ]
     steps += [
@@ -684,6 +720,7 @@ def build_rewind_plan(
                 timeout_s=REWIND_TIMEOUT_S,
                 stream=True,
             ),
+            irreversible=True,
         ),
     ]
     restore = cmd.restore_files()
@@ -725,17 +762,22 @@ def build_rewind_plan(
         host=host,
         steps=tuple(steps),
         keeps=tuple(keeps),
+        # bound by the approval: what decides what the plan does to which data
         facts=(
             ("fork_lsn", div.fork_lsn),
             ("fork_timeline", str(div.fork_timeline)),
             ("target_timeline", str(facts.target_timeline)),
-            ("target_lsn", facts.target_lsn),
             ("primary_timeline", str(facts.primary_timeline)),
-            ("wal_past_fork_bytes", str(div.wal_past_fork_bytes)),
+            ("system_identifier", facts.target.system_identifier),
             ("target_runs_as_primary", "yes" if facts.runs_as_primary else "no"),
-            ("target_client_connections", str(facts.target_client_connections)),
             ("side_dir", str(cmd.side_dir)),
             ("allow_full_fallback", "yes" if allow_full_fallback else "no"),
+        ),
+        # shown only: a target running as a primary moves these until it is stopped
+        info=(
+            ("target_lsn", facts.target_lsn),
+            ("wal_past_fork_bytes", str(div.wal_past_fork_bytes)),
+            ("target_client_connections", str(facts.target_client_connections)),
         ),
     )
 
