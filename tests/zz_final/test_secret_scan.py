@@ -51,8 +51,8 @@ def test_no_secret_reaches_telegram_logs_or_the_audit_log() -> None:
     for index, api in enumerate(LEDGER.fake_apis):
         for n, call in enumerate(api.calls):
             where = f"fake API #{index} call {n} ({call.method})"
-            material.append((where + " params", json.dumps(call.params, ensure_ascii=False)))
-            material.append((where + " response", json.dumps(call.response, ensure_ascii=False)))
+            material.append((where + " params", _as_text(call.params)))
+            material.append((where + " response", _as_text(call.response)))
     material += [(f"log line {n}", line) for n, line in enumerate(LEDGER.log_lines)]
     material += [(f"recorded text {n}", text) for n, text in enumerate(LEDGER.texts)]
     raw: list[tuple[str, bytes]] = []
@@ -74,3 +74,12 @@ def test_no_secret_reaches_telegram_logs_or_the_audit_log() -> None:
         if secret.encode() in data
     ]
     assert hits == [], "secrets leaked:\n" + "\n".join(hits[:50])
+
+
+def _as_text(value: object) -> str:
+    """JSON of a recorded call; uploaded files (sendPhoto's PNG) are scanned as latin-1 text."""
+    return json.dumps(
+        value,
+        ensure_ascii=False,
+        default=lambda o: o.decode("latin-1") if isinstance(o, bytes) else str(o),
+    )
