@@ -151,7 +151,7 @@ def conninfo_view(conninfo: str) -> ConninfoView:
         port=fields.get("port", "5432"),
         user=fields.get("user", ""),
         application_name=fields.get("application_name", ""),
-        has_password="password" in fields,
+        has_password=any(key.startswith("pass") for key in fields),  # libpq keyword
     )
 
 
