@@ -118,11 +118,12 @@ def _logging_options(parser: argparse.ArgumentParser, top_level: bool) -> None:
     )
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
+def _config_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
+    """--config, before the command or after it (the subcommand's copy wins, as for logging)."""
     parser.add_argument(
         "--config",
         type=Path,
-        default=default_config_path(),
+        default=default_config_path() if top_level else argparse.SUPPRESS,
         help=f"the TOML config (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
     )
 
@@ -136,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"replbot {package_version()}")
     _logging_options(parser, top_level=True)
+    _config_option(parser, top_level=True)
     common = argparse.ArgumentParser(add_help=False)
     _logging_options(common, top_level=False)
     sub = parser.add_subparsers(required=True, dest="command")
@@ -186,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--config",
         type=Path,
+        default=argparse.SUPPRESS,
         help=f"the TOML config (default without --db: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
     )
     where.add_argument("--db", type=Path, help="path of the audit SQLite file")
@@ -213,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--config",
         type=Path,
+        default=argparse.SUPPRESS,
         help=f"the TOML config (default without --db: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH})",
     )
     source.add_argument("--db", type=Path, help="path of the audit SQLite file")

@@ -143,3 +143,25 @@ def test_log_level_option_is_accepted_before_or_after_the_command() -> None:
 
     assert (before.log_level, before.log_format) == ("debug", "json")
     assert (after.log_level, after.log_format) == ("warning", "text")
+
+
+def test_config_option_is_accepted_before_or_after_the_command(tmp_path: Path) -> None:
+    """``replbot --config X check-config`` (as Patroni and postgres_exporter users type it)
+    and ``replbot check-config --config X`` name the same file; the latter wins if both."""
+    parser = cli._parser()
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+
+    before = parser.parse_args(["--config", str(first), "check-config"])
+    after = parser.parse_args(["run", "--config", str(second)])
+    both = parser.parse_args(["--config", str(first), "check-config", "--config", str(second)])
+
+    assert (before.config, after.config, both.config) == (first, second, second)
+
+
+def test_audit_commands_take_config_before_the_command_too(tmp_path: Path) -> None:
+    parser = cli._parser()
+    path = tmp_path / "c.toml"
+
+    for command in (["audit", "verify"], ["audit", "export"]):
+        assert parser.parse_args(["--config", str(path), *command]).config == path
+        assert parser.parse_args([*command, "--config", str(path)]).config == path
