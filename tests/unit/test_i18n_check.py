@@ -18,7 +18,7 @@ from bot.models import (
     ReplicaView,
     SlotlessRisk,
 )
-from bot.phrases import Phrase
+from bot.phrases import Phrase, Value
 from bot.services.rebuild.plan import Commands
 from bot.services.rebuild.preflight import DataDirLayout, _identity_item, _layout_items
 from bot.services.replication import (
@@ -51,7 +51,7 @@ VERBATIM = (
 )
 
 #: A value for every placeholder a check/preflight text has (names, paths, LSNs, numbers).
-SAMPLE = {
+SAMPLE: dict[str, Value] = {
     "node": "pg2",
     "setting": "max_connections",
     "value": "50",
