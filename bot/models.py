@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.phrases import Phrase
+
 if TYPE_CHECKING:
     from bot.services.plans.model import Step
 
@@ -219,13 +221,20 @@ class HbaRule:
 
 @dataclass(frozen=True)
 class CheckItem:
-    """One prerequisite check: level, what was checked, what was found, how to fix it."""
+    """One prerequisite check: level, what was checked, what was found, how to fix it.
+
+    ``name`` is a stable key (a PostgreSQL setting name, or a label the rendering layer
+    words); ``detail`` and ``fix`` are :class:`~bot.phrases.Phrase` values (``check.*``,
+    ``preflight.*``), worded by handlers/render/check.py. ``notes`` are further clauses of
+    the detail, shown after it, each separated by "; ".
+    """
 
     node: str
     name: str
     level: CheckLevel
-    detail: str
-    fix: str | None = None
+    detail: Phrase
+    fix: Phrase | None = None
+    notes: tuple[Phrase, ...] = ()
 
 
 @dataclass(frozen=True)

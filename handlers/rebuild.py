@@ -183,9 +183,9 @@ async def request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -
     if not report.ok:
         failed = report.first_failure
         assert failed is not None
-        ctx.audit_note = f"preflight failed: {failed.name}: {failed.detail}"
+        ctx.audit_note = f"preflight failed: {failed.name}: {failed.detail!s}"
         await ctx.chat.send(Reply(render.rebuild_preflight(report)))
-        raise _PreflightRefused(ctx.audit_note)
+        raise _PreflightRefused(render.preflight_refused(failed))
     second = ctx.services.config.rebuild.require_second_approver
     pending = ctx.services.confirmations.issue(
         ctx.user.id,
@@ -242,9 +242,9 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
     if not report.ok:
         failed = report.first_failure
         assert failed is not None
-        ctx.audit_note = f"preflight failed at confirmation: {failed.detail}"
+        ctx.audit_note = f"preflight failed at confirmation: {failed.detail!s}"
         await ctx.chat.send(Reply(render.rebuild_preflight(report)))
-        raise _PreflightRefused(ctx.audit_note)
+        raise _PreflightRefused(render.preflight_refused(failed))
     if plan_digest(plan) != params.get("plan"):
         ctx.audit_note = "plan changed since it was shown; not run"
         await ctx.chat.send(Reply(render.rebuild_plan_changed(plan)))

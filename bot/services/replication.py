@@ -25,6 +25,7 @@ from bot.models import (
     WalSender,
     basebackup_pids,
 )
+from bot.phrases import Phrase
 from bot.ports import Postgres
 from bot.services.slotview import SlotOverrides, slotless_risk
 
@@ -188,8 +189,8 @@ class ReplicationService:
                 primary.name,
                 "reachable",
                 CheckLevel.FAIL,
-                primary_settings.reason,
-                "start the primary or fix its DSN",
+                Phrase.of("check.reason", reason=primary_settings.reason),
+                Phrase.of("check.primary_down.fix"),
             )
             return ClusterCheck(cluster.name, (item,))
         usage = await _capture(self._pg.usage_counts(primary))
@@ -289,14 +290,14 @@ def _primary_items(
     items: list[CheckItem] = []
     wal_level = settings.get("wal_level", "?")
     items.append(
-        CheckItem(node, "wal_level", CheckLevel.OK, f"wal_level = {wal_level}")
+        CheckItem(node, "wal_level", CheckLevel.OK, Phrase.of("check.wal_level", value=wal_level))
         if wal_level in {"replica", "logical"}
         else CheckItem(
             node,
             "wal_level",
             CheckLevel.FAIL,
-            f"wal_level = {wal_level}",
-            "set wal_level = replica and restart the primary",
+            Phrase.of("check.wal_level", value=wal_level),
+            Phrase.of("check.wal_level.fix"),
         )
     )
     used_senders, used_slots = usage if isinstance(usage, tuple) else (None, None)
@@ -307,7 +308,7 @@ def _primary_items(
             settings,
             used_senders,
             need=2,
-            why="pg_basebackup --wal-method=stream needs two",
+            fix=Phrase.of("check.capacity.senders.fix", setting="max_wal_senders", need=2),
         )
     )
     items.append(
@@ -317,20 +318,22 @@ def _primary_items(
             settings,
             used_slots,
             need=1,
-            why="each replica needs its own slot",
+            fix=Phrase.of("check.capacity.slots.fix", setting="max_replication_slots", need=1),
         )
     )
     for name in ("hot_standby", "hot_standby_feedback"):
         value = settings.get(name, "?")
         items.append(
-            CheckItem(node, name, CheckLevel.OK, f"{name} = {value} (copied to new replicas)")
+            CheckItem(
+                node, name, CheckLevel.OK, Phrase.of("check.copied", setting=name, value=value)
+            )
             if value == "on"
             else CheckItem(
                 node,
                 name,
                 CheckLevel.WARN,
-                f"{name} = {value}",
-                f"set {name} = on (replicas inherit it from pg_basebackup)",
+                Phrase.of("check.setting", setting=name, value=value),
+                Phrase.of("check.primary_on.fix", setting=name),
             )
         )
     items.append(_listen_item(cluster, settings.get("listen_addresses", "")))
@@ -338,36 +341,42 @@ def _primary_items(
 
 
 def _capacity_item(
-    node: str, name: str, settings: dict[str, str], used: int | None, need: int, why: str
+    node: str, name: str, settings: dict[str, str], used: int | None, need: int, fix: Phrase
 ) -> CheckItem:
+    """A walsender/slot headroom item; ``fix`` says why ``need`` of them must be free."""
     maximum = _as_int(settings.get(name))
     if maximum is None or maximum == 0:
         return CheckItem(
             node,
             name,
             CheckLevel.FAIL,
-            f"{name} = {maximum}",
-            f"set {name} = 10 and restart the primary",
+            Phrase.of("check.setting", setting=name, value=str(maximum)),
+            Phrase.of("check.capacity.zero.fix", setting=name),
         )
     if used is None:
-        return CheckItem(node, name, CheckLevel.WARN, f"{name} = {maximum}, usage unknown")
+        return CheckItem(
+            node,
+            name,
+            CheckLevel.WARN,
+            Phrase.of("check.capacity.unknown", setting=name, maximum=maximum),
+        )
     free = maximum - used
-    detail = f"{name} = {maximum}, {used} in use, {free} free"
+    detail = Phrase.of("check.capacity", setting=name, maximum=maximum, used=used, free=free)
     if free >= need:
         return CheckItem(node, name, CheckLevel.OK, detail)
-    return CheckItem(node, name, CheckLevel.WARN, detail, f"raise {name} (need {need} free: {why})")
+    return CheckItem(node, name, CheckLevel.WARN, detail, fix)
 
 
 def _listen_item(cluster: ClusterConfig, listen: str) -> CheckItem:
     node = cluster.primary.name
-    detail = f"listen_addresses = '{listen}'"
+    detail = Phrase.of("check.listen", value=listen)
     if not listen.strip():
         return CheckItem(
             node,
             "listen_addresses",
             CheckLevel.FAIL,
             detail,
-            "set listen_addresses = '*' (or the primary's address) and restart",
+            Phrase.of("check.listen.empty.fix"),
         )
     addresses = {a.strip() for a in listen.split(",")}
     replica_hosts = {r.dsn_host for r in cluster.replicas}
@@ -376,58 +385,71 @@ def _listen_item(cluster: ClusterConfig, listen: str) -> CheckItem:
             node,
             "listen_addresses",
             CheckLevel.WARN,
-            detail + " (loopback only)",
-            "replicas on other hosts cannot connect: listen on the primary's address",
+            Phrase.of("check.listen.loopback", value=listen),
+            Phrase.of("check.listen.loopback.fix"),
         )
     return CheckItem(node, "listen_addresses", CheckLevel.OK, detail)
 
 
 def _hba_item(node: str, rules: object) -> CheckItem:
     if isinstance(rules, NodeUnavailable):
-        return CheckItem(node, "pg_hba replication", CheckLevel.WARN, rules.reason)
+        return CheckItem(
+            node,
+            "pg_hba replication",
+            CheckLevel.WARN,
+            Phrase.of("check.reason", reason=rules.reason),
+        )
     if rules is None:
         return CheckItem(
             node,
             "pg_hba replication",
             CheckLevel.WARN,
-            "cannot read pg_hba_file_rules with the bot's role",
-            "GRANT SELECT ON pg_hba_file_rules and EXECUTE ON FUNCTION pg_hba_file_rules() "
-            "to the bot's role, or check pg_hba.conf by hand",
+            Phrase.of("check.hba.unreadable"),
+            Phrase.of("check.hba.unreadable.fix"),
         )
     assert isinstance(rules, list)
     errors = [r for r in rules if r.error]
     replication = [r for r in rules if "replication" in r.databases and not r.error]
     if replication:
-        lines = ", ".join(
-            f"line {r.line_number}: {r.type} replication {','.join(r.users)} "
-            f"{r.address or ''} {r.auth_method}".replace("  ", " ")
+        lines = [
+            Phrase.of(
+                "check.hba.rule",
+                line=r.line_number,
+                rule=f"{r.type} replication {','.join(r.users)} "
+                f"{r.address or ''} {r.auth_method}".replace("  ", " "),
+            )
             for r in replication[:3]
-        )
+        ]
         level = CheckLevel.WARN if errors else CheckLevel.OK
-        detail = lines + (f"; {len(errors)} line(s) with errors" if errors else "")
-        return CheckItem(node, "pg_hba replication", level, detail)
+        notes = [*lines[1:]]
+        if errors:
+            notes.append(Phrase.of("check.hba.errors", errors=len(errors)))
+        return CheckItem(node, "pg_hba replication", level, lines[0], notes=tuple(notes))
     return CheckItem(
         node,
         "pg_hba replication",
         CheckLevel.FAIL,
-        "no pg_hba.conf line allows replication",
-        "add 'host replication REPLUSER REPLICA_ADDR/32 scram-sha-256' and reload "
-        "('all' does not cover replication)",
+        Phrase.of("check.hba.none"),
+        Phrase.of("check.hba.none.fix"),
     )
 
 
 def _rewind_item(replica: NodeConfig, settings: dict[str, str]) -> CheckItem:
     """pg_rewind needs wal_log_hints or data checksums, set before a divergence happens."""
     hints, checksums = settings.get("wal_log_hints", "?"), settings.get("data_checksums", "?")
-    detail = f"wal_log_hints = {hints}, data_checksums = {checksums}"
     if "on" in (hints, checksums):
-        return CheckItem(replica.name, "pg_rewind readiness", CheckLevel.OK, detail)
+        return CheckItem(
+            replica.name,
+            "pg_rewind readiness",
+            CheckLevel.OK,
+            Phrase.of("check.rewind", wal_log_hints=hints, data_checksums=checksums),
+        )
     return CheckItem(
         replica.name,
         "pg_rewind readiness",
         CheckLevel.WARN,
-        detail + ": after a divergence /repair cannot pg_rewind it, only copy it in full",
-        f"set wal_log_hints = on on {replica.name} (needs a restart)",
+        Phrase.of("check.rewind.off", wal_log_hints=hints, data_checksums=checksums),
+        Phrase.of("check.rewind.fix", node=replica.name),
     )
 
 
@@ -442,41 +464,54 @@ def _replica_items(
                 replica.name,
                 "reachable",
                 CheckLevel.WARN,
-                f"{settings.reason}; settings not compared",
+                Phrase.of("check.replica_down", reason=settings.reason),
             )
         ]
     items: list[CheckItem] = []
     for name in STANDBY_MINIMUMS:
         mine, theirs = _as_int(settings.get(name)), _as_int(primary_settings.get(name))
         if mine is None or theirs is None:
-            items.append(CheckItem(replica.name, name, CheckLevel.WARN, f"{name}: unknown"))
+            items.append(
+                CheckItem(
+                    replica.name, name, CheckLevel.WARN, Phrase.of("check.unknown", setting=name)
+                )
+            )
         elif mine < theirs:
             items.append(
                 CheckItem(
                     replica.name,
                     name,
                     CheckLevel.FAIL,
-                    f"{name} = {mine} is lower than on the primary, where it is {theirs}",
-                    f"set {name} = {theirs} (or more) on {replica.name}; "
-                    "it will not start otherwise",
+                    Phrase.of("check.lower", setting=name, value=mine, primary=theirs),
+                    Phrase.of("check.lower.fix", setting=name, primary=theirs, node=replica.name),
                 )
             )
         else:
             items.append(
-                CheckItem(replica.name, name, CheckLevel.OK, f"{name} = {mine} (primary {theirs})")
+                CheckItem(
+                    replica.name,
+                    name,
+                    CheckLevel.OK,
+                    Phrase.of("check.vs_primary", setting=name, value=mine, primary=theirs),
+                )
             )
     items.append(_rewind_item(replica, settings))
     for name in ("hot_standby", "hot_standby_feedback"):
         value = settings.get(name, "?")
         items.append(
-            CheckItem(replica.name, name, CheckLevel.OK, f"{name} = {value}")
+            CheckItem(
+                replica.name,
+                name,
+                CheckLevel.OK,
+                Phrase.of("check.setting", setting=name, value=value),
+            )
             if value == "on"
             else CheckItem(
                 replica.name,
                 name,
                 CheckLevel.WARN,
-                f"{name} = {value}",
-                f"set {name} = on on {replica.name}",
+                Phrase.of("check.setting", setting=name, value=value),
+                Phrase.of("check.replica_on.fix", setting=name, node=replica.name),
             )
         )
     return items
@@ -491,41 +526,46 @@ def slotless_item(view: ReplicaView) -> CheckItem:
     """
     risk = view.slotless
     assert risk is not None
-    keep = (
-        f"wal_keep_size = {_mb(risk.wal_keep_size)}"
-        if risk.wal_keep_size is not None
-        else "wal_keep_size unknown"
-    )
-    if risk.waldir_readable is False:
-        oldest = (
-            "oldest WAL in pg_wal unknown: permission denied for pg_ls_waldir() "
-            "(GRANT pg_monitor, or EXECUTE ON FUNCTION pg_ls_waldir(), to the bot's role)"
-        )
-    elif risk.oldest_segment is None:
-        oldest = "oldest WAL in pg_wal unknown"
-    else:
-        oldest = f"oldest WAL in pg_wal {risk.oldest_segment}"
-        if risk.kept_bytes is not None:
-            oldest += f" ({_mb(risk.kept_bytes)} kept)"
-        if risk.margin_bytes is not None and risk.margin_bytes >= 0:
-            oldest += f", replica {_mb(risk.margin_bytes)} ahead of it"
-    archive = f"archive_mode = {risk.archive_mode or '?'}"
-    detail = f"streams without a replication slot; protected only by {keep}, {oldest}, {archive}"
     if risk.lost:
         return CheckItem(
             view.node,
             "slot",
             CheckLevel.FAIL,
-            f"no slot, and the WAL it needs from {risk.replay_lsn} is gone "
-            f"(oldest on the primary: {risk.oldest_segment})",
-            f"it can no longer catch up by streaming: /rebuild {view.node}",
+            Phrase.of(
+                "check.slotless.lost",
+                replay_lsn=str(risk.replay_lsn),
+                oldest_segment=str(risk.oldest_segment),
+            ),
+            Phrase.of("check.slotless.lost.fix", node=view.node),
         )
+    detail = (
+        Phrase.of("check.slotless", wal_keep_size=_mb(risk.wal_keep_size))
+        if risk.wal_keep_size is not None
+        else Phrase.of("check.slotless.keep_unknown")
+    )
+    notes: list[Phrase] = []
+    if risk.waldir_readable is False:
+        notes.append(Phrase.of("check.slotless.waldir_denied"))
+    elif risk.oldest_segment is None:
+        notes.append(Phrase.of("check.slotless.oldest_unknown"))
+    else:
+        notes.append(
+            Phrase.of(
+                "check.slotless.oldest_kept", segment=risk.oldest_segment, kept=_mb(risk.kept_bytes)
+            )
+            if risk.kept_bytes is not None
+            else Phrase.of("check.slotless.oldest", segment=risk.oldest_segment)
+        )
+        if risk.margin_bytes is not None and risk.margin_bytes >= 0:
+            notes.append(Phrase.of("check.slotless.margin", margin=_mb(risk.margin_bytes)))
+    notes.append(Phrase.of("check.slotless.archive", archive_mode=risk.archive_mode or "?"))
     return CheckItem(
         view.node,
         "slot",
         CheckLevel.WARN,
         detail,
-        f"/attachslot {view.node} (the primary then keeps the WAL until the replica has it)",
+        Phrase.of("check.slotless.fix", node=view.node),
+        notes=tuple(notes),
     )
 
 

@@ -83,6 +83,7 @@ from handlers.render.help import (
     unknown_user_id,
     whoami,
 )
+from handlers.render.preflight import preflight_refused
 from handlers.render.rebuild import (
     button_delete_old_data,
     button_rebuild,
@@ -220,6 +221,7 @@ __all__ = [
     "not_run_forwarded",
     "not_run_offline",
     "one_line",
+    "preflight_refused",
     "rebuild_abandoned",
     "rebuild_busy_reason",
     "rebuild_cancel_requested",

@@ -12,8 +12,8 @@ from bot.models import (
 )
 from bot.services.plans.model import action_kind, describe
 from handlers.i18n import _, ngettext
+from handlers.render.check import item_detail, item_line
 from handlers.render.common import (
-    _LEVEL_ICON,
     FAIL,
     INFO,
     OK,
@@ -42,7 +42,7 @@ def rebuild_preflight(report: PreflightReport) -> str:
     fails = [i for i in report.items if i.level is CheckLevel.FAIL]
     if fails:
         head = f"{FAIL} " + _("rebuild of {node} refused: {reason}").format(
-            node=esc(report.node), reason=esc(fails[0].detail)
+            node=esc(report.node), reason=esc(item_detail(fails[0]))
         )
         if len(fails) > 1:
             more = len(fails) - 1
@@ -50,11 +50,7 @@ def rebuild_preflight(report: PreflightReport) -> str:
     else:
         head = f"{OK} " + _("preflight of {node} passed").format(node=esc(report.node))
     lines = [head]
-    for item in report.items:
-        line = f"{_LEVEL_ICON[item.level]} {esc(item.name)}: {esc(item.detail)}"
-        if item.fix and item.level is not CheckLevel.OK:
-            line += f" → {esc(item.fix)}"
-        lines.append(line)
+    lines.extend(item_line(item, with_node=False) for item in report.items)
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from bot.app import Runtime
 from bot.models import AuditEntry, CheckLevel, Outcome, RebuildState
+from bot.phrases import Phrase
 from bot.sandbox import PgBinaries, server_os_user
 from bot.services.plans.model import describe
 from handlers import render
@@ -172,7 +173,7 @@ async def test_missing_slot_is_created_as_the_first_step_and_the_rebuild_succeed
         assert report.ok, render.rebuild_preflight(report)
         slot = next(i for i in report.items if i.name == "slot")
         assert slot.level is CheckLevel.WARN
-        assert slot.detail == f"slot {REPLICA} does not exist on {PRIMARY}"
+        assert slot.detail == Phrase.of("preflight.slot.missing", slot=REPLICA, primary=PRIMARY)
         assert "will be created" in render.to_plain_text(render.rebuild_preflight(report))
         assert plan.steps[0].key == "create_slot"
         assert f"pg_create_physical_replication_slot('{REPLICA}')" in describe(plan.steps[0].action)

@@ -20,6 +20,7 @@ from bot.config import AppConfig, parse_config
 from bot.demo import rebuild_keys
 from bot.logsetup import install_redaction
 from bot.sandbox import LocalReplicationSet, PgBinaries
+from handlers.render.check import item_detail
 from tests.conftest import (
     ADMIN_ID,
     LEDGER,
@@ -218,7 +219,7 @@ async def test_rebuild_preflight_of_billings_pg2_reads_billings_primary(
     # main's pg1 is read first, so a pool keyed by node name alone would hand it to billing
     plain(await reply_call(tg, VIEWER_ID, "/check main"))
     report, _ = await tg.runtime.services.rebuild.preflight("pg2", "billing")
-    details = {item.name: item.detail for item in report.items}
+    details = {item.name: item_detail(item) for item in report.items}
     assert details["walsenders"].startswith(f"max_wal_senders = {BILLING_SENDERS},"), details
     assert details["max_wal_senders"] == (
         f"max_wal_senders = {BILLING_SENDERS} (primary {BILLING_SENDERS})"

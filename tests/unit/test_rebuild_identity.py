@@ -22,6 +22,8 @@ from bot.services.plans.model import describe
 from bot.services.rebuild.plan import build_plan
 from bot.services.rebuild.preflight import DataDirLayout, parse_layout
 from bot.services.rebuild.verify import judge_streaming
+from handlers.render.check import item_detail
+from handlers.render.phrases import say
 from tests.unit.fakes import slot, walsender
 
 
@@ -269,7 +271,8 @@ def _slot_check(walsenders: list[WalSender], slots: list[SlotInfo]) -> tuple[boo
         slots=tuple(slots),
     )
     missing, item = _slot_item(ClusterConfig("main", (pg1, pg2)), pg2, primary, None)
-    return missing, item.level.value, item.detail + " " + (item.fix or "")
+    fix = say(item.fix) if item.fix is not None else ""
+    return missing, item.level.value, item_detail(item) + " " + fix
 
 
 def test_a_leftover_rollback_copy_of_the_slot_is_refused() -> None:

@@ -14,6 +14,7 @@ from bot.services.rebuild.preflight import (
     configured_receiver_name,
     conninfo_application_name,
 )
+from handlers.render.check import item_detail
 from tests.unit.fakes import slot, walsender
 from tests.unit.test_rebuild_identity import receiver, replica_config
 
@@ -43,7 +44,7 @@ def test_a_password_in_the_conninfo_is_never_returned() -> None:
     assert conninfo_application_name(conninfo) == ""
     output = f"max_connections=100\nprimary_conninfo={conninfo} application_name=x\ncluster_name=\n"
     found = configured_receiver_name(output)
-    assert found == ("x", "from the replica's primary_conninfo")
+    assert found == ("x", "primary_conninfo")
     assert SECRET not in repr(found)
 
 
@@ -72,7 +73,7 @@ def primary_with(holder: str | None) -> NodeSnapshot:
     )
 
 
-CONF = ("custom_down", "from the replica's primary_conninfo")
+CONF = ("custom_down", "primary_conninfo")
 
 
 @pytest.mark.parametrize(
@@ -81,9 +82,9 @@ CONF = ("custom_down", "from the replica's primary_conninfo")
         ("cfg", "seen", CONF, "seen", "cfg", "from the config"),
         (None, "seen", CONF, "seen", "seen", "kept"),
         (None, None, CONF, "custom_down", "custom_down", "from the replica's primary_conninfo"),
-        (None, None, ("main", "from its cluster_name"), "main", "main", "from its cluster_name"),
-        (None, None, ("walreceiver", "from its cluster_name"), "", "pg2", "its node name"),
-        (None, None, ("pg_basebackup", "from its cluster_name"), "", "pg2", "its node name"),
+        (None, None, ("main", "cluster_name"), "main", "main", "from its cluster_name"),
+        (None, None, ("walreceiver", "cluster_name"), "", "pg2", "its node name"),
+        (None, None, ("pg_basebackup", "cluster_name"), "", "pg2", "its node name"),
         (None, None, ("", ""), "", "pg2", "its node name"),
         ("cfg", None, CONF, "custom_down", "cfg", "from the config"),
     ],
@@ -99,4 +100,5 @@ def test_name_precedence_config_walsender_replica_conf_node_name(
     _, node = replica_config(configured)
     seen, _, item = Preflight._application_name_item(node, primary_with(holder), conf)
     assert seen == kept
-    assert item.detail.endswith(f"the new copy streams as {planned} ({source})"), item.detail
+    text = item_detail(item)
+    assert text.endswith(f"the new copy streams as {planned} ({source})"), text

@@ -23,6 +23,7 @@ from bot.models import (
     User,
 )
 from bot.models import Role as UserRole
+from bot.phrases import Phrase
 from bot.services.replication import ReplicationService
 from handlers import render
 from handlers.render import TELEGRAM_LIMIT, human_bytes, human_seconds, split_message
@@ -108,7 +109,21 @@ def test_hostile_cluster_node_and_slot_values_are_escaped_everywhere() -> None:
         ]
     )
     check_text = render.check(
-        [ClusterCheck(HOSTILE, (CheckItem(HOSTILE, "x&y", CheckLevel.FAIL, "<a>", "fix <it>"),))]
+        [
+            ClusterCheck(
+                HOSTILE,
+                (
+                    CheckItem(
+                        HOSTILE,
+                        "x&y",
+                        CheckLevel.FAIL,
+                        Phrase.of("check.reason", reason="<a>"),
+                        Phrase.of("check.replica_on.fix", setting="<it>", node=HOSTILE),
+                        notes=(Phrase.of("check.hba.rule", line=1, rule="<b>&"),),
+                    ),
+                ),
+            )
+        ]
     )
     entry = AuditEntry(
         1,
@@ -143,7 +158,7 @@ def test_hostile_cluster_node_and_slot_values_are_escaped_everywhere() -> None:
         plain(text)  # well-formed
     assert f"{HOSTILE} physical · INACTIVE" in plain(slots_text)
     assert "invalidated: <wal_removed>" in plain(slots_text)
-    assert "fix <it>" in plain(check_text)
+    assert "<a>; line 1: <b>& → set <it> = on on" in plain(check_text)
 
 
 def test_audit_rendering_keeps_multi_line_arguments_valid_after_splitting() -> None:

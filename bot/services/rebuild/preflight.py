@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
 from bot.errors import NodeUnavailable, RemoteError
 from bot.models import CheckItem, CheckLevel, NodeSnapshot, PreflightReport, basebackup_pids
+from bot.phrases import Phrase
 from bot.ports import JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.rebuild.plan import Commands, parse_directories, rollback_slot_name
 from bot.services.replication import STANDBY_MINIMUMS
@@ -50,9 +51,14 @@ class Preflight:
                 _fail(
                     node.name,
                     "lock",
-                    f"rebuild of {node.name} already in progress "
-                    f"(job {holder.id}, {holder.state.value}, step {holder.step})",
-                    "wait for it, or /rebuild NODE --rollback / --abandon if it was interrupted",
+                    Phrase.of(
+                        "preflight.lock",
+                        node=node.name,
+                        job=holder.id,
+                        state=holder.state.value,
+                        step=holder.step,
+                    ),
+                    Phrase.of("preflight.lock.fix"),
                 )
             )
 
@@ -66,8 +72,8 @@ class Preflight:
                     _fail(
                         primary.name,
                         "primary",
-                        f"{primary.name} is in recovery: not a primary",
-                        "fix the topology in the config before rebuilding",
+                        Phrase.of("preflight.primary.in_recovery", node=primary.name),
+                        Phrase.of("preflight.primary.in_recovery.fix"),
                     )
                 )
             else:
@@ -76,8 +82,11 @@ class Preflight:
                     _ok(
                         primary.name,
                         "primary",
-                        f"{primary.name} is primary "
-                        f"(PostgreSQL {primary_snap.server_version or '?'})",
+                        Phrase.of(
+                            "preflight.primary.ok",
+                            node=primary.name,
+                            version=primary_snap.server_version or "?",
+                        ),
                     )
                 )
         except NodeUnavailable as exc:
@@ -85,8 +94,8 @@ class Preflight:
                 _fail(
                     primary.name,
                     "primary",
-                    f"primary unreachable: {exc.reason}",
-                    "a rebuild copies from the primary: bring it back first",
+                    Phrase.of("preflight.primary.down", reason=exc.reason),
+                    Phrase.of("preflight.primary.down.fix"),
                 )
             )
 
@@ -98,19 +107,18 @@ class Preflight:
                     _fail(
                         node.name,
                         "target",
-                        f"{node.name} answers and is NOT in recovery: "
-                        "it is a primary; refusing to wipe it",
-                        "check which node is the primary",
+                        Phrase.of("preflight.target.primary", node=node.name),
+                        Phrase.of("preflight.target.primary.fix"),
                     )
                 )
             else:
-                add(_ok(node.name, "target", f"{node.name} is a replica (in recovery)"))
+                add(_ok(node.name, "target", Phrase.of("preflight.target.replica", node=node.name)))
         except NodeUnavailable as exc:
             add(
                 _ok(
                     node.name,
                     "target",
-                    f"{node.name} does not answer ({exc.reason}); that is why it is being rebuilt",
+                    Phrase.of("preflight.target.down", node=node.name, reason=exc.reason),
                 )
             )
 
@@ -122,8 +130,8 @@ class Preflight:
                 _fail(
                     node.name,
                     "ssh",
-                    exc.user_message,
-                    "check ssh.host/port/user/key_file/known_hosts",
+                    Phrase.of("preflight.ssh.failed", reason=exc.user_message),
+                    Phrase.of("preflight.ssh.fix"),
                 )
             )
         slot_missing = False
@@ -184,18 +192,30 @@ class Preflight:
             seen = conf_name
         planned = node.application_name or seen or node.name
         if holder is None:
-            now = "does not stream now"
+            now = Phrase.of("preflight.name.not_streaming", node=node.name)
+        elif holder.sync_state:
+            now = Phrase.of(
+                "preflight.name.streams_sync",
+                node=node.name,
+                name=holder.application_name or "?",
+                sync_state=holder.sync_state,
+            )
         else:
-            now = f"streams as {holder.application_name or '?'}"
-            if holder.sync_state:
-                now += f" (sync_state {holder.sync_state})"
-        source = "from the config" if node.application_name else "kept"
-        if not node.application_name and from_conf:
-            source = conf_source
-        elif not node.application_name and not seen:
-            source = "its node name"
-        detail = f"{node.name} {now}; the new copy streams as {planned} ({source})"
-        return seen, sync_state, _ok(node.name, "application_name", detail)
+            now = Phrase.of(
+                "preflight.name.streams", node=node.name, name=holder.application_name or "?"
+            )
+        if node.application_name:
+            planned_as = Phrase.of("preflight.name.from_config", name=planned)
+        elif from_conf and conf_source == "primary_conninfo":
+            planned_as = Phrase.of("preflight.name.from_conninfo", name=planned)
+        elif from_conf:
+            planned_as = Phrase.of("preflight.name.from_cluster_name", name=planned)
+        elif seen:
+            planned_as = Phrase.of("preflight.name.kept", name=planned)
+        else:
+            planned_as = Phrase.of("preflight.name.node_name", name=planned)
+        item = CheckItem(node.name, "application_name", CheckLevel.OK, now, notes=(planned_as,))
+        return seen, sync_state, item
 
     async def _walsender_item(self, primary: NodeConfig) -> CheckItem:
         settings = await self._pg.settings(primary, ["max_wal_senders"])
@@ -203,14 +223,17 @@ class Preflight:
         maximum = int(settings.get("max_wal_senders", "0"))
         free = maximum - used
         # The old replica's walsender is freed by the stop; count it as free.
-        detail = f"max_wal_senders = {maximum}, {used} in use"
         if free + 1 >= 2:
-            return _ok(primary.name, "walsenders", detail + " (pg_basebackup needs 2)")
+            return _ok(
+                primary.name,
+                "walsenders",
+                Phrase.of("preflight.walsenders.ok", maximum=maximum, used=used),
+            )
         return _fail(
             primary.name,
             "walsenders",
-            detail,
-            "raise max_wal_senders on the primary: --wal-method=stream needs two",
+            Phrase.of("preflight.walsenders", maximum=maximum, used=used),
+            Phrase.of("preflight.walsenders.fix"),
         )
 
     async def _remote_items(
@@ -231,15 +254,23 @@ class Preflight:
                 _fail(
                     node.name,
                     "data_dir",
-                    f"{cmd.data_dir} does not exist on {shell.label}",
-                    "check data_dir in the config",
+                    Phrase.of(
+                        "preflight.data_dir.missing", path=str(cmd.data_dir), host=shell.label
+                    ),
+                    Phrase.of("preflight.data_dir.fix"),
                 )
             )
             return items, ("", "")
         user, _, rest = who.stdout.strip().partition("\n")
         layout = parse_layout(rest)
         items.append(
-            _ok(node.name, "ssh", f"{shell.label} as {user.strip()}; {cmd.data_dir} exists")
+            _ok(
+                node.name,
+                "ssh",
+                Phrase.of(
+                    "preflight.ssh.ok", host=shell.label, user=user.strip(), path=str(cmd.data_dir)
+                ),
+            )
         )
         items.extend(_layout_items(node, cmd, layout))
         ident, disk, conf, dirs = await asyncio.gather(
@@ -256,8 +287,13 @@ class Preflight:
                 _ok(
                     node.name,
                     "replication login",
-                    f"{shell.label} reaches {cmd.replication.host}:"
-                    f"{cmd.replication.port} as {cmd.replication.user} (IDENTIFY_SYSTEM)",
+                    Phrase.of(
+                        "preflight.login.ok",
+                        host=shell.label,
+                        primary_host=cmd.replication.host,
+                        port=cmd.replication.port,
+                        user=cmd.replication.user,
+                    ),
                 )
             )
         else:
@@ -265,10 +301,10 @@ class Preflight:
                 _fail(
                     node.name,
                     "replication login",
-                    "the replica host cannot open a replication connection: "
-                    + tail(ident.stderr or ident.stdout, 3),
-                    "check the primary's pg_hba.conf 'replication' line and the "
-                    "replica host's ~/.pgpass",
+                    Phrase.of(
+                        "preflight.login.failed", output=tail(ident.stderr or ident.stdout, 3)
+                    ),
+                    Phrase.of("preflight.login.fix"),
                 )
             )
         items.append(self._disk_item(node, disk.stdout, size))
@@ -292,10 +328,12 @@ class Preflight:
             return _fail(
                 node.name,
                 "directory names",
-                f"{', '.join(taken)} already exist(s)",
-                "run /rebuild again for new names",
+                Phrase.of("preflight.names.taken", paths=", ".join(taken)),
+                Phrase.of("preflight.names.taken.fix"),
             )
-        return _ok(node.name, "directory names", f"{cmd.old_dir.name} is free")
+        return _ok(
+            node.name, "directory names", Phrase.of("preflight.names.free", name=cmd.old_dir.name)
+        )
 
     async def _data_directory_item(self, node: NodeConfig, cmd: Commands) -> CheckItem | None:
         """When the replica answers: it must run from the configured data_dir."""
@@ -308,32 +346,46 @@ class Preflight:
                 node.name,
                 "data_directory",
                 CheckLevel.WARN,
-                "SHOW data_directory is not visible to the bot's role",
-                "grant pg_monitor (or pg_read_all_settings) to it",
+                Phrase.of("preflight.data_directory.hidden"),
+                Phrase.of("preflight.data_directory.hidden.fix"),
             )
         if PurePosixPath(shown) != cmd.data_dir:
             return _fail(
                 node.name,
                 "data_directory",
-                f"{node.name} runs from {shown}, not from data_dir {cmd.data_dir}",
-                "set data_dir to the directory the server runs from",
+                Phrase.of(
+                    "preflight.data_directory.other",
+                    node=node.name,
+                    shown=shown,
+                    path=str(cmd.data_dir),
+                ),
+                Phrase.of("preflight.data_directory.other.fix"),
             )
-        return _ok(node.name, "data_directory", f"{node.name} runs from {cmd.data_dir}")
+        return _ok(
+            node.name,
+            "data_directory",
+            Phrase.of("preflight.data_directory.ok", node=node.name, path=str(cmd.data_dir)),
+        )
 
     def _disk_item(self, node: NodeConfig, df_line: str, size: int | None) -> CheckItem:
         fields = df_line.split()
         if len(fields) < 4 or not fields[3].isdigit():
-            return CheckItem(node.name, "disk", CheckLevel.WARN, "free space unknown")
+            return CheckItem(
+                node.name, "disk", CheckLevel.WARN, Phrase.of("preflight.disk.unknown")
+            )
         free = int(fields[3])
         if size is None:
             return CheckItem(
-                node.name, "disk", CheckLevel.WARN, f"{free} bytes free; primary size unknown"
+                node.name,
+                "disk",
+                CheckLevel.WARN,
+                Phrase.of("preflight.disk.size_unknown", free_bytes=free),
             )
         need = int(size * self._settings.disk_headroom)
-        detail = f"{_gb(free)} free, a copy needs about {_gb(need)} (old directory is kept)"
+        detail = Phrase.of("preflight.disk", free_bytes=free, need_bytes=need)
         if free >= need:
             return _ok(node.name, "disk", detail)
-        return _fail(node.name, "disk", detail, "free space on the replica's filesystem")
+        return _fail(node.name, "disk", detail, Phrase.of("preflight.disk.fix"))
 
     async def _settings_items(
         self, cluster: ClusterConfig, node: NodeConfig, output: str
@@ -352,7 +404,7 @@ class Preflight:
                     node.name,
                     "settings",
                     CheckLevel.WARN,
-                    f"primary settings unknown: {exc.reason}",
+                    Phrase.of("preflight.settings.unknown", reason=exc.reason),
                 )
             ]
         items: list[CheckItem] = []
@@ -365,7 +417,7 @@ class Preflight:
                         node.name,
                         name,
                         CheckLevel.WARN,
-                        f"{name}: could not read the replica's value",
+                        Phrase.of("preflight.setting.unreadable", setting=name),
                     )
                 )
             elif int(mine) < int(theirs):
@@ -373,13 +425,20 @@ class Preflight:
                     _fail(
                         node.name,
                         name,
-                        f"{name} = {mine} is lower than on the primary, where it is {theirs}",
-                        f"set {name} = {theirs} (or more) in {node.name}'s "
-                        "configuration: it would not start",
+                        Phrase.of("preflight.lower", setting=name, value=mine, primary=theirs),
+                        Phrase.of(
+                            "preflight.lower.fix", setting=name, primary=theirs, node=node.name
+                        ),
                     )
                 )
             else:
-                items.append(_ok(node.name, name, f"{name} = {mine} (primary {theirs})"))
+                items.append(
+                    _ok(
+                        node.name,
+                        name,
+                        Phrase.of("preflight.vs_primary", setting=name, value=mine, primary=theirs),
+                    )
+                )
         return items
 
 
@@ -433,7 +492,8 @@ def conninfo_application_name(conninfo: str) -> str:
 def configured_receiver_name(output: str) -> tuple[str, str]:
     """The application_name the walreceiver of a replica uses, from the
     ``primary_conninfo=`` and ``cluster_name=`` lines of :meth:`Commands.standby_settings`,
-    and where it came from; ``("", "")`` when neither names one."""
+    and the setting it came from (``primary_conninfo`` or ``cluster_name``); ``("", "")``
+    when neither names one."""
     values: dict[str, str] = {}
     for line in output.splitlines():
         name, sep, value = line.partition("=")
@@ -441,10 +501,10 @@ def configured_receiver_name(output: str) -> tuple[str, str]:
             values[name] = value.strip()
     name = conninfo_application_name(values.get("primary_conninfo", ""))
     if name:
-        return name, "from the replica's primary_conninfo"
+        return name, "primary_conninfo"
     cluster_name = values.get("cluster_name", "")
     if cluster_name:
-        return cluster_name, "from its cluster_name"
+        return cluster_name, "cluster_name"
     return "", ""
 
 
@@ -486,9 +546,8 @@ def _layout_items(node: NodeConfig, cmd: Commands, layout: DataDirLayout) -> lis
             _fail(
                 node.name,
                 "data_dir",
-                f"{data} is a symlink (to {layout.symlink_to}): "
-                "a rebuild would replace the link with a directory",
-                f"set data_dir to the real directory ({layout.symlink_to})",
+                Phrase.of("preflight.layout.symlink", path=str(data), target=layout.symlink_to),
+                Phrase.of("preflight.layout.symlink.fix", target=layout.symlink_to),
             )
         )
     if layout.mount_point:
@@ -496,8 +555,8 @@ def _layout_items(node: NodeConfig, cmd: Commands, layout: DataDirLayout) -> lis
             _fail(
                 node.name,
                 "data_dir",
-                f"{data} is a mount point: it cannot be moved aside",
-                "rebuild this replica by hand, or use a data_dir below the mount point",
+                Phrase.of("preflight.layout.mount", path=str(data)),
+                Phrase.of("preflight.layout.mount.fix"),
             )
         )
     if layout.wal_symlink_to:
@@ -505,26 +564,30 @@ def _layout_items(node: NodeConfig, cmd: Commands, layout: DataDirLayout) -> lis
             _fail(
                 node.name,
                 "pg_wal",
-                f"{data / 'pg_wal'} is a symlink (to {layout.wal_symlink_to}): "
-                "a rebuild does not handle a separate WAL directory",
-                "rebuild this replica by hand (pg_basebackup --waldir)",
+                Phrase.of(
+                    "preflight.layout.wal_symlink",
+                    path=str(data / "pg_wal"),
+                    target=layout.wal_symlink_to,
+                ),
+                Phrase.of("preflight.layout.wal_symlink.fix"),
             )
         )
     if layout.tablespaces:
-        entries = "1 entry" if layout.tablespaces == 1 else f"{layout.tablespaces} entries"
+        where = str(data / "pg_tblspc")
         items.append(
             _fail(
                 node.name,
                 "tablespaces",
-                f"{data / 'pg_tblspc'} is not empty ({entries}): "
-                "a rebuild does not handle tablespaces",
-                "rebuild this replica by hand (pg_basebackup --tablespace-mapping)",
+                Phrase.of("preflight.layout.tablespace", path=where)
+                if layout.tablespaces == 1
+                else Phrase.of(
+                    "preflight.layout.tablespaces", path=where, entries=layout.tablespaces
+                ),
+                Phrase.of("preflight.layout.tablespaces.fix"),
             )
         )
     if not items:
-        items.append(
-            _ok(node.name, "layout", f"{data}: a directory, pg_wal inside, no tablespaces")
-        )
+        items.append(_ok(node.name, "layout", Phrase.of("preflight.layout.ok", path=str(data))))
     return items
 
 
@@ -541,22 +604,30 @@ def _identity_item(
         return _fail(
             node.name,
             "identity",
-            f"{cmd.data_dir} holds no readable pg_control (pg_controldata): "
-            f"nothing proves it is {node.name}'s data directory",
-            "check data_dir in the config",
+            Phrase.of("preflight.identity.unreadable", path=str(cmd.data_dir), node=node.name),
+            Phrase.of("preflight.data_dir.fix"),
         )
     if mine != primary_id:
         return _fail(
             node.name,
             "identity",
-            f"{cmd.data_dir} belongs to another cluster: system identifier {mine}, "
-            f"the primary's is {primary_id}",
-            f"check data_dir in the config: it must be {node.name}'s data directory",
+            Phrase.of(
+                "preflight.identity.other",
+                path=str(cmd.data_dir),
+                mine=mine,
+                primary_id=primary_id,
+            ),
+            Phrase.of("preflight.identity.other.fix", node=node.name),
         )
     return _ok(
         node.name,
         "identity",
-        f"{cmd.data_dir} is a copy of {cluster.primary.name}'s cluster (system identifier {mine})",
+        Phrase.of(
+            "preflight.identity.ok",
+            path=str(cmd.data_dir),
+            primary=cluster.primary.name,
+            mine=mine,
+        ),
     )
 
 
@@ -578,9 +649,8 @@ def _slot_item(
         return False, _fail(
             node.name,
             "slot",
-            f"slot {copy_name} already exists on {primary_name}: left by an earlier rebuild, "
-            "it would be taken for this one's rollback copy",
-            f"if no rebuild of {node.name} needs it any more, drop it with /dropslot {copy_name}",
+            Phrase.of("preflight.slot.leftover", copy=copy_name, primary=primary_name),
+            Phrase.of("preflight.slot.leftover.fix", copy=copy_name, node=node.name),
         )
     slot = next((s for s in primary.slots if s.name == node.slot), None)
     if slot is None:
@@ -588,23 +658,26 @@ def _slot_item(
             node.name,
             "slot",
             CheckLevel.WARN,
-            f"slot {node.slot} does not exist on {primary_name}",
-            "it will be created as the first step",
+            Phrase.of("preflight.slot.missing", slot=node.slot, primary=primary_name),
+            Phrase.of("preflight.slot.missing.fix"),
         )
     if slot.slot_type != "physical":
         return False, _fail(
-            node.name, "slot", f"slot {node.slot} is {slot.slot_type}", "use a physical slot"
+            node.name,
+            "slot",
+            Phrase.of("preflight.slot.type", slot=node.slot, type=slot.slot_type),
+            Phrase.of("preflight.slot.type.fix"),
         )
     if not slot.active:
-        return False, _ok(node.name, "slot", f"slot {node.slot} exists and is inactive")
+        return False, _ok(node.name, "slot", Phrase.of("preflight.slot.inactive", slot=node.slot))
     holder = next((s for s in primary.walsenders if s.pid == slot.active_pid), None)
     holder_name = holder.application_name if holder else "?"
     if holder is not None and holder.pid in basebackup_pids(primary.walsenders):
         return False, _fail(
             node.name,
             "slot",
-            f"slot {node.slot} is held by a running pg_basebackup (PID {holder.pid})",
-            "wait until it ends, or stop it",
+            Phrase.of("preflight.slot.basebackup", slot=node.slot, pid=holder.pid),
+            Phrase.of("preflight.slot.basebackup.fix"),
         )
     receiver = replica.receiver if replica is not None else None
     own = (
@@ -614,24 +687,25 @@ def _slot_item(
         return False, _ok(
             node.name,
             "slot",
-            f"slot {node.slot} is held by {node.name} itself; released when it stops",
+            Phrase.of("preflight.slot.own", slot=node.slot, node=node.name),
         )
     return False, _fail(
         node.name,
         "slot",
-        f"slot {node.slot} is active for PID {slot.active_pid} "
-        f"(application_name {holder_name}), not {node.name}",
-        "find the process using the slot and stop it",
+        Phrase.of(
+            "preflight.slot.other",
+            slot=node.slot,
+            pid=str(slot.active_pid),
+            holder=holder_name,
+            node=node.name,
+        ),
+        Phrase.of("preflight.slot.other.fix"),
     )
 
 
-def _ok(node: str, name: str, detail: str) -> CheckItem:
+def _ok(node: str, name: str, detail: Phrase) -> CheckItem:
     return CheckItem(node, name, CheckLevel.OK, detail)
 
 
-def _fail(node: str, name: str, detail: str, fix: str) -> CheckItem:
+def _fail(node: str, name: str, detail: Phrase, fix: Phrase) -> CheckItem:
     return CheckItem(node, name, CheckLevel.FAIL, detail, fix)
-
-
-def _gb(value: int) -> str:
-    return f"{value / 1024**3:.2f} GB" if value >= 1024**3 else f"{value / 1024**2:.1f} MB"

@@ -40,6 +40,7 @@ from bot.models import (
     RebuildState,
     SlotInfo,
 )
+from bot.phrases import Phrase
 from bot.ports import AuditLog, Clock, JobStore, Postgres, RemoteShell, ShellConnector
 from bot.services.plans.executor import HostExecutor
 from bot.services.plans.model import Step
@@ -177,15 +178,27 @@ class RebuildService:
         latest = await self._jobs.latest(cluster.name, node.name)
         latest_id = latest.id if latest is not None else 0
         report = await self._preflight.run(cluster, node, tag)
-        items = tuple(replace(i, detail=self._redact(i.detail)) for i in report.items)
+        items = tuple(
+            replace(
+                i,
+                detail=self._redact_phrase(i.detail),
+                fix=self._redact_phrase(i.fix) if i.fix is not None else None,
+                notes=tuple(self._redact_phrase(n) for n in i.notes),
+            )
+            for i in report.items
+        )
         if previous_job is not None and latest is not None and previous_job != latest_id:
             stale = CheckItem(
                 node.name,
                 "confirmation",
                 CheckLevel.FAIL,
-                f"job {latest.id} ({latest.state.value}) of {node.name} ran after this plan "
-                "was made",
-                "run /rebuild again to see the node as it is now",
+                Phrase.of(
+                    "preflight.confirmation.stale",
+                    job=latest.id,
+                    state=latest.state.value,
+                    node=node.name,
+                ),
+                Phrase.of("preflight.confirmation.stale.fix"),
             )
             items = (stale, *items)
         report = replace(report, items=items)
@@ -200,6 +213,16 @@ class RebuildService:
             self._settings.verify_timeout_s,
         )
         return report, plan
+
+    def _redact_phrase(self, phrase: Phrase) -> Phrase:
+        """The phrase with every text value redacted (a detail may quote command output)."""
+        return Phrase(
+            phrase.key,
+            tuple(
+                (name, self._redact(value) if isinstance(value, str) else value)
+                for name, value in phrase.values
+            ),
+        )
 
     def running_jobs(self, cluster: str) -> dict[str, int]:
         """Replica name -> id of the job this process runs on it now (for the monitor)."""
