@@ -48,8 +48,8 @@ from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
+from handlers.graph import alert_chart_sender
 from handlers.registry import ACTIONS, COMMANDS
-from handlers.render import graph as render_graph
 from handlers.repair import repair_target
 
 log = logging.getLogger(__name__)
@@ -186,14 +186,7 @@ class Runtime:
             return None
         if not isinstance(notifier, PhotoNotifier):
             return None
-        photos: PhotoNotifier = notifier
-
-        async def send(chat: int, thread: int | None, ref: ChartRef, reply_to: int) -> None:
-            png, summary = await charts.draw(ref, render_graph.labels(ref), small=True)
-            caption = render_graph.alert_chart_caption(summary)
-            await photos.send_photo(chat, thread, png, caption, reply_to)
-
-        return send
+        return alert_chart_sender(self.config, charts, notifier)
 
     async def compact_history(self) -> tuple[int, int]:
         """Downsample the monitor history (minutes after 6 h, nothing after 7 days)."""

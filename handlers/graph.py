@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from bot.config import AppConfig
 from bot.errors import InvalidInput
-from bot.models import Role
-from bot.services.charts import DEFAULT_WINDOW, WINDOWS
-from handlers import parsing
+from bot.models import ChartRef, Role
+from bot.ports import PhotoNotifier
+from bot.services.charts import DEFAULT_WINDOW, WINDOWS, ChartService
+from handlers import i18n, parsing
 from handlers.base import CommandContext, HandlerGroup
 from handlers.render import graph as render_graph
 
@@ -36,3 +40,27 @@ async def graph(ctx: CommandContext) -> None:
     png, summary = await charts.draw(ref, render_graph.labels(ref))
     ctx.audit_note = f"{render_graph.subject(ref)} {window}, {summary.samples} point(s)"
     await ctx.chat.send_photo(png, render_graph.caption(summary))
+
+
+AttachChart = Callable[[int, int | None, ChartRef, int], Awaitable[None]]
+
+
+def alert_language(config: AppConfig, cluster: str) -> str:
+    """The language of ``cluster``'s alerts: the cluster's own, else ``telegram.language``."""
+    own = next((c.language for c in config.clusters if c.name == cluster), None)
+    return own or config.telegram.language
+
+
+def alert_chart_sender(
+    config: AppConfig, charts: ChartService, photos: PhotoNotifier
+) -> AttachChart:
+    """What sends the small chart under an alert: labels and caption in the language of the
+    alert's cluster (rendered here, on the event loop, before the drawing thread starts)."""
+
+    async def send(chat: int, thread: int | None, ref: ChartRef, reply_to: int) -> None:
+        with i18n.language(alert_language(config, ref.cluster)):
+            png, summary = await charts.draw(ref, render_graph.labels(ref), small=True)
+            caption = render_graph.alert_chart_caption(summary)
+        await photos.send_photo(chat, thread, png, caption, reply_to)
+
+    return send
