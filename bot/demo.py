@@ -28,7 +28,7 @@ from bot.sandbox import (
 from bot.services.repair.rewind import grant_statements
 from bot.sshd import LocalSshd, SshEndpoint
 from handlers import render
-from handlers.base import CommandContext, CommandSpec, Reply
+from handlers.base import CommandContext, CommandSpec, Purpose, Reply
 from handlers.console import ConsoleChat, ConsoleNotifier, given_lines, run_console, stdin_lines
 
 DEMO_USER_ID = 1
@@ -248,7 +248,9 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
     return CommandSpec(
         "demo",
         Role.ADMIN,
-        "demo only: stop/start/diverge the local replica",
+        render.DEMO_COMMAND_SUMMARY,
         DEMO_USAGE,
         run,
+        purpose=Purpose.ADMIN,
+        example="/demo stop-replica",
     )

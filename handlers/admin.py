@@ -5,37 +5,62 @@ from __future__ import annotations
 from bot.errors import InvalidInput, ReplbotError
 from bot.models import Role
 from handlers import i18n, parsing, render
-from handlers.base import CommandContext, HandlerGroup, Reply
+from handlers.base import CommandContext, HandlerGroup, Purpose, Reply
 
 group = HandlerGroup()
 
 
-@group.command("help", Role.VIEWER, "the commands you may run", "/help")
+@group.command(
+    "help",
+    Role.VIEWER,
+    "the commands you may run",
+    "/help",
+    purpose=Purpose.YOU,
+    example="/help",
+)
 async def help_command(ctx: CommandContext) -> None:
-    """List the commands the caller's role allows."""
+    """List the commands the caller's role allows, grouped by what they do."""
     assert ctx.user.role is not None
     allowed = [
-        (spec.usage, spec.summary, spec.min_role.label)
+        render.HelpEntry(
+            spec.usage, spec.summary, spec.min_role, spec.example, spec.purpose, spec.role_note
+        )
         for spec in ctx.commands
         if ctx.user.role >= spec.min_role
     ]
     await ctx.chat.send(Reply(render.help_text(ctx.user, allowed)))
 
 
-@group.command("start", Role.VIEWER, "same as /help", "/start")
+@group.command(
+    "start", Role.VIEWER, "same as /help", "/start", purpose=Purpose.YOU, example="/start"
+)
 async def start(ctx: CommandContext) -> None:
     """Telegram sends /start when a user opens the bot."""
     await help_command(ctx)
 
 
-@group.command("whoami", Role.VIEWER, "your Telegram id and role", "/whoami")
+@group.command(
+    "whoami",
+    Role.VIEWER,
+    "your Telegram id and role",
+    "/whoami",
+    purpose=Purpose.YOU,
+    example="/whoami",
+)
 async def whoami(ctx: CommandContext) -> None:
     """Show the caller's id and role."""
     parsing.no_arguments(ctx.args)
     await ctx.chat.send(Reply(render.whoami(ctx.user, ctx.request.chat_id)))
 
 
-@group.command("lang", Role.VIEWER, "the language of your replies: ru or en", "/lang [ru|en]")
+@group.command(
+    "lang",
+    Role.VIEWER,
+    "the language of your replies: ru or en",
+    "/lang [ru|en]",
+    purpose=Purpose.YOU,
+    example="/lang ru",
+)
 async def lang(ctx: CommandContext) -> None:
     """Show or choose (persistently, per Telegram user) the language of the caller's replies."""
     if not ctx.args:
@@ -53,7 +78,14 @@ async def lang(ctx: CommandContext) -> None:
         await ctx.chat.send(Reply(render.language_set(chosen)))
 
 
-@group.command("audit", Role.ADMIN, "the last N audit entries", "/audit [N]")
+@group.command(
+    "audit",
+    Role.ADMIN,
+    "the last N audit entries",
+    "/audit [N]",
+    purpose=Purpose.ADMIN,
+    example="/audit 20",
+)
 async def audit(ctx: CommandContext) -> None:
     """Show the newest audit rows."""
     limit = parsing.audit_limit(ctx.args)

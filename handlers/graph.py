@@ -10,7 +10,7 @@ from bot.models import ChartRef, Role
 from bot.ports import PhotoNotifier
 from bot.services.charts import DEFAULT_WINDOW, WINDOWS, ChartService
 from handlers import i18n, parsing
-from handlers.base import CommandContext, HandlerGroup
+from handlers.base import CommandContext, HandlerGroup, Purpose
 from handlers.render import graph as render_graph
 
 group = HandlerGroup()
@@ -29,7 +29,14 @@ def graph_args(args: list[str]) -> tuple[str | None, str | None, str]:
     return name, cluster, windows[0].lower() if windows else DEFAULT_WINDOW
 
 
-@group.command("graph", Role.VIEWER, "chart of replica lag and slot WAL", USAGE)
+@group.command(
+    "graph",
+    Role.VIEWER,
+    "chart of replica lag and slot WAL",
+    USAGE,
+    purpose=Purpose.WATCH,
+    example="/graph pg2 24h",
+)
 async def graph(ctx: CommandContext) -> None:
     """Draw the lag and retained-WAL chart of a cluster (or one replica) and send it."""
     name, cluster, window = graph_args(ctx.args)

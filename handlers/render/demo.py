@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from handlers.i18n import _, ngettext
+from handlers.i18n import N_, _, ngettext
 from handlers.render.common import INFO, OK, WARN, code, esc, human_duration
+
+# The summary of the demo's own /demo command in /help (translated where it is shown).
+DEMO_COMMAND_SUMMARY = N_("demo only: stop/start/diverge the local replica")
 
 
 def demo_replica_changed(node: str, stopped: bool, interval_s: float) -> str:
