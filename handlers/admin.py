@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+
 from bot.errors import InvalidInput, ReplbotError
 from bot.models import Role
 from handlers import i18n, parsing, render
-from handlers.base import CommandContext, HandlerGroup, Purpose, Reply
+from handlers.base import CommandContext, CommandSpec, HandlerGroup, Purpose, Reply
 
+log = logging.getLogger(__name__)
 group = HandlerGroup()
 
 
@@ -75,7 +79,24 @@ async def lang(ctx: CommandContext) -> None:
     await store.set(ctx.user.id, chosen)
     ctx.audit_args = chosen
     with i18n.language(chosen):
+        menu = private_menu(ctx.commands, ctx.user.role)
+    try:  # the choice is stored; a menu left in the old language is no reason to say otherwise
+        if menu:
+            await ctx.chat.set_user_menu(ctx.user.id, menu)
+    except Exception:  # logged; the next start sets the menu again (from the stored choice)
+        log.warning("could not refresh the command menu of user %s", ctx.user.id, exc_info=True)
+    with i18n.language(chosen):
         await ctx.chat.send(Reply(render.language_set(chosen)))
+
+
+def private_menu(commands: Iterable[CommandSpec], role: Role | None) -> dict[str, str]:
+    """A private chat's command menu in the current language: command name -> summary, the
+    commands ``role`` may run (all with None), without /start (Telegram sends it itself)."""
+    return {
+        spec.name: i18n._(spec.summary)
+        for spec in commands
+        if spec.name != "start" and (role is None or role >= spec.min_role)
+    }
 
 
 @group.command(

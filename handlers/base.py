@@ -6,7 +6,7 @@ implement :class:`Chat`; the handlers never see a Telegram type.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -71,6 +71,11 @@ class Chat(Protocol):
 
     async def send_photo(self, png: bytes, caption_html: str) -> int:
         """Send a picture with a one-line caption (≤ 1024 characters); return its id."""
+        ...
+
+    async def set_user_menu(self, user_id: int, commands: Mapping[str, str]) -> None:
+        """Replace the command menu of ``user_id``'s private chat with the bot (command name ->
+        description); a transport without menus does nothing."""
         ...
 
 
