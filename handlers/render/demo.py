@@ -61,13 +61,17 @@ def demo_starting(major: int, replicas: int, base: str) -> str:
     ).format(major=major, n=replicas, base=base)
 
 
-def demo_ready(ports: str, user: str) -> list[str]:
-    """What the demo console says once the clusters run."""
+def demo_ready(ports: str, user: str, charts_dir: str) -> list[str]:
+    """What the demo console says once the clusters run (``charts_dir``: where /graph's
+    pictures are written)."""
     return [
         _("ready ({ports}); you are {user} (admin). Try /status, /slots, /check,").format(
             ports=ports, user=user
         ),
         _("/createslot NAME, /dropslot NAME, /rebuild pg2, /audit, /help; /quit to leave."),
+        _(
+            "Charts: /graph (or /graph pg2 24h) writes a PNG of lag and slot WAL into {folder}."
+        ).format(folder=charts_dir),
         _("Alerts print here: try /demo stop-replica, /alerts, then /demo start-replica."),
         _("Replies in Russian: /lang ru (or start the demo with --lang ru)."),
     ]

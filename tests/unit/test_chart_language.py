@@ -161,3 +161,18 @@ async def test_the_chart_under_a_russian_clusters_alert_is_russian_and_others_st
     assert renderer.drawn[0].labels.title == "main/pg2: репликация за последние 6 ч (UTC)"
     assert english.startswith("📈 <b>dr2</b>: lag peaked at 3.0 MB at ")
     assert renderer.drawn[1].labels.title == "dr/dr2: replication, last 6 h (UTC)"
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_demos_ready_lines_point_to_graph_and_where_its_pictures_go(language: str) -> None:
+    from bot.demo import charts_dir
+    from handlers.render import demo_ready
+
+    folder = str(charts_dir(russian_main_config()))
+    with i18n.language(language):
+        lines = demo_ready("pg1:5432, pg2:5433", "demo-admin", folder)
+    (line,) = [line for line in lines if "/graph" in line]
+    assert folder in line and "/graph pg2 24h" in line
+    if language == "ru":
+        for text in lines:
+            assert not english_runs(text.replace(folder, " ")), text
