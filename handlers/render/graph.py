@@ -102,3 +102,13 @@ def caption(summary: ChartSummary) -> str:
 def alert_chart_caption(summary: ChartSummary) -> str:
     """The caption of the small chart under an alert (the same line as /graph's)."""
     return caption(summary)
+
+
+def graph_usage(usage: str) -> str:
+    """Refusal of /graph arguments it cannot read (plain text)."""
+    return _("usage: {usage}").format(usage=usage)
+
+
+def charts_unavailable() -> str:
+    """Refusal of /graph when the bot keeps no monitor history (plain text)."""
+    return _("charts are not available: the monitor history is off")

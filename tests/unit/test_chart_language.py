@@ -18,7 +18,7 @@ from bot.models import ChartData, ChartRef, ReplicaSample
 from bot.services.charts import ChartService
 from handlers import i18n
 from handlers.render import graph as render_graph
-from tests.unit.fakes import PASSWORD, PASSWORD_ENV, FakeClock, config_toml
+from tests.unit.fakes import PASSWORD, PASSWORD_ENV, VIEWER_ID, FakeClock, config_toml
 from tests.unit.test_graph import DAY, HOUR, MB, NOW, png_size, replica, slot
 from tests.unit.test_i18n_tour import english_runs
 
@@ -176,3 +176,15 @@ def test_the_demos_ready_lines_point_to_graph_and_where_its_pictures_go(language
     if language == "ru":
         for text in lines:
             assert not english_runs(text.replace(folder, " ")), text
+
+
+async def test_graph_refusals_of_its_own_are_russian() -> None:
+    from tests.unit.test_i18n_tour import russian_bot
+
+    bot = russian_bot()  # no monitor history: no charts
+    usage = (await bot.command("/graph a b c", user_id=VIEWER_ID)).sent[0].html
+    assert usage == "❌ использование: /graph [cluster|node] [6h|24h|7d]"
+    off = (await bot.command("/graph", user_id=VIEWER_ID)).sent[0].html
+    assert "графиков нет: история монитора отключена" in off
+    for text in (usage, off):
+        assert not english_runs(text), english_runs(text)
