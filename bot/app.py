@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bot.adapters.alerts_sqlite import SqliteAlertStore
@@ -48,8 +48,8 @@ from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
 from handlers.alerts import AlertRenderer, DeliveryRenderer
 from handlers.dispatch import Dispatcher
+from handlers.graph import alert_chart_sender
 from handlers.registry import ACTIONS, COMMANDS
-from handlers.render import graph as render_graph
 from handlers.repair import repair_target
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,17 @@ class Runtime:
     polls_ok: int = 0
     slot_store: SqliteSlotOverrideStore | None = None
     languages: SqliteLanguageStore | None = None  # /lang choices
+
+    async def chosen_languages(self) -> dict[int, str]:
+        """The /lang choices of the configured users (for their menus at start)."""
+        if self.languages is None:
+            return {}
+        chosen = {}
+        for user in self.config.users:
+            language = await self.languages.get(user.id)
+            if language:
+                chosen[user.id] = language
+        return chosen
 
     def watch_polling(self) -> None:
         """From now on /healthz expects answered getUpdates (see :meth:`note_poll`)."""
@@ -186,14 +197,7 @@ class Runtime:
             return None
         if not isinstance(notifier, PhotoNotifier):
             return None
-        photos: PhotoNotifier = notifier
-
-        async def send(chat: int, thread: int | None, ref: ChartRef, reply_to: int) -> None:
-            png, summary = await charts.draw(ref, render_graph.labels(ref), small=True)
-            caption = render_graph.alert_chart_caption(summary)
-            await photos.send_photo(chat, thread, png, caption, reply_to)
-
-        return send
+        return alert_chart_sender(self.config, charts, notifier)
 
     async def compact_history(self) -> tuple[int, int]:
         """Downsample the monitor history (minutes after 6 h, nothing after 7 days)."""
@@ -407,18 +411,22 @@ def command_menu(language: str = "en", role: Role | None = None) -> dict[str, st
     """Command name -> summary in ``language``, for Telegram's setMyCommands; with ``role``,
     only the commands that role may run."""
     from handlers import i18n
+    from handlers.admin import private_menu
 
     with i18n.language(language):
-        return {
-            name: i18n._(spec.summary)
-            for name, spec in COMMANDS.items()
-            if name != "start" and (role is None or role >= spec.min_role)
-        }
+        return private_menu(COMMANDS.values(), role)
 
 
-def user_menus(config: AppConfig) -> dict[int, dict[str, str]]:
-    """Each configured user's private-chat menu: their role's commands in their language."""
+def user_menus(
+    config: AppConfig, chosen: Mapping[int, str] | None = None
+) -> dict[int, dict[str, str]]:
+    """Each configured user's private-chat menu: their role's commands in their language (the
+    one they chose with /lang, from ``chosen``, else ``users[].language``, else
+    ``telegram.language``)."""
+    chosen = chosen or {}
     return {
-        user.id: command_menu(user.language or config.telegram.language, user.role)
+        user.id: command_menu(
+            chosen.get(user.id) or user.language or config.telegram.language, user.role
+        )
         for user in config.users
     }

@@ -474,7 +474,7 @@ async def run_bot(
         localized_commands={
             lang: command_menu(lang, Role.VIEWER) for lang in LANGUAGES if lang != "en"
         },
-        chat_commands=user_menus(config),
+        chat_commands=user_menus(config, await runtime.chosen_languages()),
     )
     runtime.watch_polling()
     try:

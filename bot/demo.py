@@ -28,7 +28,7 @@ from bot.sandbox import (
 from bot.services.repair.rewind import grant_statements
 from bot.sshd import LocalSshd, SshEndpoint
 from handlers import render
-from handlers.base import CommandContext, CommandSpec, Reply
+from handlers.base import CommandContext, CommandSpec, Purpose, Reply
 from handlers.console import ConsoleChat, ConsoleNotifier, given_lines, run_console, stdin_lines
 
 DEMO_USER_ID = 1
@@ -159,7 +159,7 @@ def run_demo(
         )
         config = load_config(config_path)
         ports = ", ".join(f"{n.name}:{n.port}" for n in pgset.nodes)
-        for line in render.demo_ready(ports, DEMO_USER_NAME):
+        for line in render.demo_ready(ports, DEMO_USER_NAME, str(charts_dir(config))):
             out(line)
         if endpoint is not None:
             target = f"{endpoint.user}@{endpoint.host}:{endpoint.port}"
@@ -188,7 +188,7 @@ async def _console(
 ) -> None:
     runtime = await open_runtime(config, redactor_for(config))
     try:
-        chat = ConsoleChat(out, photo_dir=config.audit.path.parent / "charts")
+        chat = ConsoleChat(out, photo_dir=charts_dir(config))
         runtime.dispatcher.commands["demo"] = demo_command(pgset, runtime)
         await runtime.start_monitor(ConsoleNotifier(chat))
         lines: AsyncIterator[str] = given_lines(commands, echo=out) if commands else stdin_lines()
@@ -199,6 +199,11 @@ async def _console(
                 await runtime.services.repair.wait_all()
     finally:
         await runtime.close()
+
+
+def charts_dir(config: AppConfig) -> Path:
+    """Where the demo console writes /graph's pictures: beside the demo's files."""
+    return config.audit.path.parent / "charts"
 
 
 def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
@@ -248,7 +253,9 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
     return CommandSpec(
         "demo",
         Role.ADMIN,
-        "demo only: stop/start/diverge the local replica",
+        render.DEMO_COMMAND_SUMMARY,
         DEMO_USAGE,
         run,
+        purpose=Purpose.ADMIN,
+        example="/demo stop-replica",
     )

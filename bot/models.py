@@ -790,6 +790,7 @@ class ChartLabels:
     critical: str
     outage: str
     no_data: str
+    day_format: str = "%d %b"  # strftime of the time axis on windows longer than two days
 
 
 @dataclass(frozen=True)

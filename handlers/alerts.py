@@ -24,7 +24,7 @@ from bot.models import (
 from bot.services.monitor.alerts import AlertService
 from bot.units import parse_duration
 from handlers import i18n, parsing, render
-from handlers.base import CommandContext, HandlerGroup, Reply
+from handlers.base import CommandContext, HandlerGroup, Purpose, Reply
 from handlers.repair import press_repair
 
 group = HandlerGroup()
@@ -161,7 +161,14 @@ def _service(ctx: CommandContext) -> AlertService:
     return service
 
 
-@group.command("alerts", Role.VIEWER, "alerts firing now, and the mutes in force", "/alerts")
+@group.command(
+    "alerts",
+    Role.VIEWER,
+    "alerts firing now, and the mutes in force",
+    "/alerts",
+    purpose=Purpose.ALERTS,
+    example="/alerts",
+)
 async def alerts(ctx: CommandContext) -> None:
     """List the firing alerts (acknowledged and muted ones marked) and the active mutes."""
     parsing.no_arguments(ctx.args)
@@ -179,6 +186,8 @@ MUTE_USAGE = "/mute CLUSTER|NODE|CLUSTER/NODE DURATION (e.g. /mute pg2 2h)"
     "silence the alerts of a cluster or node for a while",
     MUTE_USAGE,
     changes_state=True,
+    purpose=Purpose.ALERTS,
+    example="/mute pg2 2h",
 )
 async def mute(ctx: CommandContext) -> None:
     """Mute a cluster or a node: its alerts are recorded but not announced."""
@@ -202,6 +211,8 @@ async def mute(ctx: CommandContext) -> None:
     "end the mutes of a cluster or node",
     "/unmute CLUSTER|NODE",
     changes_state=True,
+    purpose=Purpose.ALERTS,
+    example="/unmute pg2",
 )
 async def unmute(ctx: CommandContext) -> None:
     """End the mutes of a cluster (with its nodes and alerts) or of a node."""

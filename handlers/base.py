@@ -6,8 +6,9 @@ implement :class:`Chat`; the handlers never see a Telegram type.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from bot.models import Role, User
@@ -72,6 +73,11 @@ class Chat(Protocol):
         """Send a picture with a one-line caption (≤ 1024 characters); return its id."""
         ...
 
+    async def set_user_menu(self, user_id: int, commands: Mapping[str, str]) -> None:
+        """Replace the command menu of ``user_id``'s private chat with the bot (command name ->
+        description); a transport without menus does nothing."""
+        ...
+
 
 @dataclass
 class CommandContext:
@@ -97,9 +103,25 @@ ChangesState = bool | Callable[[list[str]], bool]
 RoleWith = Callable[[list[str]], tuple[Role, str]]
 
 
+class Purpose(StrEnum):
+    """What a command is for: /help groups the commands by it, in this order."""
+
+    WATCH = "watch"  # replication state, checks, charts
+    SLOTS = "slots"
+    REPAIR = "repair"  # repair and rebuild
+    ALERTS = "alerts"
+    ADMIN = "admin"  # audit, the demo's own controls
+    YOU = "you"  # help, id, language
+
+
 @dataclass(frozen=True)
 class CommandSpec:
-    """A chat command with its minimum role, declared right beside its handler."""
+    """A chat command with its minimum role, declared right beside its handler.
+
+    ``purpose`` and ``example`` are for /help: the group the command is listed in, and one
+    command line that works at ``min_role`` (``/rebuild pg2 --dry-run``). ``role_note`` (an
+    ``N_`` msgid) says what needs more than ``min_role`` ("an admin runs it").
+    """
 
     name: str
     min_role: Role
@@ -108,6 +130,9 @@ class CommandSpec:
     run: Handler
     changes_state: ChangesState = False
     role_with: RoleWith | None = None
+    purpose: Purpose = Purpose.YOU
+    example: str = ""
+    role_note: str = ""
 
     def min_role_for(self, args: list[str]) -> tuple[Role, str]:
         """The role running with ``args`` needs (never below ``min_role``) and what for.
@@ -154,12 +179,27 @@ class HandlerGroup:
         usage: str,
         changes_state: ChangesState = False,
         role_with: RoleWith | None = None,
+        *,
+        purpose: Purpose,
+        example: str,
+        role_note: str = "",
     ) -> Callable[[Handler], Handler]:
         """Decorator: register ``fn`` as /name for users with at least ``min_role``."""
 
         def register(fn: Handler) -> Handler:
             self.commands.append(
-                CommandSpec(name, min_role, summary, usage, fn, changes_state, role_with)
+                CommandSpec(
+                    name,
+                    min_role,
+                    summary,
+                    usage,
+                    fn,
+                    changes_state,
+                    role_with,
+                    purpose=purpose,
+                    example=example,
+                    role_note=role_note,
+                )
             )
             return fn
 

@@ -12,7 +12,7 @@ import asyncio
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 
 from bot.models import OutgoingMessage
@@ -68,6 +68,9 @@ class ConsoleChat:
         self.photos.append(path)
         self._out(f"[picture: {path}] {render.to_plain_text(caption_html)}")
         return message_id
+
+    async def set_user_menu(self, user_id: int, commands: Mapping[str, str]) -> None:
+        """A terminal has no command menu: nothing to refresh."""
 
     def _print(self, reply: Reply, prefix: str) -> None:
         self._out(prefix + render.to_plain_text(reply.html))

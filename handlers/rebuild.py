@@ -10,7 +10,8 @@ from bot.errors import RebuildRefused, ReplbotError
 from bot.models import RebuildProgress, RebuildState, Role
 from bot.services.rebuild.plan import plan_digest
 from handlers import parsing, render
-from handlers.base import Button, Chat, CommandContext, HandlerGroup, Reply
+from handlers.base import Button, Chat, CommandContext, HandlerGroup, Purpose, Reply
+from handlers.i18n import N_
 
 log = logging.getLogger(__name__)
 group = HandlerGroup()
@@ -90,6 +91,9 @@ def _role_with(args: list[str]) -> tuple[Role, str]:
     parsing.REBUILD_USAGE,
     changes_state=_changes_state,
     role_with=_role_with,
+    purpose=Purpose.REPAIR,
+    example="/rebuild pg2 --dry-run",
+    role_note=N_("an admin runs, cancels or rolls it back"),
 )
 async def rebuild(ctx: CommandContext) -> None:
     """Dry-run (operator) or, for admins, run / cancel / roll back / abandon / clean up."""

@@ -13,7 +13,8 @@ from bot.services.repair.models import PathName, RepairProgress
 from bot.services.repair.service import PlanChanged, RepairService
 from handlers import parsing, render
 from handlers import rebuild as rebuild_handlers
-from handlers.base import Button, Chat, CommandContext, HandlerGroup, Reply
+from handlers.base import Button, Chat, CommandContext, HandlerGroup, Purpose, Reply
+from handlers.i18n import N_
 
 group = HandlerGroup()
 REPAIR_ALERT_RULES = frozenset(
@@ -82,6 +83,9 @@ def _service(ctx: CommandContext) -> RepairService:
     render.REPAIR_USAGE,
     changes_state=False,
     role_with=_role_with,
+    purpose=Purpose.REPAIR,
+    example="/repair pg2 --dry-run",
+    role_note=N_("an admin carries the repair out"),
 )
 async def repair(ctx: CommandContext) -> None:
     """Diagnosis and proposal; for admins, a confirmation of the chosen plan."""

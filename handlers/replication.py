@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from bot.models import Role
 from handlers import parsing, render
-from handlers.base import Button, CommandContext, HandlerGroup, Reply
+from handlers.base import Button, CommandContext, HandlerGroup, Purpose, Reply
 
 group = HandlerGroup()
 
 
-@group.command("status", Role.VIEWER, "primary and replicas: state, LSNs, lag", "/status [cluster]")
+@group.command(
+    "status",
+    Role.VIEWER,
+    "primary and replicas: state, LSNs, lag",
+    "/status [cluster]",
+    purpose=Purpose.WATCH,
+    example="/status main",
+)
 async def status(ctx: CommandContext) -> None:
     """Show every replica's state and lag, as seen from the primary and the replica."""
     cluster = parsing.optional_cluster(ctx.args)
@@ -18,7 +25,12 @@ async def status(ctx: CommandContext) -> None:
 
 
 @group.command(
-    "slots", Role.VIEWER, "replication slots and the WAL they retain", "/slots [cluster]"
+    "slots",
+    Role.VIEWER,
+    "replication slots and the WAL they retain",
+    "/slots [cluster]",
+    purpose=Purpose.SLOTS,
+    example="/slots main",
 )
 async def slots(ctx: CommandContext) -> None:
     """List the primary's replication slots."""
@@ -27,7 +39,14 @@ async def slots(ctx: CommandContext) -> None:
     await ctx.chat.send(Reply(render.slots(snapshot)))
 
 
-@group.command("check", Role.VIEWER, "replication prerequisites of the runbook", "/check [cluster]")
+@group.command(
+    "check",
+    Role.VIEWER,
+    "replication prerequisites of the runbook",
+    "/check [cluster]",
+    purpose=Purpose.WATCH,
+    example="/check main",
+)
 async def check(ctx: CommandContext) -> None:
     """Check the primary's and replicas' settings against the runbook."""
     cluster = parsing.optional_cluster(ctx.args)
@@ -41,6 +60,8 @@ async def check(ctx: CommandContext) -> None:
     "create a physical slot on the primary",
     "/createslot NAME [cluster]",
     changes_state=True,
+    purpose=Purpose.SLOTS,
+    example="/createslot replica4",
 )
 async def createslot(ctx: CommandContext) -> None:
     """Create a physical replication slot."""
@@ -51,7 +72,12 @@ async def createslot(ctx: CommandContext) -> None:
 
 
 @group.command(
-    "dropslot", Role.ADMIN, "drop an inactive slot (asks to confirm)", "/dropslot NAME [cluster]"
+    "dropslot",
+    Role.ADMIN,
+    "drop an inactive slot (asks to confirm)",
+    "/dropslot NAME [cluster]",
+    purpose=Purpose.SLOTS,
+    example="/dropslot old_slot",
 )
 async def dropslot(ctx: CommandContext) -> None:
     """Ask the requester to confirm dropping an inactive slot."""

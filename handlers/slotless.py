@@ -11,7 +11,8 @@ from bot.models import Role
 from bot.services.replication import validate_slot_name
 from bot.services.slotless import SlotChangeOutcome, SlotlessService
 from handlers import parsing, render
-from handlers.base import Button, CommandContext, HandlerGroup, Reply
+from handlers.base import Button, CommandContext, HandlerGroup, Purpose, Reply
+from handlers.i18n import N_
 
 group = HandlerGroup()
 
@@ -76,6 +77,9 @@ class _SlotChangeFailed(SlotChangeRefused):
     ATTACH_USAGE,
     changes_state=False,  # asking changes nothing; the confirmed action does
     role_with=_attach_role,
+    purpose=Purpose.SLOTS,
+    example="/attachslot pg3 --dry-run",
+    role_note=N_("an admin attaches it"),
 )
 async def attachslot(ctx: CommandContext) -> None:
     """Dry run (operator) or, for admins, the plan and its confirmation button."""
@@ -129,6 +133,8 @@ async def attachslot_confirmed(ctx: CommandContext, params: dict[str, str]) -> N
     Role.ADMIN,
     "take a replica's slot away and drop it (asks to confirm)",
     DETACH_USAGE,
+    purpose=Purpose.SLOTS,
+    example="/detachslot pg3",
 )
 async def detachslot(ctx: CommandContext) -> None:
     """The plan and its confirmation button."""

@@ -131,6 +131,13 @@ class TelegramChat:
         )
         return message.message_id
 
+    async def set_user_menu(self, user_id: int, commands: Mapping[str, str]) -> None:
+        """setMyCommands for the private chat of ``user_id`` (BotCommandScopeChat)."""
+        await self._bot.set_my_commands(
+            [BotCommand(name, text) for name, text in commands.items()],
+            scope=BotCommandScopeChat(user_id),
+        )
+
 
 def _keyboard(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
     if not buttons:

@@ -84,7 +84,7 @@ class MatplotlibCharts:
         wal.set_xlabel(labels.time_axis, fontsize=8)
         wal.set_xlim(_when(data.start), _when(data.end))
         short = data.end - data.start <= 2 * 86400
-        formatter = mdates.DateFormatter("%H:%M" if short else "%d %b", tz=UTC)  # type: ignore[no-untyped-call]
+        formatter = mdates.DateFormatter("%H:%M" if short else labels.day_format, tz=UTC)  # type: ignore[no-untyped-call]
         wal.xaxis.set_major_formatter(formatter)
         for ax in axes:
             ax.set_ylim(bottom=0)

@@ -60,6 +60,7 @@ from handlers.render.common import (
     unknown_command,
 )
 from handlers.render.demo import (
+    DEMO_COMMAND_SUMMARY,
     demo_interrupted,
     demo_kept,
     demo_over_ssh,
@@ -72,6 +73,7 @@ from handlers.render.demo import (
     demo_waited,
 )
 from handlers.render.help import (
+    HelpEntry,
     audit,
     audit_verification,
     help_text,
@@ -151,6 +153,7 @@ __all__ = [
     "ALARM_ICON",
     "AUDIT_FIELD_CHARS",
     "CHANGE_ICON",
+    "DEMO_COMMAND_SUMMARY",
     "FAIL",
     "INFO",
     "MAX_AUDIT_LINES",
@@ -162,6 +165,7 @@ __all__ = [
     "RULE_TEXT",
     "TELEGRAM_LIMIT",
     "WARN",
+    "HelpEntry",
     "alert_acknowledged",
     "alert_button_labels",
     "alert_chat_refusing",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from handlers.i18n import _, ngettext
+from handlers.i18n import N_, _, ngettext
 from handlers.render.common import INFO, OK, WARN, code, esc, human_duration
+
+# The summary of the demo's own /demo command in /help (translated where it is shown).
+DEMO_COMMAND_SUMMARY = N_("demo only: stop/start/diverge the local replica")
 
 
 def demo_replica_changed(node: str, stopped: bool, interval_s: float) -> str:
@@ -58,13 +61,17 @@ def demo_starting(major: int, replicas: int, base: str) -> str:
     ).format(major=major, n=replicas, base=base)
 
 
-def demo_ready(ports: str, user: str) -> list[str]:
-    """What the demo console says once the clusters run."""
+def demo_ready(ports: str, user: str, charts_dir: str) -> list[str]:
+    """What the demo console says once the clusters run (``charts_dir``: where /graph's
+    pictures are written)."""
     return [
         _("ready ({ports}); you are {user} (admin). Try /status, /slots, /check,").format(
             ports=ports, user=user
         ),
         _("/createslot NAME, /dropslot NAME, /rebuild pg2, /audit, /help; /quit to leave."),
+        _(
+            "Charts: /graph (or /graph pg2 24h) writes a PNG of lag and slot WAL into {folder}."
+        ).format(folder=charts_dir),
         _("Alerts print here: try /demo stop-replica, /alerts, then /demo start-replica."),
         _("Replies in Russian: /lang ru (or start the demo with --lang ru)."),
     ]

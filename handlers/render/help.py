@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from bot.models import (
     AuditEntry,
     AuditVerification,
     Outcome,
+    Role,
     User,
 )
-from handlers.i18n import _, ngettext
+from handlers.base import Purpose
+from handlers.i18n import N_, _, ngettext
 from handlers.render.common import (
     AUDIT_FIELD_CHARS,
     FAIL,
@@ -81,13 +84,56 @@ def audit_verification(result: AuditVerification) -> str:
     return f"audit log TAMPERED at row {result.first_bad_id}: {result.problem}{unkeyed}"
 
 
-def help_text(user: User, commands: Iterable[tuple[str, str, str]]) -> str:
-    """The commands this user may run: (usage, summary, minimum role)."""
+@dataclass(frozen=True)
+class HelpEntry:
+    """One command as /help shows it (summary and note are msgids, translated here)."""
+
+    usage: str
+    summary: str
+    role: Role
+    example: str
+    purpose: Purpose
+    role_note: str = ""
+
+
+# The headings of /help's groups, in the order of :class:`Purpose`.
+_PURPOSE_HEADINGS = {
+    Purpose.WATCH: ("👀", N_("Watch replication")),
+    Purpose.SLOTS: ("🧷", N_("Replication slots")),
+    Purpose.REPAIR: ("🛠", N_("Repair and rebuild")),
+    Purpose.ALERTS: ("🔔", N_("Alerts")),
+    Purpose.ADMIN: ("🔐", N_("Administration and audit")),
+    Purpose.YOU: ("🙋", N_("You and this bot")),
+}
+
+
+def help_text(user: User, commands: Iterable[HelpEntry]) -> str:
+    """The commands this user may run, grouped by what they do; per command its summary, the
+    role it needs and one example. Longer than a message? The transport splits it at line
+    boundaries (between commands)."""
     role = user.role.label if user.role else _("none")
     lines = [
         f"{INFO} " + _("commands for {name} ({role}):").format(name=esc(user.name), role=esc(role))
     ]
-    lines.extend(f"{code(usage)} — {esc(_(summary))}" for usage, summary, _role in commands)
+    entries = list(commands)
+    for purpose in Purpose:
+        members = [e for e in entries if e.purpose is purpose]
+        if not members:
+            continue
+        icon, heading = _PURPOSE_HEADINGS[purpose]
+        lines.append("")
+        lines.append(f"{icon} <b>{esc(_(heading))}</b>")
+        for entry in members:
+            lines.append(f"• {code(entry.usage)} — {esc(_(entry.summary))}")
+            needed = f"<i>{esc(entry.role.label)}</i>"
+            if entry.role_note:
+                needed += f" ({esc(_(entry.role_note))})"
+            lines.append(
+                "   "
+                + _("role {role} · example {example}").format(
+                    role=needed, example=code(entry.example)
+                )
+            )
     return "\n".join(lines)
 
 

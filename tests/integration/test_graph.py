@@ -36,6 +36,10 @@ async def test_graph_sends_the_monitored_lag_as_a_png_with_a_caption(
         async with ptb_serving(runtime, fake_api) as telegram:
             mark = telegram.send(VIEWER_ID, "/graph main 24h")
             call = await fake_api.await_for("sendPhoto", after=mark, timeout=30)
+            english_done = fake_api.mark()
+            await telegram.reply_to(VIEWER_ID, "/lang ru")  # the same chart, words in Russian
+            mark_ru = telegram.send(VIEWER_ID, "/graph main 24h")
+            call_ru = await fake_api.await_for("sendPhoto", after=mark_ru, timeout=30)
         assert runtime.history is not None
         counts = await runtime.history.counts()
     finally:
@@ -44,13 +48,16 @@ async def test_graph_sends_the_monitored_lag_as_a_png_with_a_caption(
     assert call.ok, call.response
     assert str(call.params["chat_id"]) == str(VIEWER_ID)
     assert call.params["parse_mode"] == "HTML"
-    chat, png, caption = fake_api.photos[-1]
+    chat, png, caption = fake_api.photos[-2]  # the English one
     assert chat == str(VIEWER_ID) and caption == call.params["caption"]
     assert png_size(png) == (1000, 600)
     # a healthy replica: recorded every poll, lag measured (0 or a few bytes), streaming now
     assert caption.startswith("📈 <b>main/pg2</b>: lag peaked at "), caption
     assert "not streaming" not in caption
-    assert "sendMessage" not in [c.method for c in fake_api.calls[mark:]]
+    assert "sendMessage" not in [c.method for c in fake_api.calls[mark:english_done]]
+    assert call_ru.ok, call_ru.response
+    assert str(call_ru.params["caption"]).startswith("📈 <b>main/pg2</b>: пик отставания ")
+    assert png_size(fake_api.photos[-1][1]) == (1000, 600)
 
 
 async def test_graph_with_an_unknown_node_is_refused_in_words(

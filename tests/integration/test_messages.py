@@ -11,7 +11,7 @@ from bot.models import Outcome, Role
 from handlers.base import Reply, Request
 from handlers.registry import COMMANDS
 from handlers.render import AUDIT_FIELD_CHARS, MAX_AUDIT_LINES
-from tests.conftest import ADMIN_ID, VIEWER_ID, TelegramHarness
+from tests.conftest import ADMIN_ID, GROUP_CHAT_ID, VIEWER_ID, TelegramHarness
 from tests.fakebotapi import MAX_MESSAGE_LENGTH, FakeBotApi
 from tests.integration._helpers import audit_rows, plain, reply_call
 
@@ -151,3 +151,33 @@ async def test_each_users_private_menu_lists_only_their_roles_commands_in_their_
     assert {c["command"] for c in russian} == viewer
     status = next(c["description"] for c in russian if c["command"] == "status")
     assert status == "основной сервер и реплики: состояние, LSN, отставание"
+
+
+async def test_lang_refreshes_the_users_private_menu_at_once_and_a_restart_keeps_it(
+    telegram: TelegramHarness,
+) -> None:
+    """/lang ru: setMyCommands for the caller's private chat, their role's commands in Russian,
+    before the reply; the menus a restart sets come from the stored choice."""
+    from bot.app import user_menus
+
+    viewer = {"type": "chat", "chat_id": VIEWER_ID}
+    admin = {"type": "chat", "chat_id": ADMIN_ID}
+
+    def menu(scope: dict[str, object]) -> dict[str, str]:
+        return {c["command"]: c["description"] for c in telegram.api.my_commands(scope)}
+
+    reply = plain(await reply_call(telegram, VIEWER_ID, "/lang ru"))
+    assert "русский" in reply
+    assert menu(viewer) == command_menu("ru", Role.VIEWER)
+    assert menu(viewer)["status"] == "основной сервер и реплики: состояние, LSN, отставание"
+    assert not {"rebuild", "dropslot", "audit"} & set(menu(viewer))
+    assert menu(admin) == {}  # nobody else's menu changes
+    restart = user_menus(telegram.runtime.config, await telegram.runtime.chosen_languages())
+    assert restart[VIEWER_ID] == menu(viewer)
+    assert restart[ADMIN_ID] == command_menu("en", Role.ADMIN)
+
+    await reply_call(telegram, ADMIN_ID, "/lang ru", GROUP_CHAT_ID, chat_type="group")
+    assert menu(admin) == command_menu("ru", Role.ADMIN)
+    assert "rebuild" in menu(admin)
+    await reply_call(telegram, VIEWER_ID, "/lang en")
+    assert menu(viewer) == command_menu("en", Role.VIEWER)

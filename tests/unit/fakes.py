@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import tomllib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -381,10 +381,14 @@ class FakeChat:
     sent: list[Reply] = field(default_factory=list)
     edits: list[tuple[int, Reply]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    menus: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
     async def send(self, reply: Reply) -> int:
         self.sent.append(reply)
         return len(self.sent)
+
+    async def set_user_menu(self, user_id: int, commands: Mapping[str, str]) -> None:
+        self.menus.append((user_id, dict(commands)))
 
     async def edit(self, message_id: int, reply: Reply) -> None:
         self.edits.append((message_id, reply))

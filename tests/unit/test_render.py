@@ -26,6 +26,7 @@ from bot.models import Role as UserRole
 from bot.phrases import Phrase
 from bot.services.replication import ReplicationService
 from handlers import render
+from handlers.base import Purpose
 from handlers.render import TELEGRAM_LIMIT, human_bytes, human_seconds, split_message
 from tests.fakebotapi import parse_telegram_html
 from tests.unit.fakes import FakePostgres, make_config, slot, walsender
@@ -142,7 +143,10 @@ def test_hostile_cluster_node_and_slot_values_are_escaped_everywhere() -> None:
         render.slots([ClusterSlots("main", "pg1", (), error="<down>")]),
         check_text,
         render.audit([entry]),
-        render.help_text(User(1, HOSTILE, UserRole.ADMIN), [("/x <y>", "a & b", "admin")]),
+        render.help_text(
+            User(1, HOSTILE, UserRole.ADMIN),
+            [render.HelpEntry("/x <y>", "a & b", UserRole.ADMIN, "/x <z>", Purpose.YOU, "<n>")],
+        ),
         render.whoami(User(1, HOSTILE, None), -5),
         render.refusal("<refused> & co"),
         render.failure("<failed> & co"),
