@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.phrases import Phrase
+
 if TYPE_CHECKING:
     from bot.services.plans.model import Step
 
@@ -404,6 +406,10 @@ class RebuildProgress:
     detail: str = ""
     output: str = ""  # tail of the failing command's output / server log, on failures
     old_dir: str = ""
+    # what the chat words (handlers/render/rebuild.py): the running step's title, and the
+    # ending's parts (joined with "; "); ``detail`` keeps their language-neutral form
+    title: Phrase | None = None
+    said: tuple[Phrase, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from handlers.render.common import (
     human_bytes,
     human_seconds,
 )
+from handlers.render.phrases import say
+from handlers.render.plans import said, step_title
 
 
 def _recovery_hint(node: str) -> str:
@@ -67,7 +69,7 @@ def rebuild_plan(plan: RebuildPlan) -> str:
         + _("on {host}:").format(host=esc(plan.host))
     ]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)} [{esc(action_kind(step.action))}]")
+        lines.append(f"{index}. {esc(step_title(step))} [{esc(action_kind(step.action))}]")
         lines.append(f"   {code(describe(step.action))}")
     return "\n".join(lines)
 
@@ -155,7 +157,8 @@ def rebuild_progress(progress: RebuildProgress) -> str:
     ]
     if progress.state is RebuildState.RUNNING:
         count = f" {progress.step_index}/{progress.step_count}" if progress.step_count else ""
-        lines.append(_("step") + f"{count}: {esc(progress.detail or progress.step)}")
+        now = say(progress.title) if progress.title else said(progress.said)
+        lines.append(_("step") + f"{count}: {esc(now or progress.detail or progress.step)}")
         if progress.backup is not None and progress.step == "basebackup":
             b = progress.backup
             line = f"{_bar(b.percent)} {b.percent} % · " + _("{done} of {total}").format(
@@ -167,7 +170,7 @@ def rebuild_progress(progress: RebuildProgress) -> str:
                 line += " · " + _("ETA {eta}").format(eta=esc(human_seconds(progress.eta_s)))
             lines.append(line)
     else:
-        lines.append(esc(progress.detail))
+        lines.append(esc(said(progress.said) or progress.detail))
         if progress.output:
             lines.extend(f"   {code(line)}" for line in progress.output.splitlines()[-12:])
         if progress.state is RebuildState.SUCCEEDED and progress.old_dir:

@@ -42,6 +42,8 @@ from handlers.render.common import (
     human_bytes,
     human_seconds,
 )
+from handlers.render.phrases import say
+from handlers.render.plans import said, step_title
 
 REPAIR_USAGE = "/repair NODE [CLUSTER] [--dry-run] [--or-full]"
 # The tables are marked with N_ (for the catalog) and translated where they are looked up.
@@ -274,7 +276,7 @@ def repair_plan(plan: _Plan) -> str:
         + "</b>:"
     ]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)}")
+        lines.append(f"{index}. {esc(step_title(step))}")
         lines.append(f"   <pre>{esc(describe(step.action))}</pre>")
         if step.undo is not None:
             lines.append("   " + _("undo:") + f" {code(describe(step.undo))}")
@@ -368,33 +370,28 @@ def repair_progress(progress: _RepairProgress) -> str:
     """The live message of a running repair (edited in place)."""
     where = f"{esc(progress.cluster)}/{esc(progress.node)}"
     path = esc(progress.kind.removeprefix("repair."))
+    detail = esc(said(progress.said) or progress.detail)
     if progress.state == RebuildState.RUNNING.value:
         return "⏳ " + _("repairing {where} ({path}): step {index}/{count}: {step}").format(
             where=where,
             path=path,
             index=progress.step_index + 1,
             count=progress.step_count,
-            step=esc(progress.step),
+            step=esc(say(progress.title) if progress.title else progress.step),
         )
     if progress.state == RebuildState.SUCCEEDED.value:
         kept = ", ".join(code(k) for k in progress.keeps)
         return (
             f"{OK} "
-            + _("repaired {where} ({path}): {detail}").format(
-                where=where, path=path, detail=esc(progress.detail)
-            )
+            + _("repaired {where} ({path}): {detail}").format(where=where, path=path, detail=detail)
             + ("\n" + _("Kept: {what}").format(what=kept) if kept else "")
         )
     head = (
         "🆘 "
-        + _("repair of {where} failed and UNDO FAILED: {detail}").format(
-            where=where, detail=esc(progress.detail)
-        )
+        + _("repair of {where} failed and UNDO FAILED: {detail}").format(where=where, detail=detail)
         if progress.state == RebuildState.ROLLBACK_FAILED.value
         else f"{FAIL} "
-        + _("repair of {where} failed, undone: {detail}").format(
-            where=where, detail=esc(progress.detail)
-        )
+        + _("repair of {where} failed, undone: {detail}").format(where=where, detail=detail)
     )
     lines = [head]
     if progress.undone:

@@ -23,6 +23,7 @@ from handlers.render.common import (
     esc,
     human_bytes,
 )
+from handlers.render.plans import step_title
 
 
 def slotless_status_line(risk: SlotlessRisk) -> str:
@@ -109,7 +110,7 @@ def slot_change_plan(planned: SlotPlan) -> str:
         + _("(primary {host}):").format(host=esc(plan.host))
     ]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)}")
+        lines.append(f"{index}. {esc(step_title(step))}")
         lines.append(f"   {code(describe(step.action))}")
     return "\n".join(lines)
 
