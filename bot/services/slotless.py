@@ -466,21 +466,29 @@ class SlotlessService:
             )
         except RebuildRefused as exc:
             raise SlotChangeRefused(exc.user_message) from exc
-        state, detail = RebuildState.ROLLBACK_FAILED, "interrupted"
+        # the job row keeps a language-neutral record (``slotless.*`` phrases, str())
+        state, parts = RebuildState.ROLLBACK_FAILED, [Phrase.of("slotless.interrupted")]
         try:
             outcome = await self._run(cluster, replica, planned)
             if outcome.ok:
-                state, detail = RebuildState.SUCCEEDED, f"slot {planned.slot}"
+                state, parts = (
+                    RebuildState.SUCCEEDED,
+                    [Phrase.of("slotless.done", slot=planned.slot)],
+                )
             else:
-                failed = f"failed at {outcome.failed_step}: {outcome.error}"
+                step, error = outcome.failed_step or "", outcome.error or ""
+                parts = [Phrase.of("slotless.failed", step=step, error=error)]
                 if "drop_slot" in outcome.done:
-                    failed += f" (slot {planned.slot} was dropped; nothing undone)"
+                    parts.append(Phrase.of("slotless.dropped", slot=planned.slot))
                 if outcome.undo_errors:
-                    detail = f"{failed}; undo failed: {'; '.join(outcome.undo_errors)}"
+                    parts += [
+                        Phrase.of("slotless.undo_failed", error=e) for e in outcome.undo_errors
+                    ]
                 else:
-                    state, detail = RebuildState.ROLLED_BACK, failed
+                    state = RebuildState.ROLLED_BACK
             return outcome
         finally:
+            detail = "; ".join(str(part) for part in parts)
             await self._jobs.update(job.id, state=state, step="done", detail=detail)
 
     async def _run(

@@ -118,7 +118,7 @@ register(
         "progress.failed.basebackup": N_("{step}: pg_basebackup exited with {status}"),
         "progress.failed.restore_files": N_("{step}: could not restore local files"),
         "progress.failed.start": N_("{step}: {node} did not start"),
-        "progress.failed.verify": N_("{step}: {node} does not stream after {timeout_s} ({seen})"),
+        "progress.failed.verify": N_("{step}: {node} does not stream after {timeout_s}:"),
         "progress.failed.verify_silent": N_(
             "{step}: {node} does not stream after {timeout_s} (no answer)"
         ),
@@ -175,5 +175,16 @@ register(
         "progress.repair_failed": N_("failed"),
         "progress.cannot_connect": N_("cannot connect: {error}"),
         "progress.undo_failed": N_("undo failed:"),
+        "progress.seen": N_("seen:"),
+        # what a streaming check saw (bot/services/rebuild/verify.py)
+        "verify.replica_silent": N_("replica does not answer"),
+        "verify.receiver": N_("receiver {status}"),
+        "verify.receiver_off": N_("receiver not running"),
+        "verify.not_in_recovery": N_("NOT in recovery"),
+        "verify.slot_missing": N_("slot missing"),
+        "verify.slot_inactive": N_("slot {slot} inactive"),
+        "verify.slot_active": N_("slot {slot} active (PID {pid})"),
+        "verify.walsender_gone": N_("its walsender not in pg_stat_replication"),
+        "verify.walsender": N_("walsender {state} as {name}, sync_state {sync_state}"),
     }
 )

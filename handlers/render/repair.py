@@ -159,7 +159,7 @@ def repair_diagnosis(diag: _Diagnosis) -> str:
             ).format(
                 role=role,
                 streaming=streaming,
-                seen=esc(diag.streaming_seen),
+                seen=esc(said(diag.streaming_seen)),
                 timeline=esc(diag.timeline or "?"),
                 receive=code(diag.receive_lsn or "–"),
                 replay=code(diag.replay_lsn or "–"),

@@ -10,7 +10,7 @@ from bot.models import (
 )
 from bot.services.plans.model import describe
 from bot.services.slotless import SlotChangeOutcome, SlotPlan
-from handlers.i18n import _
+from handlers.i18n import N_, _
 from handlers.render.common import (
     FAIL,
     INFO,
@@ -23,7 +23,19 @@ from handlers.render.common import (
     esc,
     human_bytes,
 )
+from handlers.render.phrases import register
 from handlers.render.plans import step_title
+
+# the record a slot change's job keeps (bot/services/slotless.py)
+register(
+    {
+        "slotless.interrupted": N_("interrupted"),
+        "slotless.done": N_("slot {slot}"),
+        "slotless.failed": N_("failed at {step}: {error}"),
+        "slotless.dropped": N_("slot {slot} was dropped; nothing undone"),
+        "slotless.undo_failed": N_("undo failed: {error}"),
+    }
+)
 
 
 def slotless_status_line(risk: SlotlessRisk) -> str:

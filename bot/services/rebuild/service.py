@@ -455,10 +455,26 @@ class RebuildService:
             elif step.key in ("start", "verify"):
                 log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
                 output = tail(log_tail.stdout or exc.output, 12)
-            raise _Failed(step.key, (self._reason(run, step, exc, executor),), output) from exc
+            raise _Failed(step.key, self._reason(run, step, exc, executor), output) from exc
 
-    def _reason(self, run: _Run, step: Step, exc: StepFailed, executor: HostExecutor) -> Phrase:
-        """Why a step failed, as the rebuild puts it (``progress.failed.*``)."""
+    def _reason(
+        self, run: _Run, step: Step, exc: StepFailed, executor: HostExecutor
+    ) -> tuple[Phrase, ...]:
+        """Why a step failed, as the rebuild puts it (``progress.failed.*``; a failed verify
+        adds what it saw last, ``verify.*``)."""
+        key = step.key
+        if key == "verify":
+            timeout = self._settings.verify_timeout_s
+            name = run.node.name
+            if executor.last_seen:
+                head = Phrase.of("progress.failed.verify", step=key, node=name, timeout_s=timeout)
+                return (head, *executor.last_seen)
+            return (
+                Phrase.of("progress.failed.verify_silent", step=key, node=name, timeout_s=timeout),
+            )
+        return (self._step_reason(run, step, exc),)
+
+    def _step_reason(self, run: _Run, step: Step, exc: StepFailed) -> Phrase:
         key, name, status = step.key, run.node.name, exc.exit_status or 0
         if key == "stop":
             return Phrase.of("progress.failed.stop", step=key)
@@ -474,19 +490,6 @@ class RebuildService:
             return Phrase.of("progress.failed.restore_files", step=key)
         if key == "start":
             return Phrase.of("progress.failed.start", step=key, node=name)
-        if key == "verify":
-            timeout = self._settings.verify_timeout_s
-            if executor.last_seen:
-                return Phrase.of(
-                    "progress.failed.verify",
-                    step=key,
-                    node=name,
-                    timeout_s=timeout,
-                    seen=executor.last_seen,
-                )
-            return Phrase.of(
-                "progress.failed.verify_silent", step=key, node=name, timeout_s=timeout
-            )
         return Phrase.of("progress.step_error", step=key, error=exc.reason)
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
@@ -500,7 +503,7 @@ class RebuildService:
         primary = await self._pg.snapshot(cluster.primary)
         info = next((s for s in primary.slots if s.name == slot), None)
         verdict = judge_streaming(replica, info, primary.walsenders, "")
-        return verdict.ok, verdict.seen
+        return verdict.ok, verdict.seen_text
 
     async def _wait_slot_inactive(self, primary: NodeConfig, slot: str, key: str) -> None:
         deadline = self._clock.monotonic() + SLOT_RELEASE_TIMEOUT_S

@@ -61,7 +61,7 @@ class Diagnosis:
     server_running: bool | None  # pg_ctl status (None: not known)
     in_recovery: bool | None
     streaming: bool
-    streaming_seen: str
+    streaming_seen: tuple[Phrase, ...]  # what judge_streaming saw (``verify.*``)
     timeline: int | None  # the replica's (its checkpoint's when down)
     receive_lsn: str | None
     replay_lsn: str | None

@@ -320,11 +320,11 @@ class RepairService:
         state: RebuildState,
         parts: tuple[Phrase, ...],
         result: PlanResult,
-        seen: str = "",
+        seen: tuple[Phrase, ...] = (),
     ) -> None:
         output = result.failed.output if result.failed else ""
         if seen and not result.ok:
-            output = f"{output}\n{seen}".strip()
+            parts = (*parts, Phrase.of("progress.seen"), *seen)
         undo_notes = tuple(
             Phrase.of("progress.step_error", step=f.key, error=f.reason)
             for f in result.undo_failures
