@@ -14,6 +14,7 @@ from bot.models import PreflightReport, RebuildProgress, RebuildState
 from bot.phrases import Phrase
 from bot.services.plans.model import Plan, plan_digest
 from bot.services.rebuild.plan import build_plan
+from bot.services.rebuild.verify import judge_streaming
 from bot.services.repair.choose import RewindVerdict, choose
 from bot.services.repair.models import (
     Diagnosis,
@@ -31,10 +32,13 @@ from bot.services.slotless import SlotlessService, SlotPlan
 from bot.services.slotview import SlotOverrides
 from handlers import render
 from handlers.i18n import language
+from handlers.render.common import esc
+from handlers.render.plans import said
 from tests.fakebotapi import parse_telegram_html
 from tests.unit.fakes import ADMIN_ID, FakeClock, rebuild_config, slot, walsender
 from tests.unit.test_i18n import assert_telegram_html
 from tests.unit.test_i18n_tour import TECHNICAL, english_runs
+from tests.unit.test_rebuild_identity import receiver
 from tests.unit.test_rebuild_runner import Bed, fail_new_start
 from tests.unit.test_repair_choice import stopped_replica
 from tests.unit.test_repair_rewind import cluster_of, facts_of, probe_output, replica
@@ -269,3 +273,26 @@ async def test_attachslot_and_detachslot_confirmations_in_russian() -> None:
             russian_digest = plan_digest(planned.plan)
         with language("en"):
             assert plan_digest(planned.plan) == russian_digest == planned.digest
+
+
+# --- what a streaming check saw --------------------------------------------------------
+
+
+def test_what_a_streaming_check_saw_reads_in_russian() -> None:
+    """judge_streaming's findings end a failed verify and show in the repair diagnosis."""
+    verdicts = [
+        judge_streaming(receiver("waiting", in_recovery=False), None, [], "pg2"),
+        judge_streaming(receiver(), slot("pg2", True, 201), [], "pg2"),
+        judge_streaming(
+            receiver(), slot("pg2", True, 201), [walsender(201, "pg_basebackup", "pg2")], "pg2"
+        ),
+        judge_streaming(None, slot("pg2", False), [], "pg2"),
+    ]
+    texts = []
+    for verdict in verdicts:
+        assert not verdict.ok
+        with language("ru"):
+            texts.append(esc(said(verdict.seen)))
+    assert_russian(texts)
+    assert "приёмник waiting; НЕ в режиме восстановления; слота нет" in texts[0], texts[0]
+    assert "реплика не отвечает; слот pg2 неактивен" in texts[3], texts[3]
