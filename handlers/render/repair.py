@@ -119,8 +119,18 @@ def _looked_up(table: dict[str, str], key: str) -> str:
     return _(text) if text is not None else key
 
 
+# codes choose.py gives in place of a value (the others are as the servers print them)
+_VALUE_CODE = {
+    "not_read": N_("not read"),
+    "in_recovery": N_("in recovery"),
+}
+
+
 def _precondition(pre: _Precondition) -> str:
     values = dict(pre.values)
+    for name in ("missing", "state"):  # alter_system_allowed, standby_data
+        if name in values:
+            values[name] = _looked_up(_VALUE_CODE, values[name])
     if "how" in values:
         values["how"] = _looked_up(_WAL_HOW, values["how"])
     if pre.code == "settings_ok" and values.get("low"):

@@ -296,3 +296,23 @@ def test_what_a_streaming_check_saw_reads_in_russian() -> None:
     assert_russian(texts)
     assert "приёмник waiting; НЕ в режиме восстановления; слота нет" in texts[0], texts[0]
     assert "реплика не отвечает; слот pg2 неактивен" in texts[3], texts[3]
+
+
+def test_the_diagnosis_of_a_running_replica_reads_in_russian() -> None:
+    """Up and in recovery but not streaming, its privileges not read: what was seen, the
+    standby state and the unread privileges are worded, not passed through."""
+    seen = judge_streaming(receiver("waiting"), slot("pg2", False), [], "pg2").seen
+    diag = stopped_replica(
+        replica_up=True,
+        server_running=True,
+        in_recovery=True,
+        streaming_seen=seen,
+        settings=(SettingCheck("max_worker_processes", 4, 6),),
+        alter_system_missing=None,
+    )
+    shown = proposal(diag, None)
+    text = russian(lambda: render.repair_proposal(shown, dry_run=False))
+    assert_russian([text])
+    assert "приёмник waiting; слот pg2 неактивен" in text, text
+    assert "не хватает: не прочитано" in text, text
+    assert "(в режиме восстановления)" in text, text
