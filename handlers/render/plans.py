@@ -169,6 +169,15 @@ register(
             "the primary does not answer ({reason}), so slot {slot} was not restored: run "
             "/rebuild {node} --rollback again once it is back"
         ),
+        # an interrupted job's host, at start-up
+        "progress.inspect.failed": N_("cannot inspect: {error}"),
+        "progress.inspect.step": N_("interrupted in step {step}"),
+        "progress.inspect.backup": N_("pg_basebackup running (PID {pids})"),
+        "progress.inspect.no_backup": N_("no pg_basebackup"),
+        "progress.inspect.running": N_("server running"),
+        "progress.inspect.stopped": N_("server stopped"),
+        "progress.inspect.dirs": N_("directories: {dirs}"),
+        "progress.inspect.no_dirs": N_("directories: none"),
         # repair (bot/services/repair/service.py)
         "progress.repaired": N_("{node} streams"),
         "progress.repair_cancelled": N_("cancelled"),

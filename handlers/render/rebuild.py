@@ -11,6 +11,7 @@ from bot.models import (
     RebuildState,
 )
 from bot.services.plans.model import action_kind, describe
+from bot.services.rebuild.service import Inspection
 from handlers.i18n import _, ngettext
 from handlers.render.common import (
     _LEVEL_ICON,
@@ -214,14 +215,14 @@ def rebuild_rollback_started(node: str) -> str:
     return "⏳ " + _("rolling back the rebuild of {node}").format(node=esc(node))
 
 
-def rebuild_interrupted(job: RebuildJob, inspection: str) -> str:
+def rebuild_interrupted(job: RebuildJob, inspection: Inspection) -> str:
     """Told to the admins at start-up when a job was left unfinished."""
     return (
         f"{WARN} "
         + _(
             "replbot restarted while rebuilding {where} (job {job}). The node stays locked."
         ).format(where=f"<b>{esc(job.cluster)}/{esc(job.node)}</b>", job=job.id)
-        + f"\n{esc(inspection)}\n"
+        + f"\n{esc(said(inspection.parts))}\n"
         + _("Old data (if moved): {old_dir}").format(old_dir=code(job.old_dir))
         + "\n"
         + _recovery_hint(job.node)

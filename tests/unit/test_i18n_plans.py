@@ -316,3 +316,17 @@ def test_the_diagnosis_of_a_running_replica_reads_in_russian() -> None:
     assert "приёмник waiting; слот pg2 неактивен" in text, text
     assert "не хватает: не прочитано" in text, text
     assert "(в режиме восстановления)" in text, text
+
+
+async def test_an_unfinished_rebuild_found_at_start_up_reads_in_russian() -> None:
+    bed = Bed()
+    job = await bed.jobs.create(
+        "main", "pg2", ADMIN_ID, ADMIN_ID, bed.plan.old_dir, bed.plan.failed_dir, "pg2_rb"
+    )
+    await bed.jobs.update(job.id, step="basebackup")
+    [(found, inspection)] = await bed.service.recover()
+    assert found.id == job.id and found.state is RebuildState.INTERRUPTED
+    text = russian(lambda: render.rebuild_interrupted(found, inspection))
+    assert_russian([text])
+    assert "прервано на шаге basebackup; pg_basebackup не запущен; сервер запущен" in text, text
+    assert str(inspection).startswith("progress.inspect.step step=basebackup; ")

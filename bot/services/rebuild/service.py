@@ -92,6 +92,17 @@ def old_dir_removed(job: RebuildJob) -> bool:
     return any(part.split(" ", 1)[0] == OLD_REMOVED for part in job.detail.split("; "))
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What an interrupted job's host looks like, as phrases (``progress.inspect.*``);
+    ``str()`` is the language-neutral form for the log."""
+
+    parts: tuple[Phrase, ...]
+
+    def __str__(self) -> str:
+        return detail_text(self.parts)
+
+
 class _Failed(RebuildStepFailed):
     """A rebuild or rollback step failed, with why as phrases (the chat words them)."""
 
@@ -738,9 +749,9 @@ class RebuildService:
 
     # --- after a restart ---------------------------------------------------------------------
 
-    async def recover(self) -> list[tuple[RebuildJob, str]]:
+    async def recover(self) -> list[tuple[RebuildJob, Inspection]]:
         """Mark jobs left running by a previous process as interrupted and describe each."""
-        reports: list[tuple[RebuildJob, str]] = []
+        reports: list[tuple[RebuildJob, Inspection]] = []
         for job in await self._jobs.in_state(RebuildState.RUNNING):
             job = await self._jobs.update(
                 job.id,
@@ -754,31 +765,40 @@ class RebuildService:
                 reports.append((job, await self.inspect(job)))
         return reports
 
-    async def inspect(self, job: RebuildJob) -> str:
+    async def inspect(self, job: RebuildJob) -> Inspection:
         """What the replica's host looks like now: leftover backup, directories, server."""
-        return self._redact(await self._inspect(job))
+        return Inspection(tuple(self._redacted(p) for p in await self._inspect(job)))
 
-    async def _inspect(self, job: RebuildJob) -> str:
+    async def _inspect(self, job: RebuildJob) -> tuple[Phrase, ...]:
         try:
             _, node = self.resolve(job.node, job.cluster)
             cmd = self._commands_for(node, job)
             shell = await self._shells.connect(node)
         except ReplbotError as exc:
-            return f"cannot inspect: {exc.user_message}"
+            return (Phrase.of("progress.inspect.failed", error=exc.user_message),)
         timeout = self._settings.command_timeout_s
         try:
             pids = (await shell.run(cmd.leftover_basebackup(), timeout)).stdout.split()
             dirs = parse_directories((await shell.run(cmd.directories(), timeout)).stdout)
             running = (await shell.run(cmd.server_status(), timeout)).exit_status == 0
         except RemoteError as exc:
-            return f"cannot inspect: {exc.user_message}"
+            return (Phrase.of("progress.inspect.failed", error=exc.user_message),)
         finally:
             await shell.close()
         names = {"data": str(cmd.data_dir), "old": str(cmd.old_dir), "failed": str(cmd.failed_dir)}
-        present = ", ".join(names[d] for d in dirs if d in names) or "none"
-        backup = f"pg_basebackup running (PID {', '.join(pids)})" if pids else "no pg_basebackup"
-        server = "server running" if running else "server stopped"
-        return f"interrupted in step {job.step}; {backup}; {server}; directories: {present}"
+        present = ", ".join(names[d] for d in dirs if d in names)
+        return (
+            Phrase.of("progress.inspect.step", step=job.step),
+            Phrase.of("progress.inspect.backup", pids=", ".join(pids))
+            if pids
+            else Phrase.of("progress.inspect.no_backup"),
+            Phrase.of("progress.inspect.running")
+            if running
+            else Phrase.of("progress.inspect.stopped"),
+            Phrase.of("progress.inspect.dirs", dirs=present)
+            if present
+            else Phrase.of("progress.inspect.no_dirs"),
+        )
 
     async def rollback(
         self, node_name: str, cluster_name: str | None, by: int, sink: ProgressSink = _discard
