@@ -413,6 +413,10 @@ class RebuildProgress:
     detail: str = ""
     output: str = ""  # tail of the failing command's output / server log, on failures
     old_dir: str = ""
+    # what the chat words (handlers/render/rebuild.py): the running step's title, and the
+    # ending's parts (joined with "; "); ``detail`` keeps their language-neutral form
+    title: Phrase | None = None
+    said: tuple[Phrase, ...] = ()
 
 
 @dataclass(frozen=True)

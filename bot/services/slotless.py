@@ -40,6 +40,7 @@ from bot.models import (
     WalSender,
     basebackup_pids,
 )
+from bot.phrases import Phrase
 from bot.ports import Clock, JobStore, Postgres, RemoteShell, ShellConnector, SlotOverrideStore
 from bot.services.plans.model import (
     FileEdit,
@@ -242,14 +243,13 @@ class SlotlessService:
             _create_slot_step(found, name),
             Step(
                 "set_primary_slot_name",
-                f"set primary_slot_name on {replica.name} and reload its configuration "
-                "(its WAL receiver reconnects)",
+                Phrase.of("step.set_primary_slot_name", node=replica.name),
                 Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
                 undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
             ),
             Step(
                 "verify",
-                f"the primary's walsender for {replica.name} holds slot {name}",
+                Phrase.of("step.walsender_holds_slot", node=replica.name, slot=name),
                 Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, (name, replica.name, "")),
             ),
         )
@@ -302,13 +302,13 @@ class SlotlessService:
         steps = (
             Step(
                 "check_stopped",
-                f"{replica.name} is stopped",
+                Phrase.of("step.node_stopped", node=replica.name),
                 RemoteCommand(status, ok_exits=(3,)),
             ),
             _create_slot_step(cluster, name),
             Step(
                 "edit_auto_conf",
-                f"set primary_slot_name in {replica.name}'s postgresql.auto.conf",
+                Phrase.of("step.slot_name_in_auto_conf", node=replica.name),
                 FileEdit(path, content, backup),
                 undo=RemoteCommand(f"cp -p -- {shlex.quote(backup)} {shlex.quote(path)}"),
             ),
@@ -383,24 +383,23 @@ class SlotlessService:
         steps = (
             Step(
                 "reset_primary_slot_name",
-                f"clear primary_slot_name on {replica.name} and reload its configuration "
-                "(its WAL receiver reconnects)",
+                Phrase.of("step.reset_primary_slot_name", node=replica.name),
                 Sql(SqlTarget.REPLICA, "ALTER SYSTEM RESET primary_slot_name"),
                 undo=Sql(SqlTarget.REPLICA, "ALTER SYSTEM SET primary_slot_name = %s", (name,)),
             ),
             Step(
                 "wait_inactive",
-                f"slot {name} is released (no walsender holds it)",
+                Phrase.of("step.slot_inactive", slot=name),
                 Wait(Probe.SLOT_INACTIVE, self._verify_timeout, _POLL_S, (name,)),
             ),
             Step(
                 "drop_slot",
-                f"drop slot {name} on {found.primary.name}",
+                Phrase.of("step.drop_slot", slot=name, primary=found.primary.name),
                 Sql(SqlTarget.PRIMARY, "SELECT pg_catalog.pg_drop_replication_slot(%s)", (name,)),
             ),
             Step(
                 "verify",
-                f"{replica.name} streams again, without a slot",
+                Phrase.of("step.streams_without_slot", node=replica.name),
                 Wait(Probe.STREAMING, self._verify_timeout, _POLL_S, ("", streams_as, "")),
             ),
         )
@@ -467,21 +466,29 @@ class SlotlessService:
             )
         except RebuildRefused as exc:
             raise SlotChangeRefused(exc.user_message) from exc
-        state, detail = RebuildState.ROLLBACK_FAILED, "interrupted"
+        # the job row keeps a language-neutral record (``slotless.*`` phrases, str())
+        state, parts = RebuildState.ROLLBACK_FAILED, [Phrase.of("slotless.interrupted")]
         try:
             outcome = await self._run(cluster, replica, planned)
             if outcome.ok:
-                state, detail = RebuildState.SUCCEEDED, f"slot {planned.slot}"
+                state, parts = (
+                    RebuildState.SUCCEEDED,
+                    [Phrase.of("slotless.done", slot=planned.slot)],
+                )
             else:
-                failed = f"failed at {outcome.failed_step}: {outcome.error}"
+                step, error = outcome.failed_step or "", outcome.error or ""
+                parts = [Phrase.of("slotless.failed", step=step, error=error)]
                 if "drop_slot" in outcome.done:
-                    failed += f" (slot {planned.slot} was dropped; nothing undone)"
+                    parts.append(Phrase.of("slotless.dropped", slot=planned.slot))
                 if outcome.undo_errors:
-                    detail = f"{failed}; undo failed: {'; '.join(outcome.undo_errors)}"
+                    parts += [
+                        Phrase.of("slotless.undo_failed", error=e) for e in outcome.undo_errors
+                    ]
                 else:
-                    state, detail = RebuildState.ROLLED_BACK, failed
+                    state = RebuildState.ROLLED_BACK
             return outcome
         finally:
+            detail = "; ".join(str(part) for part in parts)
             await self._jobs.update(job.id, state=state, step="done", detail=detail)
 
     async def _run(
@@ -671,7 +678,7 @@ def _create_slot_step(cluster: ClusterConfig, name: str) -> Step:
     """Create physical slot ``name`` on the primary, reserving WAL now; undo: drop it."""
     return Step(
         "create_slot",
-        f"create physical slot {name} on {cluster.primary.name}, reserving WAL now",
+        Phrase.of("step.create_slot_reserving", slot=name, primary=cluster.primary.name),
         Sql(
             SqlTarget.PRIMARY,
             "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)",

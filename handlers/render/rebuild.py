@@ -11,6 +11,7 @@ from bot.models import (
     RebuildState,
 )
 from bot.services.plans.model import action_kind, describe
+from bot.services.rebuild.service import Inspection
 from handlers.i18n import _, ngettext
 from handlers.render.check import item_detail, item_line
 from handlers.render.common import (
@@ -25,6 +26,8 @@ from handlers.render.common import (
     human_bytes,
     human_seconds,
 )
+from handlers.render.phrases import say
+from handlers.render.plans import said, step_title
 
 
 def _recovery_hint(node: str) -> str:
@@ -63,7 +66,7 @@ def rebuild_plan(plan: RebuildPlan) -> str:
         + _("on {host}:").format(host=esc(plan.host))
     ]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)} [{esc(action_kind(step.action))}]")
+        lines.append(f"{index}. {esc(step_title(step))} [{esc(action_kind(step.action))}]")
         lines.append(f"   {code(describe(step.action))}")
     return "\n".join(lines)
 
@@ -151,7 +154,8 @@ def rebuild_progress(progress: RebuildProgress) -> str:
     ]
     if progress.state is RebuildState.RUNNING:
         count = f" {progress.step_index}/{progress.step_count}" if progress.step_count else ""
-        lines.append(_("step") + f"{count}: {esc(progress.detail or progress.step)}")
+        now = say(progress.title) if progress.title else said(progress.said)
+        lines.append(_("step") + f"{count}: {esc(now or progress.detail or progress.step)}")
         if progress.backup is not None and progress.step == "basebackup":
             b = progress.backup
             line = f"{_bar(b.percent)} {b.percent} % · " + _("{done} of {total}").format(
@@ -163,7 +167,7 @@ def rebuild_progress(progress: RebuildProgress) -> str:
                 line += " · " + _("ETA {eta}").format(eta=esc(human_seconds(progress.eta_s)))
             lines.append(line)
     else:
-        lines.append(esc(progress.detail))
+        lines.append(esc(said(progress.said) or progress.detail))
         if progress.output:
             lines.extend(f"   {code(line)}" for line in progress.output.splitlines()[-12:])
         if progress.state is RebuildState.SUCCEEDED and progress.old_dir:
@@ -207,14 +211,14 @@ def rebuild_rollback_started(node: str) -> str:
     return "⏳ " + _("rolling back the rebuild of {node}").format(node=esc(node))
 
 
-def rebuild_interrupted(job: RebuildJob, inspection: str) -> str:
+def rebuild_interrupted(job: RebuildJob, inspection: Inspection) -> str:
     """Told to the admins at start-up when a job was left unfinished."""
     return (
         f"{WARN} "
         + _(
             "replbot restarted while rebuilding {where} (job {job}). The node stays locked."
         ).format(where=f"<b>{esc(job.cluster)}/{esc(job.node)}</b>", job=job.id)
-        + f"\n{esc(inspection)}\n"
+        + f"\n{esc(said(inspection.parts))}\n"
         + _("Old data (if moved): {old_dir}").format(old_dir=code(job.old_dir))
         + "\n"
         + _recovery_hint(job.node)

@@ -42,6 +42,8 @@ from handlers.render.common import (
     human_bytes,
     human_seconds,
 )
+from handlers.render.phrases import say
+from handlers.render.plans import said, step_title
 
 REPAIR_USAGE = "/repair NODE [CLUSTER] [--dry-run] [--or-full]"
 # The tables are marked with N_ (for the catalog) and translated where they are looked up.
@@ -117,8 +119,18 @@ def _looked_up(table: dict[str, str], key: str) -> str:
     return _(text) if text is not None else key
 
 
+# codes choose.py gives in place of a value (the others are as the servers print them)
+_VALUE_CODE = {
+    "not_read": N_("not read"),
+    "in_recovery": N_("in recovery"),
+}
+
+
 def _precondition(pre: _Precondition) -> str:
     values = dict(pre.values)
+    for name in ("missing", "state"):  # alter_system_allowed, standby_data
+        if name in values:
+            values[name] = _looked_up(_VALUE_CODE, values[name])
     if "how" in values:
         values["how"] = _looked_up(_WAL_HOW, values["how"])
     if pre.code == "settings_ok" and values.get("low"):
@@ -157,7 +169,7 @@ def repair_diagnosis(diag: _Diagnosis) -> str:
             ).format(
                 role=role,
                 streaming=streaming,
-                seen=esc(diag.streaming_seen),
+                seen=esc(said(diag.streaming_seen)),
                 timeline=esc(diag.timeline or "?"),
                 receive=code(diag.receive_lsn or "–"),
                 replay=code(diag.replay_lsn or "–"),
@@ -274,7 +286,7 @@ def repair_plan(plan: _Plan) -> str:
         + "</b>:"
     ]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)}")
+        lines.append(f"{index}. {esc(step_title(step))}")
         lines.append(f"   <pre>{esc(describe(step.action))}</pre>")
         if step.undo is not None:
             lines.append("   " + _("undo:") + f" {code(describe(step.undo))}")
@@ -368,33 +380,28 @@ def repair_progress(progress: _RepairProgress) -> str:
     """The live message of a running repair (edited in place)."""
     where = f"{esc(progress.cluster)}/{esc(progress.node)}"
     path = esc(progress.kind.removeprefix("repair."))
+    detail = esc(said(progress.said) or progress.detail)
     if progress.state == RebuildState.RUNNING.value:
         return "⏳ " + _("repairing {where} ({path}): step {index}/{count}: {step}").format(
             where=where,
             path=path,
             index=progress.step_index + 1,
             count=progress.step_count,
-            step=esc(progress.step),
+            step=esc(say(progress.title) if progress.title else progress.step),
         )
     if progress.state == RebuildState.SUCCEEDED.value:
         kept = ", ".join(code(k) for k in progress.keeps)
         return (
             f"{OK} "
-            + _("repaired {where} ({path}): {detail}").format(
-                where=where, path=path, detail=esc(progress.detail)
-            )
+            + _("repaired {where} ({path}): {detail}").format(where=where, path=path, detail=detail)
             + ("\n" + _("Kept: {what}").format(what=kept) if kept else "")
         )
     head = (
         "🆘 "
-        + _("repair of {where} failed and UNDO FAILED: {detail}").format(
-            where=where, detail=esc(progress.detail)
-        )
+        + _("repair of {where} failed and UNDO FAILED: {detail}").format(where=where, detail=detail)
         if progress.state == RebuildState.ROLLBACK_FAILED.value
         else f"{FAIL} "
-        + _("repair of {where} failed, undone: {detail}").format(
-            where=where, detail=esc(progress.detail)
-        )
+        + _("repair of {where} failed, undone: {detail}").format(where=where, detail=detail)
     )
     lines = [head]
     if progress.undone:

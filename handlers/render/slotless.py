@@ -10,7 +10,7 @@ from bot.models import (
 )
 from bot.services.plans.model import describe
 from bot.services.slotless import SlotChangeOutcome, SlotPlan
-from handlers.i18n import _
+from handlers.i18n import N_, _
 from handlers.render.common import (
     FAIL,
     INFO,
@@ -22,6 +22,19 @@ from handlers.render.common import (
     code,
     esc,
     human_bytes,
+)
+from handlers.render.phrases import register
+from handlers.render.plans import step_title
+
+# the record a slot change's job keeps (bot/services/slotless.py)
+register(
+    {
+        "slotless.interrupted": N_("interrupted"),
+        "slotless.done": N_("slot {slot}"),
+        "slotless.failed": N_("failed at {step}: {error}"),
+        "slotless.dropped": N_("slot {slot} was dropped; nothing undone"),
+        "slotless.undo_failed": N_("undo failed: {error}"),
+    }
 )
 
 
@@ -109,7 +122,7 @@ def slot_change_plan(planned: SlotPlan) -> str:
         + _("(primary {host}):").format(host=esc(plan.host))
     ]
     for index, step in enumerate(plan.steps, 1):
-        lines.append(f"{index}. {esc(step.title)}")
+        lines.append(f"{index}. {esc(step_title(step))}")
         lines.append(f"   {code(describe(step.action))}")
     return "\n".join(lines)
 

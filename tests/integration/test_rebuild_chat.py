@@ -130,7 +130,9 @@ async def test_refusals_confirmation_rules_and_cancel_in_the_chat(bed: RebuildBe
         job = await service.wait(CLUSTER, REPLICA)
         assert job is not None and job.state is RebuildState.ROLLED_BACK, job
         assert "cancelled by alice-admin" in text_of(outcome)
-        assert job.detail.startswith("cancelled by alice-admin; old data directory restored")
+        assert job.detail.startswith(
+            "progress.cancelled by=alice-admin; progress.rollback.old_restored"
+        )
 
         rows = await audit_of(runtime)
         refused = [(r.user_id, r.command, r.reason) for r in rows if r.outcome is Outcome.REFUSED]

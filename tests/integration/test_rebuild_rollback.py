@@ -95,8 +95,8 @@ async def test_basebackup_refused_at_login_restores_the_old_replica(
 
         assert job is not None and job.state is RebuildState.ROLLED_BACK, job
         assert job.step == "basebackup"
-        assert "pg_basebackup exited with" in job.detail
-        assert "the old pg2 streams again" in job.detail
+        assert "progress.failed.basebackup" in job.detail
+        assert "progress.rollback.old_streams node=pg2" in job.detail
         assert "password authentication failed" in sink[-1].output
         await old.assert_restored_and_streaming()
         assert bed.moved_dirs("failed") == [], "pg_basebackup copied nothing: no partial copy"
@@ -143,9 +143,9 @@ async def test_basebackup_failing_mid_copy_restores_through_the_rollback_slot(
 
         assert job is not None and job.state is RebuildState.ROLLED_BACK, job
         assert job.step == "basebackup"
-        assert "pg_basebackup exited with" in job.detail
-        assert f"slot {REPLICA} restored to the old replica's position" in job.detail
-        assert "the old pg2 streams again" in job.detail
+        assert "progress.failed.basebackup" in job.detail
+        assert f"progress.rollback.slot_restored slot={REPLICA}" in job.detail
+        assert "progress.rollback.old_streams node=pg2" in job.detail
         assert "pg_basebackup: error" in sink[-1].output
         await old.assert_restored_and_streaming()
         # Nothing is deleted on a failure path: the partial copy must survive as .failed.
@@ -174,8 +174,10 @@ async def test_dropped_ssh_connection_mid_backup_leaves_no_pg_basebackup_and_rol
 
         assert job is not None and job.state is RebuildState.ROLLED_BACK, job
         assert job.step == "basebackup"
-        assert "Connection lost" in job.detail or "exited with" in job.detail, job.detail
-        assert "the old pg2 streams again" in job.detail
+        assert "Connection lost" in job.detail or "progress.failed.basebackup" in job.detail, (
+            job.detail
+        )
+        assert "progress.rollback.old_streams node=pg2" in job.detail
         assert await probe(bed.basebackup_pids) == []
         assert await probe(bed.basebackup_walsenders) == []
         await old.assert_restored_and_streaming()
@@ -203,8 +205,8 @@ async def test_new_replica_that_does_not_start_is_rolled_back_with_its_log_tail(
 
         assert job is not None and job.state is RebuildState.ROLLED_BACK, job
         assert job.step == "start"
-        assert "start: pg2 did not start" in job.detail
-        assert "the old pg2 streams again" in job.detail
+        assert "progress.failed.start node=pg2 step=start" in job.detail
+        assert "progress.rollback.old_streams node=pg2" in job.detail
         final = sink[-1]
         assert final.state is RebuildState.ROLLED_BACK
         assert 'could not access file "replbot_no_such_lib"' in final.output, final.output

@@ -154,7 +154,7 @@ async def test_rebuild_replaces_the_replica_while_the_primary_takes_writes(
                 ),
                 ("rebuild.finish", Outcome.OK),
             ]
-            assert job_rows[-1].reason.startswith("succeeded: pg2 streams again")
+            assert job_rows[-1].reason.startswith("succeeded: progress.rebuilt node=pg2")
 
         assert job is not None and job.state is RebuildState.SUCCEEDED, job
         assert job.confirmed_by == ADMIN_ID

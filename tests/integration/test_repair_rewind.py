@@ -215,7 +215,8 @@ async def test_a_replica_running_as_a_primary_is_stopped_then_rewound(
             assert rewind_possible(rewind_preconditions(facts, host.node))
             await old_primary_view(bed, host, facts)
             plan = build_rewind_plan(host.cluster, host.node, facts, TAG, REPLICA, False)
-            assert plan.steps[0].key == "stop" and "AS A PRIMARY" in plan.steps[0].title
+            assert plan.steps[0].key == "stop"
+            assert plan.steps[0].title.key == "step.stop_live_primary"
             result, output = await run(host, facts)
         assert result.ok, (result.failed, output[-3000:])
         await probe(bed.wait_streaming)

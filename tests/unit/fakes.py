@@ -659,6 +659,9 @@ class FakeHost:
             return CommandResult(0, "".join(line + "\n" for line in lines), "")
         if command in (cmd.kill_leftover_basebackup(), cmd.leftover_basebackup()):
             return ok
+        if command == cmd.remove_old():  # --cleanup after a success
+            self.dirs.pop(str(cmd.old_dir), None)
+            return ok
         if command == cmd.server_log_tail():
             return CommandResult(0, "FATAL:  the new copy does not start\n", "")
         raise AssertionError(f"FakeHost: unexpected command {command!r}")

@@ -8,6 +8,7 @@ import pytest
 
 from bot.errors import NodeUnavailable
 from bot.models import CommandResult
+from bot.phrases import Phrase
 from bot.services.plans.model import (
     FileEdit,
     Plan,
@@ -67,11 +68,21 @@ def _plan(*steps: Step) -> Plan:
 
 
 STEPS = (
-    Step("a", "A", RemoteCommand("cmd-a"), undo=RemoteCommand("undo-a")),
-    Step("b", "B", Sql(SqlTarget.PRIMARY, "SELECT b", ("x",))),
-    Step("c", "C", FileEdit("/f", "x = 1\n", "/f.orig"), undo=RemoteCommand("restore-c")),
-    Step("d", "D", RemoteCommand("cmd-d", ok_exits=(0, 3))),
-    Step("e", "E", SlotChange(SlotOp.CREATE, "pg2"), undo=SlotChange(SlotOp.DROP, "pg2")),
+    Step("a", Phrase.of("step.a"), RemoteCommand("cmd-a"), undo=RemoteCommand("undo-a")),
+    Step("b", Phrase.of("step.b"), Sql(SqlTarget.PRIMARY, "SELECT b", ("x",))),
+    Step(
+        "c",
+        Phrase.of("step.c"),
+        FileEdit("/f", "x = 1\n", "/f.orig"),
+        undo=RemoteCommand("restore-c"),
+    ),
+    Step("d", Phrase.of("step.d"), RemoteCommand("cmd-d", ok_exits=(0, 3))),
+    Step(
+        "e",
+        Phrase.of("step.e"),
+        SlotChange(SlotOp.CREATE, "pg2"),
+        undo=SlotChange(SlotOp.DROP, "pg2"),
+    ),
 )
 
 
@@ -114,7 +125,9 @@ async def test_a_wait_polls_until_its_probe_holds() -> None:
     executor = FakeExecutor()
     executor.probe_true_after = 3
     clock = FakeClock()
-    wait = Step("w", "W", Wait(Probe.STREAMING, timeout_s=10, interval_s=1, args=("s",)))
+    wait = Step(
+        "w", Phrase.of("step.w"), Wait(Probe.STREAMING, timeout_s=10, interval_s=1, args=("s",))
+    )
     result = await PlanRunner(clock).run(_plan(wait), executor)
     assert result.ok and executor.probes == 4 and clock.now == 1003.0
 
@@ -122,7 +135,7 @@ async def test_a_wait_polls_until_its_probe_holds() -> None:
 async def test_a_wait_times_out_and_fails() -> None:
     executor = FakeExecutor()
     executor.probe_true_after = 100
-    wait = Step("w", "W", Wait(Probe.SERVER_STOPPED, timeout_s=5, interval_s=1))
+    wait = Step("w", Phrase.of("step.w"), Wait(Probe.SERVER_STOPPED, timeout_s=5, interval_s=1))
     result = await PlanRunner(FakeClock()).run(_plan(STEPS[0], wait), executor)
     assert result.failed is not None and result.failed.key == "w"
     assert "not reached in 5 s" in result.failed.reason
@@ -132,7 +145,7 @@ async def test_a_wait_times_out_and_fails() -> None:
 async def test_a_cancel_during_a_step_undoes_then_reports_cancelled() -> None:
     executor = FakeExecutor()
     executor.block = asyncio.Event()
-    plan = _plan(STEPS[0], Step("slow", "S", RemoteCommand("slow")))
+    plan = _plan(STEPS[0], Step("slow", Phrase.of("step.slow"), RemoteCommand("slow")))
     task = asyncio.create_task(PlanRunner(FakeClock()).run(plan, executor))
     while "remote slow" not in executor.log:
         await asyncio.sleep(0)
@@ -144,7 +157,9 @@ async def test_a_cancel_during_a_step_undoes_then_reports_cancelled() -> None:
 def test_the_digest_changes_with_any_step_or_fact() -> None:
     base = _plan(*STEPS)
     assert plan_digest(base) == plan_digest(_plan(*STEPS))
-    changed = _plan(*STEPS[:3], Step("d", "D", RemoteCommand("cmd-d --other")), STEPS[4])
+    changed = _plan(
+        *STEPS[:3], Step("d", Phrase.of("step.d"), RemoteCommand("cmd-d --other")), STEPS[4]
+    )
     assert plan_digest(changed) != plan_digest(base)
     with_fact = Plan(**{**base.__dict__, "facts": (("timeline", "2"),)})
     assert plan_digest(with_fact) != plan_digest(base)

@@ -18,12 +18,15 @@ from bot.models import (
     WalSender,
     basebackup_pids,
 )
+from bot.phrases import Phrase
 from bot.services.plans.model import describe
 from bot.services.rebuild.plan import build_plan
 from bot.services.rebuild.preflight import DataDirLayout, parse_layout
 from bot.services.rebuild.verify import judge_streaming
+from handlers.i18n import language
 from handlers.render.check import item_detail
 from handlers.render.phrases import say
+from handlers.render.plans import said
 from tests.unit.fakes import slot, walsender
 
 
@@ -79,11 +82,17 @@ def test_the_wal_stream_of_a_base_backup_is_paired_with_it() -> None:
 SLOT = slot("pg2", True, 201)
 
 
+def english(seen: tuple[Phrase, ...]) -> str:
+    """What a verdict saw, as an English chat shows it."""
+    with language("en"):
+        return said(seen)
+
+
 def test_verify_passes_when_both_sides_agree_on_the_name() -> None:
     verdict = judge_streaming(receiver(), SLOT, [walsender(201, "pg2", "pg2")], "pg2")
     assert verdict.ok
-    assert verdict.seen == (
-        "receiver streaming, slot pg2 active (PID 201), walsender streaming as pg2, "
+    assert english(verdict.seen) == (
+        "receiver streaming; slot pg2 active (PID 201); walsender streaming as pg2, "
         "sync_state async"
     )
 
@@ -174,7 +183,7 @@ def test_verify_fails_unless_the_primary_sees_the_planned_replica(
 ) -> None:
     verdict = judge_streaming(replica, slot_info, senders, "pg2", expected_sync)
     assert not verdict.ok
-    assert seen in verdict.seen
+    assert seen in english(verdict.seen)
 
 
 def test_verify_requires_the_old_sync_state_only_of_a_synchronous_standby() -> None:

@@ -88,7 +88,8 @@ async def test_failed_start_rolls_back_and_keeps_the_new_copy() -> None:
     fail_new_start(bed)
     job = await bed.run()
     assert job.state is RebuildState.ROLLED_BACK, job
-    assert "old data directory restored" in job.detail and "streams again" in job.detail
+    assert "progress.rollback.old_restored" in job.detail
+    assert "progress.rollback.old_streams" in job.detail
     assert bed.host.dirs == {bed.host.data: OLD, bed.plan.failed_dir: "8:200"}
     assert bed.host.running_on == OLD
     assert await bed.jobs.holding_lock("main", "pg2") is None
@@ -123,7 +124,7 @@ async def test_interrupted_job_with_a_foreign_old_directory_is_refused_untouched
     await bed.service.rollback("pg2", None, ADMIN_ID)
     job = await asyncio.wait_for(bed.service.wait("main", "pg2"), 5)
     assert job is not None and job.state is RebuildState.ROLLBACK_FAILED, job
-    assert "did not record" in job.detail
+    assert "progress.rollback.unrecorded_old" in job.detail
     assert bed.host.moves == []
 
 
@@ -252,7 +253,7 @@ async def test_a_primary_down_during_rollback_still_puts_the_old_directory_back(
     assert job.state is RebuildState.ROLLBACK_FAILED, job
     assert bed.host.dirs == {bed.host.data: OLD, bed.plan.failed_dir: "8:200"}
     assert bed.host.running_on == OLD
-    assert "old data directory restored" in job.detail
-    assert "primary does not answer" in job.detail and "--rollback again" in job.detail
+    assert "progress.rollback.old_restored" in job.detail
+    assert "progress.rollback.primary_down" in job.detail
     holder = await bed.jobs.holding_lock("main", "pg2")
     assert holder is not None and holder.id == job.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.models import CommandResult
+from bot.phrases import Phrase
 from bot.services.plans.model import FileEdit, Probe, RemoteCommand, Sql, SqlTarget, Wait
 from bot.services.plans.runner import PlanRunner
 from bot.services.repair.autoconf import set_lines
@@ -53,7 +54,7 @@ def stopped_replica(**changes: object) -> Diagnosis:
         server_running=False,
         in_recovery=None,
         streaming=False,
-        streaming_seen="replica does not answer",
+        streaming_seen=(Phrase.of("verify.replica_silent"),),
         timeline=1,
         receive_lsn=None,
         replay_lsn=None,

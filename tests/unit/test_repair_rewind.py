@@ -286,7 +286,7 @@ def test_a_target_running_as_a_primary_is_stopped_and_the_approval_says_so() -> 
         target_client_connections=3,
     )
     stop = built.steps[0]
-    assert stop.key == "stop" and "AS A PRIMARY" in stop.title
+    assert stop.key == "stop" and stop.title.key == "step.stop_live_primary"
     assert built.steps[1].action == Wait(Probe.SERVER_STOPPED, 120.0)
     assert dict(built.info)["target_client_connections"] == "3"
     assert dict(built.facts)["target_runs_as_primary"] == "yes"

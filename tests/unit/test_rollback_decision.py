@@ -71,15 +71,16 @@ def test_no_slot_copy_means_no_slot_restore() -> None:
 @pytest.mark.parametrize(
     ("host", "moved", "why"),
     [
-        pytest.param(state(NEW, FOREIGN, running=True), MOVED, "is not it", id="foreign-old"),
-        pytest.param(state(NEW, FOREIGN, running=True), "", "did not record", id="unrecorded"),
-        pytest.param(state(None, FOREIGN), MOVED, "neither", id="only-foreign-old"),
-        pytest.param(state(None, None), MOVED, "neither", id="nothing"),
-        pytest.param(state(NEW, MOVED, failed=FOREIGN), MOVED, "all exist", id="three-dirs"),
+        pytest.param(state(NEW, FOREIGN, running=True), MOVED, "old_gone", id="foreign-old"),
+        pytest.param(state(NEW, FOREIGN, running=True), "", "unrecorded_old", id="unrecorded"),
+        pytest.param(state(None, FOREIGN), MOVED, "none_exist", id="only-foreign-old"),
+        pytest.param(state(None, None), MOVED, "none_exist", id="nothing"),
+        pytest.param(state(NEW, MOVED, failed=FOREIGN), MOVED, "all_exist", id="three-dirs"),
     ],
 )
 def test_refusals_move_nothing(host: HostState, moved: str, why: str) -> None:
     decision = decide_rollback(host, moved)
-    assert decision.refusal is not None and why in decision.refusal
+    assert decision.refusal is not None
+    assert decision.refusal.key == f"progress.rollback.{why}"
     assert decision.actions == ()
     assert not decision.moves

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable, ReplbotError, SlotAlreadyExists, SlotNotFound
 from bot.models import CommandResult, NodeSnapshot
+from bot.phrases import Phrase
 from bot.ports import Postgres, RemoteShell
 from bot.services.plans.model import (
     FileEdit,
@@ -76,7 +77,8 @@ class HostExecutor:
         self._cluster = cluster
         self._node = node
         self._timeout = command_timeout_s
-        self.last_seen = ""  # what the last streaming probe saw (for the failure message)
+        # what the last streaming probe saw (for the failure message)
+        self.last_seen: tuple[Phrase, ...] = ()
 
     async def remote(self, action: RemoteCommand, on_output: OutputSink) -> CommandResult:
         """Run the command on the replica's host."""

@@ -25,6 +25,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from bot.phrases import Phrase
+
 
 class SqlTarget(enum.StrEnum):
     """Where a :class:`Sql` step runs."""
@@ -106,12 +108,15 @@ Action = RemoteCommand | Sql | Wait | FileEdit | SlotChange
 class Step:
     """One step: a stable key (audit, progress), a title for the chat, what runs, its undo.
 
+    ``title`` is a :class:`~bot.phrases.Phrase` (``step.*``), worded by the rendering layer:
+    the digest hashes its key and values, so it is the same in every language.
+
     ``irreversible``: once this step has begun, the steps before it are no longer undone
     (e.g. pg_rewind: starting the old server again on a half-rewound directory would be
     wrong; a human looks, nothing is deleted)."""
 
     key: str
-    title: str
+    title: Phrase
     action: Action
     undo: Action | None = None
     irreversible: bool = False

@@ -18,6 +18,7 @@ from pathlib import PurePath, PurePosixPath
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RebuildRefused
 from bot.models import RebuildPlan
+from bot.phrases import Phrase
 from bot.services.plans.executor import SERVER_STOPPED_EXIT, server_status_command
 from bot.services.plans.model import (
     Probe,
@@ -294,48 +295,48 @@ def build_plan(
         steps.append(
             Step(
                 "create_slot",
-                f"create slot {cmd.slot} on {cluster.primary.name}",
+                Phrase.of("step.create_slot", slot=cmd.slot, primary=cluster.primary.name),
                 SlotChange(SlotOp.CREATE, cmd.slot),
             )
         )
     steps += [
-        Step("stop", f"stop {node.name}", RemoteCommand(cmd.stop_unless_stopped())),
+        Step(
+            "stop", Phrase.of("step.stop", node=node.name), RemoteCommand(cmd.stop_unless_stopped())
+        ),
         Step(
             "check_stopped",
-            "check the server is stopped",
+            Phrase.of("step.check_stopped"),
             RemoteCommand(cmd.server_status(), ok_exits=(SERVER_STOPPED_EXIT,)),
         ),
         Step(
             "slot_released",
-            f"wait until slot {cmd.slot} is inactive",
+            Phrase.of("step.slot_released", slot=cmd.slot),
             Wait(Probe.SLOT_INACTIVE, SLOT_RELEASE_TIMEOUT_S, POLL_INTERVAL_S, (cmd.slot,)),
         ),
         Step(
             "keep_wal",
-            f"keep the old replica's WAL in {cmd.rollback_slot}",
+            Phrase.of("step.keep_wal", slot=cmd.rollback_slot),
             SlotChange(SlotOp.COPY, cmd.rollback_slot, source=cmd.slot),
         ),
         Step(
             "move_aside",
-            f"move the data directory aside to {cmd.old_dir}",
+            Phrase.of("step.move_aside", path=str(cmd.old_dir)),
             RemoteCommand(cmd.move_aside()),
         ),
         Step(
             "basebackup",
-            f"pg_basebackup from {cluster.primary.name}",
+            Phrase.of("step.basebackup", primary=cluster.primary.name),
             RemoteCommand(cmd.basebackup(), stream=True),
         ),
     ]
     restore = cmd.restore_files()
     if restore:
-        steps.append(
-            Step("restore_files", "restore replica-local config files", RemoteCommand(restore))
-        )
+        steps.append(Step("restore_files", Phrase.of("step.restore_files"), RemoteCommand(restore)))
     steps += [
-        Step("start", f"start {node.name}", RemoteCommand(cmd.start())),
+        Step("start", Phrase.of("step.start", node=node.name), RemoteCommand(cmd.start())),
         Step(
             "verify",
-            "verify it streams",
+            Phrase.of("step.verify"),
             Wait(
                 Probe.STREAMING,
                 verify_timeout_s,
@@ -345,7 +346,7 @@ def build_plan(
         ),
         Step(
             "release_wal",
-            f"drop {cmd.rollback_slot}",
+            Phrase.of("step.release_wal", slot=cmd.rollback_slot),
             SlotChange(SlotOp.DROP, cmd.rollback_slot),
         ),
     ]
@@ -371,10 +372,14 @@ def rollback_steps(actions: Sequence[RollbackAction], cmd: Commands) -> tuple[St
     for action in actions:
         if action is RollbackAction.STOP_NEW:
             steps += [
-                Step("stop_new", "stop the new copy", RemoteCommand(cmd.stop_unless_stopped())),
+                Step(
+                    "stop_new",
+                    Phrase.of("step.stop_new"),
+                    RemoteCommand(cmd.stop_unless_stopped()),
+                ),
                 Step(
                     "check_new_stopped",
-                    "check the new copy is stopped",
+                    Phrase.of("step.check_new_stopped"),
                     RemoteCommand(cmd.server_status(), ok_exits=(SERVER_STOPPED_EXIT,)),
                 ),
             ]
@@ -382,31 +387,33 @@ def rollback_steps(actions: Sequence[RollbackAction], cmd: Commands) -> tuple[St
             steps.append(
                 Step(
                     "set_aside_new",
-                    f"set the new copy aside as {cmd.failed_dir}",
+                    Phrase.of("step.set_aside_new", path=str(cmd.failed_dir)),
                     RemoteCommand(cmd.set_aside_new()),
                 )
             )
         elif action is RollbackAction.PUT_BACK_OLD:
             steps.append(
                 Step(
-                    "put_back_old", "put the old directory back", RemoteCommand(cmd.put_back_old())
+                    "put_back_old",
+                    Phrase.of("step.put_back_old"),
+                    RemoteCommand(cmd.put_back_old()),
                 )
             )
         elif action is RollbackAction.RESTORE_SLOT:
             steps += [
                 Step(
                     "slot_released",
-                    f"wait until slot {cmd.slot} is inactive",
+                    Phrase.of("step.slot_released", slot=cmd.slot),
                     Wait(Probe.SLOT_INACTIVE, SLOT_RELEASE_TIMEOUT_S, POLL_INTERVAL_S, (cmd.slot,)),
                 ),
                 Step(
                     "restore_slot",
-                    f"restore {cmd.slot} from {cmd.rollback_slot}",
+                    Phrase.of("step.restore_slot", slot=cmd.slot, source=cmd.rollback_slot),
                     SlotChange(SlotOp.COPY, cmd.slot, source=cmd.rollback_slot),
                 ),
                 Step(
                     "release_wal",
-                    f"drop {cmd.rollback_slot}",
+                    Phrase.of("step.release_wal", slot=cmd.rollback_slot),
                     SlotChange(SlotOp.DROP, cmd.rollback_slot),
                 ),
             ]
@@ -414,7 +421,7 @@ def rollback_steps(actions: Sequence[RollbackAction], cmd: Commands) -> tuple[St
             steps.append(
                 Step(
                     "start_old",
-                    f"start the old {cmd.node.name}",
+                    Phrase.of("step.start_old", node=cmd.node.name),
                     RemoteCommand(cmd.start_unless_running()),
                 )
             )

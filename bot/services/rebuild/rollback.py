@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bot.phrases import Phrase
+
 
 class RollbackAction(enum.StrEnum):
     """One step of a rollback, in the order they run."""
@@ -37,10 +39,11 @@ class HostState:
 
 @dataclass(frozen=True)
 class RollbackDecision:
-    """The actions to run, or why a human must look (then nothing is touched)."""
+    """The actions to run, or why a human must look (then nothing is touched; the phrase's
+    words are in handlers/render/rebuild.py)."""
 
     actions: tuple[RollbackAction, ...] = ()
-    refusal: str | None = None
+    refusal: Phrase | None = None
 
     @property
     def moves(self) -> bool:
@@ -57,10 +60,7 @@ def decide_rollback(state: HostState, moved_id: str) -> RollbackDecision:
         if state.data_id is None:
             return RollbackDecision((RollbackAction.PUT_BACK_OLD, *slot, RollbackAction.START_OLD))
         if state.failed_id is not None:
-            return RollbackDecision(
-                refusal="the data, old and failed directories all exist; "
-                "nothing was moved, sort them out by hand"
-            )
+            return RollbackDecision(refusal=Phrase.of("progress.rollback.all_exist"))
         stop = (RollbackAction.STOP_NEW,) if state.running else ()
         return RollbackDecision(
             (
@@ -72,19 +72,11 @@ def decide_rollback(state: HostState, moved_id: str) -> RollbackDecision:
             )
         )
     if not moved_id and state.old_id is not None:
-        return RollbackDecision(
-            refusal="a directory with this job's old-directory name exists, but the job did "
-            "not record moving one there; nothing was moved"
-        )
+        return RollbackDecision(refusal=Phrase.of("progress.rollback.unrecorded_old"))
     if state.data_id is not None and (not moved_id or state.data_id == moved_id):
         # The data directory is the old replica's: never moved, or already put back.
         start = () if state.running else (RollbackAction.START_OLD,)
         return RollbackDecision((*slot, *start))
     if state.data_id is not None:
-        return RollbackDecision(
-            refusal="the old data directory is gone and the data directory is not it; "
-            "nothing was moved"
-        )
-    return RollbackDecision(
-        refusal="neither the data directory nor the old directory this job moved aside exists"
-    )
+        return RollbackDecision(refusal=Phrase.of("progress.rollback.old_gone"))
+    return RollbackDecision(refusal=Phrase.of("progress.rollback.none_exist"))

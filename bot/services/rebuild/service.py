@@ -78,6 +78,39 @@ def _unredacted(text: str) -> str:
     return text
 
 
+#: The key of the job detail part a --cleanup adds: a later --cleanup is refused on it.
+OLD_REMOVED = "progress.old_removed"
+
+
+def detail_text(parts: Sequence[Phrase]) -> str:
+    """The language-neutral form of an ending's parts, as the job row and the audit keep it."""
+    return "; ".join(str(part) for part in parts)
+
+
+def old_dir_removed(job: RebuildJob) -> bool:
+    """A --cleanup already removed the old directory of this job (its detail says so)."""
+    return any(part.split(" ", 1)[0] == OLD_REMOVED for part in job.detail.split("; "))
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What an interrupted job's host looks like, as phrases (``progress.inspect.*``);
+    ``str()`` is the language-neutral form for the log."""
+
+    parts: tuple[Phrase, ...]
+
+    def __str__(self) -> str:
+        return detail_text(self.parts)
+
+
+class _Failed(RebuildStepFailed):
+    """A rebuild or rollback step failed, with why as phrases (the chat words them)."""
+
+    def __init__(self, step: str, parts: Sequence[Phrase], output: str = "") -> None:
+        super().__init__(step, detail_text(parts), output)
+        self.parts = tuple(parts)
+
+
 class _Phase(enum.Enum):
     """Where a run is; only a run still in STEPS can be cancelled."""
 
@@ -341,17 +374,18 @@ class RebuildService:
             run.node, run.plan.old_dir, run.plan.failed_dir, run.plan.application_name
         )
         shell: RemoteShell | None = None
-        failure: tuple[str, str] | None = None
+        failure: tuple[tuple[Phrase, ...], str] | None = None
         try:
             shell = await self._shells.connect(run.node)
             for index, step in enumerate(run.plan.steps):
                 await self._enter(run, step, index)
-                await self._record(run.job, f"rebuild.{step.key}", Outcome.INTENT, step.title)
+                title = str(step.title)
+                await self._record(run.job, f"rebuild.{step.key}", Outcome.INTENT, title)
                 await self._do(run, step, cmd, shell)
                 run.done.add(step.key)
                 if index == len(run.plan.steps) - 1:
                     run.phase = _Phase.FINISHING
-                await self._record(run.job, f"rebuild.{step.key}", Outcome.OK, step.title)
+                await self._record(run.job, f"rebuild.{step.key}", Outcome.OK, title)
             run.phase = _Phase.FINISHING
         except asyncio.CancelledError:
             if self._shutting_down and run.cancelled_by is None:
@@ -361,28 +395,31 @@ class RebuildService:
                 raise
             run.phase = _Phase.ROLLING_BACK
             _uncancel()
-            failure = (f"cancelled by {run.cancelled_by}", "")
+            failure = ((Phrase.of("progress.cancelled", by=run.cancelled_by or ""),), "")
         except Exception as exc:
             run.phase = _Phase.ROLLING_BACK
-            if isinstance(exc, RebuildStepFailed):
-                reason, output = exc.user_message, exc.output
+            step_key = run.progress.step
+            reason: tuple[Phrase, ...]
+            if isinstance(exc, _Failed):
+                reason, output = exc.parts, exc.output
             elif isinstance(exc, ReplbotError):
-                reason, output = f"{run.progress.step}: {exc.user_message}", run.output
+                error = exc.user_message
+                reason = (Phrase.of("progress.step_error", step=step_key, error=error),)
+                output = exc.output if isinstance(exc, RebuildStepFailed) else run.output
             else:
                 log.exception("rebuild of %s: unexpected error", run.node.name)
-                reason, output = f"{run.progress.step}: internal error {type(exc).__name__}", ""
+                error = type(exc).__name__
+                reason, output = (Phrase.of("progress.internal", step=step_key, error=error),), ""
             failure = (reason, output)
         try:
             await self._close(shell)
             if failure is None:
-                await self._finish(
-                    run,
-                    RebuildState.SUCCEEDED,
-                    f"{run.node.name} streams again; old data kept in {cmd.old_dir}",
-                )
+                done = Phrase.of("progress.rebuilt", node=run.node.name, path=str(cmd.old_dir))
+                await self._finish(run, RebuildState.SUCCEEDED, (done,))
             else:
                 reason, output = failure
-                await self._record(run.job, f"rebuild.{run.progress.step}", Outcome.FAILED, reason)
+                why = self._redact(detail_text(reason))
+                await self._record(run.job, f"rebuild.{run.progress.step}", Outcome.FAILED, why)
                 await self._roll_back(run, cmd, reason, output)
         except asyncio.CancelledError:
             if run.job.state is RebuildState.RUNNING:
@@ -397,7 +434,9 @@ class RebuildService:
             run,
             step=step.key,
             step_index=index + 1,
-            detail=step.title,
+            title=step.title,
+            said=(),
+            detail=str(step.title),
             backup=None,
             rate_bytes_s=None,
             eta_s=None,
@@ -408,6 +447,9 @@ class RebuildService:
             value = changes.get(key)
             if isinstance(value, str):
                 changes[key] = self._redact(value)
+        said = changes.get("said")
+        if isinstance(said, tuple):
+            changes["said"] = tuple(self._redacted(p) for p in said if isinstance(p, Phrase))
         elapsed = self._clock.monotonic() - run.started
         run.progress = replace(run.progress, elapsed_s=elapsed, **changes)  # type: ignore[arg-type]
         try:
@@ -429,8 +471,10 @@ class RebuildService:
             ident = await shell.run(cmd.data_dir_id(), self._settings.command_timeout_s)
             moved_id = ident.stdout.strip()
             if ident.exit_status != 0 or not moved_id:
-                raise RebuildStepFailed(
-                    step.key, f"could not stat {cmd.data_dir}", tail(ident.stderr or ident.stdout)
+                raise _Failed(
+                    step.key,
+                    (Phrase.of("progress.stat_failed", step=step.key, path=str(cmd.data_dir)),),
+                    tail(ident.stderr or ident.stdout),
                 )
             run.job = await self._jobs.update(run.job.id, moved_id=moved_id)
         elif step.key == "basebackup":
@@ -444,25 +488,42 @@ class RebuildService:
             elif step.key in ("start", "verify"):
                 log_tail = await shell.run(cmd.server_log_tail(), self._settings.command_timeout_s)
                 output = tail(log_tail.stdout or exc.output, 12)
-            raise RebuildStepFailed(
-                step.key, self._reason(run, step, exc, executor), output
-            ) from exc
+            raise _Failed(step.key, self._reason(run, step, exc, executor), output) from exc
 
-    def _reason(self, run: _Run, step: Step, exc: StepFailed, executor: HostExecutor) -> str:
-        """Why a step failed, in the words of the rebuild."""
-        name, status = run.node.name, exc.exit_status
-        reasons = {
-            "stop": "the stop command failed",
-            "slot_released": f"slot {run.plan.slot} is still active: another process uses it",
-            "check_stopped": f"{name} is still running (pg_ctl status exit {status})",
-            "move_aside": f"could not move {run.plan.data_dir} aside",
-            "basebackup": f"pg_basebackup exited with {status}",
-            "restore_files": "could not restore local files",
-            "start": f"{name} did not start",
-            "verify": f"{name} does not stream after {self._settings.verify_timeout_s:g} s "
-            f"({executor.last_seen or 'no answer'})",
-        }
-        return reasons.get(step.key, exc.reason)
+    def _reason(
+        self, run: _Run, step: Step, exc: StepFailed, executor: HostExecutor
+    ) -> tuple[Phrase, ...]:
+        """Why a step failed, as the rebuild puts it (``progress.failed.*``; a failed verify
+        adds what it saw last, ``verify.*``)."""
+        key = step.key
+        if key == "verify":
+            timeout = self._settings.verify_timeout_s
+            name = run.node.name
+            if executor.last_seen:
+                head = Phrase.of("progress.failed.verify", step=key, node=name, timeout_s=timeout)
+                return (head, *executor.last_seen)
+            return (
+                Phrase.of("progress.failed.verify_silent", step=key, node=name, timeout_s=timeout),
+            )
+        return (self._step_reason(run, step, exc),)
+
+    def _step_reason(self, run: _Run, step: Step, exc: StepFailed) -> Phrase:
+        key, name, status = step.key, run.node.name, exc.exit_status or 0
+        if key == "stop":
+            return Phrase.of("progress.failed.stop", step=key)
+        if key == "slot_released":
+            return Phrase.of("progress.failed.slot_active", step=key, slot=run.plan.slot)
+        if key == "check_stopped":
+            return Phrase.of("progress.failed.still_running", step=key, node=name, status=status)
+        if key == "move_aside":
+            return Phrase.of("progress.failed.move_aside", step=key, path=run.plan.data_dir)
+        if key == "basebackup":
+            return Phrase.of("progress.failed.basebackup", step=key, status=status)
+        if key == "restore_files":
+            return Phrase.of("progress.failed.restore_files", step=key)
+        if key == "start":
+            return Phrase.of("progress.failed.start", step=key, node=name)
+        return Phrase.of("progress.step_error", step=key, error=exc.reason)
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
         return next((s for s in (await self._pg.snapshot(node)).slots if s.name == name), None)
@@ -475,7 +536,7 @@ class RebuildService:
         primary = await self._pg.snapshot(cluster.primary)
         info = next((s for s in primary.slots if s.name == slot), None)
         verdict = judge_streaming(replica, info, primary.walsenders, "")
-        return verdict.ok, verdict.seen
+        return verdict.ok, verdict.seen_text
 
     async def _wait_slot_inactive(self, primary: NodeConfig, slot: str, key: str) -> None:
         deadline = self._clock.monotonic() + SLOT_RELEASE_TIMEOUT_S
@@ -524,25 +585,43 @@ class RebuildService:
 
     # --- endings -----------------------------------------------------------------------------
 
-    async def _finish(self, run: _Run, state: RebuildState, detail: str, output: str = "") -> None:
-        detail = self._redact(detail)
+    def _redacted(self, phrase: Phrase) -> Phrase:
+        """The phrase with secrets masked in its text values (error texts, command output)."""
+        return Phrase(
+            phrase.key,
+            tuple((n, self._redact(v) if isinstance(v, str) else v) for n, v in phrase.values),
+        )
+
+    async def _finish(
+        self, run: _Run, state: RebuildState, parts: Sequence[Phrase], output: str = ""
+    ) -> None:
+        said = tuple(self._redacted(p) for p in parts)
+        detail = self._redact(detail_text(said))
         run.job = await self._jobs.update(run.job.id, state=state, detail=detail)
         outcome = Outcome.OK if state is RebuildState.SUCCEEDED else Outcome.FAILED
         await self._record(run.job, "rebuild.finish", outcome, f"{state.value}: {detail}")
-        await self._emit(run, state=state, detail=detail, output=output)
+        await self._emit(run, state=state, detail=detail, said=said, output=output)
 
     async def _interrupted(self, run: _Run) -> None:
-        detail = f"bot stopped during step {run.progress.step}"
-        run.progress = replace(run.progress, state=RebuildState.INTERRUPTED, detail=detail)
+        said = (Phrase.of("progress.interrupted", step=run.progress.step),)
+        detail = detail_text(said)
+        run.progress = replace(
+            run.progress, state=RebuildState.INTERRUPTED, detail=detail, said=said
+        )
         with contextlib.suppress(Exception):
             run.job = await self._jobs.update(
                 run.job.id, state=RebuildState.INTERRUPTED, detail=detail
             )
             await self._record(run.job, "rebuild.interrupted", Outcome.FAILED, detail)
 
-    async def _roll_back(self, run: _Run, cmd: Commands, reason: str, output: str) -> None:
+    async def _roll_back(
+        self, run: _Run, cmd: Commands, reason: Sequence[Phrase], output: str
+    ) -> None:
         run.phase = _Phase.ROLLING_BACK
-        await self._emit(run, step="rollback", detail=f"rolling back: {reason}")
+        rolling = (Phrase.of("progress.rolling_back"), *reason)
+        await self._emit(
+            run, step="rollback", title=None, said=rolling, detail=detail_text(rolling)
+        )
         try:
             note = await self._restore(run.cluster, run.node, cmd, run.job.moved_id)
         except asyncio.CancelledError:
@@ -550,37 +629,42 @@ class RebuildService:
             await self._interrupted(run)
             raise
         except Exception as exc:  # noqa: BLE001 - report every rollback failure to a human
-            message = exc.user_message if isinstance(exc, ReplbotError) else repr(exc)
-            log.error("rollback of %s failed: %s", run.node.name, message)
+            if isinstance(exc, _Failed):
+                why = exc.parts
+            elif isinstance(exc, ReplbotError):
+                why = (Phrase.of("progress.step_error", step="rollback", error=exc.user_message),)
+            else:
+                why = (Phrase.of("progress.internal", step="rollback", error=repr(exc)),)
+            log.error("rollback of %s failed: %s", run.node.name, detail_text(why))
             await self._finish(
                 run,
                 RebuildState.ROLLBACK_FAILED,
-                f"{reason}; ROLLBACK FAILED: {message}",
+                (*reason, Phrase.of("progress.rollback_failed"), *why),
                 output or getattr(exc, "output", ""),
             )
             return
-        await self._finish(run, RebuildState.ROLLED_BACK, f"{reason}; {note}", output)
+        await self._finish(run, RebuildState.ROLLED_BACK, (*reason, *note), output)
 
     async def _restore(
         self, cluster: ClusterConfig, node: NodeConfig, cmd: Commands, moved_id: str
-    ) -> str:
+    ) -> tuple[Phrase, ...]:
         """Idempotent rollback from whatever state the host is in. Deletes nothing, and moves
-        only the directory this job moved aside (``moved_id``): see :mod:`.rollback`."""
+        only the directory this job moved aside (``moved_id``): see :mod:`.rollback`. Returns
+        what it did, as phrases."""
         timeout = self._settings.command_timeout_s
         primary = cluster.primary
         shell = await self._shells.connect(node)
-        notes: list[str] = []
+        notes: list[Phrase] = []
         try:
             await shell.run(cmd.kill_leftover_basebackup(), timeout)
             leftover = (await shell.run(cmd.leftover_basebackup(), timeout)).stdout.split()
             if leftover:
-                raise RebuildStepFailed(
-                    "rollback", "pg_basebackup still running: PID " + ", ".join(leftover)
-                )
+                pids = ", ".join(leftover)
+                raise _Failed("rollback", (Phrase.of("progress.rollback.leftover", pids=pids),))
             state, primary_down = await self._observe(shell, primary, cmd)
             decision = decide_rollback(state, moved_id)
             if decision.refusal is not None:
-                raise RebuildStepFailed("rollback", decision.refusal, self._dirs_text(cmd, state))
+                raise _Failed("rollback", (decision.refusal,), self._dirs_text(cmd, state))
             executor = HostExecutor(self._pg, shell, cluster, node, timeout)
             for step in rollback_steps(decision.actions, cmd):
                 try:
@@ -590,24 +674,25 @@ class RebuildService:
                     if step.key == "start_old":
                         log_tail = await shell.run(cmd.server_log_tail(), timeout)
                         output = tail(log_tail.stdout or exc.output, 12)
-                    raise RebuildStepFailed(
-                        "rollback", self._rollback_reason(step.key, exc, node), output
+                    raise _Failed(
+                        "rollback", (self._rollback_reason(step.key, exc, node),), output
                     ) from exc
             notes += self._rollback_notes(decision.actions, cmd)
             if primary_down is not None:
                 # The directories are back and the old server runs; the slot copy could not be
                 # looked at. Keep the lock: a later --rollback restores the slot (idempotent).
-                done = "; ".join(n for n in notes if n) or "directories as they were"
-                raise RebuildStepFailed(
-                    "rollback",
-                    f"{done}; the primary does not answer ({primary_down}), so slot "
-                    f"{cmd.slot} was not restored: run /rebuild {node.name} --rollback again "
-                    "once it is back",
+                done = notes or [Phrase.of("progress.rollback.dirs_unchanged")]
+                down = Phrase.of(
+                    "progress.rollback.primary_down",
+                    reason=primary_down,
+                    slot=cmd.slot,
+                    node=node.name,
                 )
+                raise _Failed("rollback", (*done, down))
             notes.append(await self._streams_note(cluster, node, cmd.slot))
         finally:
             await shell.close()
-        return "; ".join(n for n in notes if n)
+        return tuple(notes)
 
     async def _observe(
         self, shell: RemoteShell, primary: NodeConfig, cmd: Commands
@@ -645,50 +730,55 @@ class RebuildService:
         return "directories: " + (", ".join(present) or "none")
 
     @staticmethod
-    def _rollback_reason(key: str, exc: StepFailed, node: NodeConfig) -> str:
-        """Why a rollback step failed, in the words of the rebuild."""
-        exists = ": the target exists" if exc.exit_status == DIRECTORY_EXISTS_EXIT else ""
-        reasons = {
-            "stop_new": "the new server does not stop",
-            "check_new_stopped": "the new server does not stop",
-            "set_aside_new": "could not set the new copy aside" + exists,
-            "put_back_old": "could not put the old directory back" + exists,
-            "start_old": f"the old {node.name} did not start",
-        }
-        return reasons.get(key, exc.reason)
+    def _rollback_reason(key: str, exc: StepFailed, node: NodeConfig) -> Phrase:
+        """Why a rollback step failed, as the rebuild puts it (``progress.rollback.*``)."""
+        exists = exc.exit_status == DIRECTORY_EXISTS_EXIT
+        if key in ("stop_new", "check_new_stopped"):
+            return Phrase.of("progress.rollback.new_not_stopped")
+        if key == "set_aside_new":
+            if exists:
+                return Phrase.of("progress.rollback.set_aside_exists")
+            return Phrase.of("progress.rollback.set_aside_failed")
+        if key == "put_back_old":
+            if exists:
+                return Phrase.of("progress.rollback.put_back_exists")
+            return Phrase.of("progress.rollback.put_back_failed")
+        if key == "start_old":
+            return Phrase.of("progress.rollback.old_not_started", node=node.name)
+        return Phrase.of("progress.step_error", step=key, error=exc.reason)
 
     @staticmethod
-    def _rollback_notes(actions: Sequence[RollbackAction], cmd: Commands) -> list[str]:
-        notes: list[str] = []
+    def _rollback_notes(actions: Sequence[RollbackAction], cmd: Commands) -> list[Phrase]:
+        notes: list[Phrase] = []
         if RollbackAction.PUT_BACK_OLD in actions:
             notes.append(
-                f"old data directory restored (partial copy kept as {cmd.failed_dir})"
+                Phrase.of("progress.rollback.old_restored_kept", path=str(cmd.failed_dir))
                 if RollbackAction.SET_ASIDE_NEW in actions
-                else "old data directory restored"
+                else Phrase.of("progress.rollback.old_restored")
             )
         if RollbackAction.RESTORE_SLOT in actions:
-            notes.append(f"slot {cmd.slot} restored to the old replica's position")
+            notes.append(Phrase.of("progress.rollback.slot_restored", slot=cmd.slot))
         return notes
 
-    async def _streams_note(self, cluster: ClusterConfig, node: NodeConfig, slot: str) -> str:
+    async def _streams_note(self, cluster: ClusterConfig, node: NodeConfig, slot: str) -> Phrase:
         deadline = self._clock.monotonic() + self._settings.verify_timeout_s
         while self._clock.monotonic() < deadline:
             with contextlib.suppress(NodeUnavailable):
                 if (await self._streams(cluster, node, slot))[0]:
-                    return f"the old {node.name} streams again"
+                    return Phrase.of("progress.rollback.old_streams", node=node.name)
             await self._clock.sleep(POLL_INTERVAL_S)
-        return f"the old {node.name} is running but NOT streaming yet: check /status"
+        return Phrase.of("progress.rollback.old_not_streaming", node=node.name)
 
     # --- after a restart ---------------------------------------------------------------------
 
-    async def recover(self) -> list[tuple[RebuildJob, str]]:
+    async def recover(self) -> list[tuple[RebuildJob, Inspection]]:
         """Mark jobs left running by a previous process as interrupted and describe each."""
-        reports: list[tuple[RebuildJob, str]] = []
+        reports: list[tuple[RebuildJob, Inspection]] = []
         for job in await self._jobs.in_state(RebuildState.RUNNING):
             job = await self._jobs.update(
                 job.id,
                 state=RebuildState.INTERRUPTED,
-                detail=f"bot restarted during step {job.step}",
+                detail=str(Phrase.of("progress.restarted", step=job.step)),
             )
             await self._record(job, "rebuild.interrupted", Outcome.FAILED, job.detail)
             reports.append((job, await self.inspect(job)))
@@ -697,31 +787,40 @@ class RebuildService:
                 reports.append((job, await self.inspect(job)))
         return reports
 
-    async def inspect(self, job: RebuildJob) -> str:
+    async def inspect(self, job: RebuildJob) -> Inspection:
         """What the replica's host looks like now: leftover backup, directories, server."""
-        return self._redact(await self._inspect(job))
+        return Inspection(tuple(self._redacted(p) for p in await self._inspect(job)))
 
-    async def _inspect(self, job: RebuildJob) -> str:
+    async def _inspect(self, job: RebuildJob) -> tuple[Phrase, ...]:
         try:
             _, node = self.resolve(job.node, job.cluster)
             cmd = self._commands_for(node, job)
             shell = await self._shells.connect(node)
         except ReplbotError as exc:
-            return f"cannot inspect: {exc.user_message}"
+            return (Phrase.of("progress.inspect.failed", error=exc.user_message),)
         timeout = self._settings.command_timeout_s
         try:
             pids = (await shell.run(cmd.leftover_basebackup(), timeout)).stdout.split()
             dirs = parse_directories((await shell.run(cmd.directories(), timeout)).stdout)
             running = (await shell.run(cmd.server_status(), timeout)).exit_status == 0
         except RemoteError as exc:
-            return f"cannot inspect: {exc.user_message}"
+            return (Phrase.of("progress.inspect.failed", error=exc.user_message),)
         finally:
             await shell.close()
         names = {"data": str(cmd.data_dir), "old": str(cmd.old_dir), "failed": str(cmd.failed_dir)}
-        present = ", ".join(names[d] for d in dirs if d in names) or "none"
-        backup = f"pg_basebackup running (PID {', '.join(pids)})" if pids else "no pg_basebackup"
-        server = "server running" if running else "server stopped"
-        return f"interrupted in step {job.step}; {backup}; {server}; directories: {present}"
+        present = ", ".join(names[d] for d in dirs if d in names)
+        return (
+            Phrase.of("progress.inspect.step", step=job.step),
+            Phrase.of("progress.inspect.backup", pids=", ".join(pids))
+            if pids
+            else Phrase.of("progress.inspect.no_backup"),
+            Phrase.of("progress.inspect.running")
+            if running
+            else Phrase.of("progress.inspect.stopped"),
+            Phrase.of("progress.inspect.dirs", dirs=present)
+            if present
+            else Phrase.of("progress.inspect.no_dirs"),
+        )
 
     async def rollback(
         self, node_name: str, cluster_name: str | None, by: int, sink: ProgressSink = _discard
@@ -763,7 +862,7 @@ class RebuildService:
 
         async def roll() -> None:
             try:
-                await self._roll_back(run, cmd, "interrupted rebuild", "")
+                await self._roll_back(run, cmd, (Phrase.of("progress.interrupted_rebuild"),), "")
             finally:
                 self._runs.pop((cluster.name, node.name), None)
 
@@ -777,7 +876,9 @@ class RebuildService:
         if job is None or job.state is RebuildState.RUNNING:
             raise RebuildRefused(f"no interrupted rebuild of {node.name} to abandon")
         job = await self._jobs.update(
-            job.id, state=RebuildState.ABANDONED, detail=f"abandoned by {by}; {job.detail}"
+            job.id,
+            state=RebuildState.ABANDONED,
+            detail=f"{Phrase.of('progress.abandoned', by=by)}; {job.detail}",
         )
         await self._record(job, "rebuild.abandon", Outcome.OK, job.detail)
         return job
@@ -788,7 +889,7 @@ class RebuildService:
         job = await self._jobs.latest(cluster.name, node.name)
         if job is None or job.state is not RebuildState.SUCCEEDED or job.kind != "rebuild":
             raise RebuildRefused(f"no succeeded rebuild of {node.name} with an old directory")
-        if "old directory removed" in job.detail:
+        if old_dir_removed(job):
             raise RebuildRefused(f"the old directory of {node.name} was already removed")
         return job
 
@@ -822,7 +923,8 @@ class RebuildService:
             raise RebuildStepFailed(
                 "cleanup", f"could not remove {job.old_dir}", self._redact(tail(result.stderr))
             )
-        await self._jobs.update(job.id, detail=f"{job.detail}; old directory removed by {by}")
+        removed = Phrase.of("progress.old_removed", by=by)
+        await self._jobs.update(job.id, detail=f"{job.detail}; {removed}")
         await self._record(job, "rebuild.cleanup", Outcome.OK, f"removed {job.old_dir}")
         return job.old_dir
 

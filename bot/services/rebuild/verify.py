@@ -3,7 +3,8 @@
 The rebuild's verify step, its rollback and ``--cleanup`` probe both nodes once and ask
 :func:`judge_streaming` with what they read: the replica's snapshot, the primary's slot and
 walsenders, and what the plan expects (application_name, and the sync_state of a
-synchronous standby). The answer says yes or no and describes what was seen.
+synchronous standby). The answer says yes or no and what was seen, as phrases (``verify.*``,
+worded in handlers/render/plans.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.models import NodeSnapshot, SlotInfo, WalSender
+from bot.phrases import Phrase
 
 #: A replica that was one of these before a rebuild must be it again afterwards.
 SYNCHRONOUS_STATES = frozenset({"sync", "quorum", "potential"})
@@ -22,7 +24,12 @@ class StreamVerdict:
     """The outcome of one look at both sides: ``ok`` and what was seen."""
 
     ok: bool
-    seen: str
+    seen: tuple[Phrase, ...]
+
+    @property
+    def seen_text(self) -> str:
+        """What was seen, language-neutral (logs, audit rows)."""
+        return "; ".join(str(part) for part in self.seen)
 
 
 def judge_streaming(
@@ -41,33 +48,42 @@ def judge_streaming(
     (the old replica after a rollback). ``replica`` None: the replica did not answer.
     """
     problems: list[str] = []
+    seen: list[Phrase] = []
     if replica is None:
-        seen = ["replica does not answer"]
+        seen.append(Phrase.of("verify.replica_silent"))
         problems.append("replica")
     else:
         status = replica.receiver.status if replica.receiver is not None else None
-        seen = [f"receiver {status or 'not running'}"]
+        seen.append(
+            Phrase.of("verify.receiver", status=status)
+            if status
+            else Phrase.of("verify.receiver_off")
+        )
         if not replica.in_recovery:
-            seen[0] += " (NOT in recovery)"
+            seen.append(Phrase.of("verify.not_in_recovery"))
             problems.append("recovery")
         if status != "streaming":
             problems.append("receiver")
     if slot is None:
-        seen.append("slot missing")
+        seen.append(Phrase.of("verify.slot_missing"))
         problems.append("slot")
     elif not slot.active or slot.active_pid is None:
-        seen.append(f"slot {slot.name} inactive")
+        seen.append(Phrase.of("verify.slot_inactive", slot=slot.name))
         problems.append("slot")
     else:
-        seen.append(f"slot {slot.name} active (PID {slot.active_pid})")
+        seen.append(Phrase.of("verify.slot_active", slot=slot.name, pid=slot.active_pid))
         sender = next((s for s in walsenders if s.pid == slot.active_pid), None)
         if sender is None:
-            seen.append("its walsender not in pg_stat_replication")
+            seen.append(Phrase.of("verify.walsender_gone"))
             problems.append("walsender")
         else:
             seen.append(
-                f"walsender {sender.state or 'unknown'} as {sender.application_name or '?'}"
-                f", sync_state {sender.sync_state or '–'}"
+                Phrase.of(
+                    "verify.walsender",
+                    state=sender.state or "?",
+                    name=sender.application_name or "?",
+                    sync_state=sender.sync_state or "–",
+                )
             )
             wrong_name = bool(expected_name) and sender.application_name != expected_name
             if sender.state != "streaming" or wrong_name:
@@ -77,7 +93,7 @@ def judge_streaming(
                 and sender.sync_state != expected_sync_state
             ):
                 problems.append("sync_state")
-    return StreamVerdict(not problems, ", ".join(seen))
+    return StreamVerdict(not problems, tuple(seen))
 
 
 def verify_text(slot: str, application_name: str, sync_state: str = "") -> str:

@@ -83,7 +83,7 @@ def _alter_system_allowed(diag: Diagnosis) -> Precondition:
     return _pre(
         "alter_system_allowed",
         missing is not None and not missing,
-        missing="not read" if missing is None else ", ".join(missing) or "-",
+        missing="not_read" if missing is None else ", ".join(missing) or "-",  # a code
     )
 
 
@@ -103,7 +103,7 @@ def _same_system(diag: Diagnosis) -> Precondition:
 def _standby_data(diag: Diagnosis) -> Precondition:
     """The data is a standby's: in recovery when up; a standby's shutdown state when down."""
     if diag.replica_up:
-        return _pre("standby_data", diag.in_recovery is True, state="in recovery")
+        return _pre("standby_data", diag.in_recovery is True, state="in_recovery")  # a code
     state = diag.controldata.state if diag.controldata else ""
     return _pre("standby_data", state in STANDBY_STATES, state=state or "?")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bot.phrases import Phrase
 from bot.services.plans.model import Plan
 from bot.services.repair.controldata import ControlData
 from bot.services.repair.timeline import Divergence
@@ -60,7 +61,7 @@ class Diagnosis:
     server_running: bool | None  # pg_ctl status (None: not known)
     in_recovery: bool | None
     streaming: bool
-    streaming_seen: str
+    streaming_seen: tuple[Phrase, ...]  # what judge_streaming saw (``verify.*``)
     timeline: int | None  # the replica's (its checkpoint's when down)
     receive_lsn: str | None
     replay_lsn: str | None
@@ -169,7 +170,7 @@ class RepairProgress:
     cluster: str
     node: str
     kind: str  # the plan's kind, e.g. "repair.resume"
-    step: str  # the step's title
+    step: str  # the step's key
     step_index: int
     step_count: int
     state: str  # a RebuildState value: running, succeeded, rolled_back, rollback_failed
@@ -178,3 +179,5 @@ class RepairProgress:
     undone: tuple[str, ...] = ()
     keeps: tuple[str, ...] = ()
     log_tail: str = ""  # at the end: what streamed steps printed (pg_rewind's progress)
+    title: Phrase | None = None  # the running step's title
+    said: tuple[Phrase, ...] = ()  # the ending, in parts (``detail`` is their neutral form)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
+from bot.phrases import Phrase
 from bot.services.plans.model import FileEdit, Plan, RemoteCommand, Sql, SqlTarget, Step
 from bot.services.repair.autoconf import (
     backup_path,
@@ -40,13 +41,13 @@ def _stop_then_start(node: NodeConfig, path: str, backup: str) -> list[Step]:
     return [
         Step(
             "stop",
-            f"stop {node.name}",
+            Phrase.of("step.stop", node=node.name),
             RemoteCommand(node.stop_command),
             restore_copy(path, backup, node.start_command),
         ),
         Step(
             "start",
-            f"start {node.name} with the new setting",
+            Phrase.of("step.start_new_setting", node=node.name),
             RemoteCommand(node.start_command),
             RemoteCommand(node.stop_command),
         ),
@@ -66,7 +67,7 @@ def build_parameters(
         steps.append(
             Step(
                 "keep_auto_conf",
-                f"keep a copy of postgresql.auto.conf as {PurePosixPath(backup).name}",
+                Phrase.of("step.keep_auto_conf", file=PurePosixPath(backup).name),
                 keep_copy(path, backup),
                 restore_copy(path, backup),
             )
@@ -75,7 +76,7 @@ def build_parameters(
             steps.append(
                 Step(
                     f"set_{name}",
-                    f"set {name} = {value} on {node.name}",
+                    Phrase.of("step.set_value", name=name, value=int(value), node=node.name),
                     Sql(SqlTarget.REPLICA, f"ALTER SYSTEM SET {name} = {int(value)}"),
                 )
             )
@@ -88,7 +89,10 @@ def build_parameters(
         steps.append(
             Step(
                 "edit_auto_conf",
-                f"set {', '.join(f'{n} = {v}' for n, v in values.items())} in postgresql.auto.conf",
+                Phrase.of(
+                    "step.edit_auto_conf",
+                    settings=", ".join(f"{n} = {v}" for n, v in values.items()),
+                ),
                 FileEdit(path, set_lines(diag.auto_conf, lines), backup),
                 restore_copy(path, backup),
             )
@@ -99,7 +103,7 @@ def build_parameters(
             steps.append(
                 Step(
                     "start",
-                    f"start {node.name}",
+                    Phrase.of("step.start", node=node.name),
                     RemoteCommand(node.start_command),
                     RemoteCommand(node.stop_command),
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig, RebuildConfig
+from bot.phrases import Phrase
 from bot.services.plans.model import (
     FileEdit,
     Plan,
@@ -56,7 +57,7 @@ def streaming_wait(diag: Diagnosis, node: NodeConfig, settings: RebuildConfig) -
     assert node.slot is not None
     return Step(
         "verify",
-        f"wait until {node.name} streams",
+        Phrase.of("step.wait_streaming", node=node.name),
         Wait(
             Probe.STREAMING,
             settings.verify_timeout_s,
@@ -77,7 +78,7 @@ def build_resume(
         steps.append(
             Step(
                 "create_slot",
-                f"create slot {node.slot} on {cluster.primary.name}",
+                Phrase.of("step.create_slot", slot=node.slot, primary=cluster.primary.name),
                 Sql(
                     SqlTarget.PRIMARY,
                     "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true)",
@@ -98,7 +99,7 @@ def build_resume(
         steps.append(
             Step(
                 "keep_auto_conf",
-                f"keep a copy of postgresql.auto.conf as {PurePosixPath(backup).name}",
+                Phrase.of("step.keep_auto_conf", file=PurePosixPath(backup).name),
                 keep_copy(path, backup),
                 restore_copy(path, backup, pg_ctl(node, "reload")),
             )
@@ -107,14 +108,14 @@ def build_resume(
             steps.append(
                 Step(
                     f"set_{name}",
-                    f"set {name} on {node.name}",
+                    Phrase.of("step.set_setting", name=name, node=node.name),
                     Sql(SqlTarget.REPLICA, f"ALTER SYSTEM SET {name} = {value}"),
                 )
             )
         steps.append(
             Step(
                 "reload",
-                f"reload {node.name}'s configuration",
+                Phrase.of("step.reload", node=node.name),
                 Sql(SqlTarget.REPLICA, "SELECT pg_catalog.pg_reload_conf()"),
             )
         )
@@ -124,7 +125,7 @@ def build_resume(
         steps.append(
             Step(
                 "edit_auto_conf",
-                f"set {', '.join(values)} in postgresql.auto.conf",
+                Phrase.of("step.edit_auto_conf", settings=", ".join(values)),
                 FileEdit(path, set_lines(diag.auto_conf, values), backup),
                 restore_copy(path, backup),
             )
@@ -134,7 +135,7 @@ def build_resume(
         steps.append(
             Step(
                 "standby_signal",
-                "create standby.signal",
+                Phrase.of("step.standby_signal"),
                 RemoteCommand(f"if [ ! -e {signal} ]; then : > {signal}; fi"),
             )
         )
@@ -142,7 +143,7 @@ def build_resume(
         steps.append(
             Step(
                 "start",
-                f"start {node.name}",
+                Phrase.of("step.start", node=node.name),
                 RemoteCommand(node.start_command),
                 RemoteCommand(node.stop_command),
             )

@@ -51,6 +51,7 @@ from pathlib import PurePosixPath
 
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RemoteError, ReplbotError
+from bot.phrases import Phrase
 from bot.ports import Postgres, RemoteShell
 from bot.services.plans.model import (
     Plan,
@@ -662,7 +663,7 @@ def build_rewind_plan(
         steps.append(
             Step(
                 "create_slot",
-                f"create slot {cmd.slot} on {cluster.primary.name} (keeps WAL from now on)",
+                Phrase.of("step.create_slot_keeping", slot=cmd.slot, primary=cluster.primary.name),
                 Sql(
                     SqlTarget.PRIMARY,
                     "SELECT slot_name"
@@ -675,9 +676,9 @@ def build_rewind_plan(
     if facts.target.running:
         # the client count moves until the stop: it is shown in ``info``, not in the title
         what = (
-            f"stop {node.name}, which runs AS A PRIMARY (serving clients)"
+            Phrase.of("step.stop_live_primary", node=node.name)
             if facts.runs_as_primary
-            else f"stop {node.name}"
+            else Phrase.of("step.stop", node=node.name)
         )
         assert node.stop_command is not None
         steps += [
@@ -688,22 +689,26 @@ def build_rewind_plan(
                 RemoteCommand(node.stop_command, timeout_s=STOP_TIMEOUT_S),
                 RemoteCommand(cmd.rebuild.start_unless_running()),  # it may not have stopped
             ),
-            Step("stopped", "wait until it is stopped", Wait(Probe.SERVER_STOPPED, STOP_TIMEOUT_S)),
+            Step(
+                "stopped",
+                Phrase.of("step.stopped"),
+                Wait(Probe.SERVER_STOPPED, STOP_TIMEOUT_S),
+            ),
         ]
     steps += [
         Step(
             "check_clean",
-            "check it was shut down cleanly",
+            Phrase.of("step.check_clean"),
             RemoteCommand(cmd.check_clean_shutdown()),
         ),
         Step(
             "save_diverged",
-            f"save the WAL after {div.fork_lsn}, history files and pg_control in {cmd.side_dir}",
+            Phrase.of("step.save_diverged", lsn=div.fork_lsn, path=str(cmd.side_dir)),
             RemoteCommand(cmd.save_diverged(div.fork_lsn, facts.target.wal_segment_size)),
         ),
         Step(
             "rewind_dry_run",
-            "pg_rewind --dry-run",
+            Phrase.of("step.rewind_dry_run"),
             RemoteCommand(
                 cmd.pg_rewind(dry_run=True),
                 ok_exits=(0, 1) if allow_full_fallback else (0,),
@@ -713,8 +718,9 @@ def build_rewind_plan(
         ),
         Step(
             "rewind",
-            f"pg_rewind from {cluster.primary.name}"
-            + (" (on failure: set aside, then a full copy)" if allow_full_fallback else ""),
+            Phrase.of("step.rewind_or_full", primary=cluster.primary.name)
+            if allow_full_fallback
+            else Phrase.of("step.rewind", primary=cluster.primary.name),
             RemoteCommand(
                 cmd.rewind_or_full() if allow_full_fallback else cmd.pg_rewind(dry_run=False),
                 timeout_s=REWIND_TIMEOUT_S,
@@ -725,24 +731,22 @@ def build_rewind_plan(
     ]
     restore = cmd.restore_files()
     if restore:
-        steps.append(
-            Step("restore_files", "restore replica-local config files", RemoteCommand(restore))
-        )
+        steps.append(Step("restore_files", Phrase.of("step.restore_files"), RemoteCommand(restore)))
     steps += [
         Step(
             "standby_config",
-            f"add primary_slot_name = '{cmd.slot}' and standby.signal",
+            Phrase.of("step.standby_config", slot=cmd.slot),
             RemoteCommand(cmd.standby_config()),
         ),
         Step(
             "check_config",
-            "check standby.signal, primary_slot_name and application_name as the server reads them",
+            Phrase.of("step.check_config"),
             RemoteCommand(cmd.check_standby_config()),
         ),
-        Step("start", f"start {node.name}", RemoteCommand(cmd.rebuild.start())),
+        Step("start", Phrase.of("step.start", node=node.name), RemoteCommand(cmd.rebuild.start())),
         Step(
             "streaming",
-            f"verify it streams as {application_name} on slot {cmd.slot}",
+            Phrase.of("step.streaming_as", name=application_name, slot=cmd.slot),
             Wait(
                 Probe.STREAMING,
                 STREAMING_TIMEOUT_S,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable, RebuildRefused, ReplbotError
 from bot.models import AuditRecord, Outcome, RebuildJob, RebuildState
+from bot.phrases import Phrase
 from bot.ports import AuditLog, Clock, JobStore, Postgres, ShellConnector
 from bot.services.plans.executor import HostExecutor
 from bot.services.plans.model import Plan, Step, plan_diff, plan_digest
@@ -263,7 +264,8 @@ class RepairService:
         try:
             shell = await self._shells.connect(node)
         except Exception as exc:  # noqa: BLE001 - every failure ends the job visibly
-            await self._end(run, RebuildState.ROLLED_BACK, f"cannot connect: {exc}", PlanResult())
+            why = Phrase.of("progress.cannot_connect", error=str(exc))
+            await self._end(run, RebuildState.ROLLED_BACK, (why,), PlanResult())
             self._runs.pop((cluster.name, node.name), None)
             return
         executor = HostExecutor(self._pg, shell, cluster, node, self._settings.command_timeout_s)
@@ -274,8 +276,9 @@ class RepairService:
                 await self._record(job, f"{plan.kind}.{current[-1].key}", Outcome.OK, "")
             current.append(step)
             await self._jobs.update(job.id, step=step.key)
-            await self._record(job, f"{plan.kind}.{step.key}", Outcome.INTENT, step.title)
-            await run.sink(self._progress(run, step.title, index, "running"))
+            await self._record(job, f"{plan.kind}.{step.key}", Outcome.INTENT, str(step.title))
+            progress = self._progress(run, step.key, index, "running")
+            await run.sink(replace(progress, title=step.title))
 
         async def on_output(chunk: str) -> None:
             run.log = (run.log + chunk)[-LOG_TAIL_CHARS:]
@@ -287,7 +290,8 @@ class RepairService:
                 reason = "" if result.ok else (result.failed.reason if result.failed else "")
                 await self._record(job, f"{plan.kind}.{current[-1].key}", outcome, reason)
             if result.ok:
-                await self._end(run, RebuildState.SUCCEEDED, f"{node.name} streams", result)
+                done = Phrase.of("progress.repaired", node=node.name)
+                await self._end(run, RebuildState.SUCCEEDED, (done,), result)
             else:
                 changed = plan.kind == "repair.rewind" and bool(
                     REWIND_CHANGES_DATA & {*result.done, result.failed.key if result.failed else ""}
@@ -297,26 +301,43 @@ class RepairService:
                     if result.undo_failures or changed
                     else RebuildState.ROLLED_BACK
                 )
-                why = (
-                    "cancelled"
-                    if result.cancelled
-                    else (result.failed.user_message if result.failed else "failed")
-                )
-                await self._end(run, state, why, result, executor.last_seen)
+                if result.cancelled:
+                    why = Phrase.of("progress.repair_cancelled")
+                elif result.failed:
+                    failed = result.failed
+                    why = Phrase.of("progress.step_error", step=failed.key, error=failed.reason)
+                else:
+                    why = Phrase.of("progress.repair_failed")
+                await self._end(run, state, (why,), result, executor.last_seen)
         finally:
             with contextlib.suppress(Exception):
                 await shell.close()
             self._runs.pop((cluster.name, node.name), None)
 
     async def _end(
-        self, run: _Run, state: RebuildState, detail: str, result: PlanResult, seen: str = ""
+        self,
+        run: _Run,
+        state: RebuildState,
+        parts: tuple[Phrase, ...],
+        result: PlanResult,
+        seen: tuple[Phrase, ...] = (),
     ) -> None:
         output = result.failed.output if result.failed else ""
         if seen and not result.ok:
-            output = f"{output}\n{seen}".strip()
-        undo_notes = [f.user_message for f in result.undo_failures]
-        full = detail + (f"; undo failed: {'; '.join(undo_notes)}" if undo_notes else "")
-        full = self._redact(full)
+            parts = (*parts, Phrase.of("progress.seen"), *seen)
+        undo_notes = tuple(
+            Phrase.of("progress.step_error", step=f.key, error=f.reason)
+            for f in result.undo_failures
+        )
+        if undo_notes:
+            parts = (*parts, Phrase.of("progress.undo_failed"), *undo_notes)
+        said = tuple(
+            Phrase(
+                p.key, tuple((n, self._redact(v) if isinstance(v, str) else v) for n, v in p.values)
+            )
+            for p in parts
+        )
+        full = self._redact("; ".join(str(p) for p in said))
         run.job = await self._jobs.update(run.job.id, state=state, detail=full)
         outcome = Outcome.OK if state is RebuildState.SUCCEEDED else Outcome.FAILED
         await self._record(run.job, f"{run.plan.kind}.finish", outcome, f"{state.value}: {full}")
@@ -329,7 +350,7 @@ class RepairService:
             output=self._redact(output),
             undone=tuple(result.undone),
         )
-        progress = replace(progress, log_tail=self._redact(run.log))
+        progress = replace(progress, log_tail=self._redact(run.log), said=said)
         with contextlib.suppress(Exception):
             await run.sink(progress)
 
