@@ -7,12 +7,14 @@ change (its hash chain still verifies: the chain's column order is fixed in code
 from __future__ import annotations
 
 import ast
+import dataclasses
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from bot.adapters import alerts_sqlite, audit_sqlite, jobs_sqlite
+from bot.adapters import alerts_sqlite, audit_sqlite, jobs_sqlite, monitor_pg, postgres
 from bot.adapters.alerts_sqlite import SqliteAlertStore
 from bot.adapters.audit_sqlite import SqliteAuditLog
 from bot.adapters.jobs_sqlite import SqliteJobStore
@@ -293,3 +295,37 @@ async def test_an_edited_row_of_the_old_log_is_still_caught(tmp_path: Path) -> N
     finally:
         await log.close()
     assert (result.ok, result.first_bad_id, result.problem) == (False, 1, audit_sqlite.CHANGED)
+
+
+# --- psycopg: every statement read by class_row names each field of its dataclass -----------
+
+
+def _top_level_aliases(sql: str) -> list[str]:
+    """The ``AS name`` aliases of the outermost select list (not those inside subqueries)."""
+    text = re.sub(r"'[^']*'", "''", sql)  # no parentheses or AS inside string literals
+    depth_at = []
+    depth = 0
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        depth_at.append(depth)
+    return [m.group(1) for m in re.finditer(r"\bAS (\w+)", text) if depth_at[m.start()] == 0]
+
+
+@pytest.mark.parametrize("version", [140013, 150008, 170002, 180000])
+@pytest.mark.parametrize("waldir", [False, True])
+def test_the_probe_statement_names_every_column_of_its_row(version: int, waldir: bool) -> None:
+    """class_row(PollRow) maps by name: each server version's statement names each field once
+    (PostgreSQL 14 is not in the integration matrix, so this is its only check)."""
+    aliases = _top_level_aliases(monitor_pg.poll_sql(version, waldir=waldir))
+    assert aliases == [field.name for field in dataclasses.fields(monitor_pg.PollRow)]
+
+
+@pytest.mark.parametrize("sql", [postgres._PRIVILEGES_SQL, postgres._PRIVILEGES_14_SQL])
+def test_both_privilege_statements_name_the_columns_of_their_row(sql: str) -> None:
+    assert _top_level_aliases(sql) == [f.name for f in dataclasses.fields(postgres._Privileges)]
+
+
+def test_the_usage_statement_names_the_columns_of_its_row() -> None:
+    assert _top_level_aliases(postgres._USAGE_SQL) == [
+        f.name for f in dataclasses.fields(postgres._Usage)
+    ]
