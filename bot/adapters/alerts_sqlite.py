@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -109,6 +110,17 @@ _ALERT_COLUMNS = (
     "announced_at, last_sent_at, resolved_at, acked_by, acked_at, muted_until, repeat"
 )
 _OUTBOX_COLUMNS = "id, chat_id, thread_id, html, buttons, created_at, attempts, chart"
+_MUTE_COLUMNS = "id, cluster, node, until, by, created_at"
+
+
+class OutboxRow(NamedTuple):
+    """One outbox row as :meth:`SqliteAlertStore.outbox_rows` lists it (tests, benchmarks)."""
+
+    id: int
+    chat_id: int
+    state: str
+    html: str
+    attempts: int
 
 
 class _Transaction:
@@ -143,7 +155,7 @@ class _Transaction:
         )
         moved = await cursor.fetchone()
         if moved is not None:
-            chat_id = int(moved[0])
+            chat_id = int(moved["new_chat_id"])
         buttons = [[{"label": b.label, "data": b.data} for b in row] for row in message.buttons]
         cursor = await self._db.execute(
             "INSERT INTO alert_outbox (chat_id, thread_id, html, buttons, created_at, chart) "
@@ -207,10 +219,10 @@ class SqliteAlertStore:
                 raise
             await db.execute("COMMIT")
 
-    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         async with self._lock:
             cursor = await self._conn.execute(sql, params)
-            return [tuple(row) for row in await cursor.fetchall()]
+            return list(await cursor.fetchall())  # sqlite3.Row: by column name
 
     async def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         async with self._lock:
@@ -244,13 +256,15 @@ class SqliteAlertStore:
     async def facts(self) -> dict[tuple[str, str], NodeFacts]:
         rows = await self._rows("SELECT cluster, node, in_recovery, timeline FROM node_facts")
         return {
-            (str(c), str(n)): NodeFacts(bool(r), None if t is None else int(t))
-            for c, n, r, t in rows
+            (str(row["cluster"]), str(row["node"])): NodeFacts(
+                bool(row["in_recovery"]), None if row["timeline"] is None else int(row["timeline"])
+            )
+            for row in rows
         }
 
     async def mutes(self, now: float) -> list[Mute]:
         rows = await self._rows(
-            "SELECT id, cluster, node, until, by, created_at FROM alert_mutes "
+            f"SELECT {_MUTE_COLUMNS} FROM alert_mutes "  # noqa: S608
             "WHERE ended_at IS NULL AND until > ? ORDER BY id",
             (now,),
         )
@@ -287,7 +301,7 @@ class SqliteAlertStore:
         rows = await self._rows(
             "SELECT DISTINCT chat_id FROM alert_outbox WHERE state = 'pending' ORDER BY chat_id"
         )
-        return [int(row[0]) for row in rows]
+        return [int(row["chat_id"]) for row in rows]
 
     async def next_pending(self, chat_id: int) -> OutboxItem | None:
         rows = await self._rows(
@@ -336,7 +350,7 @@ class SqliteAlertStore:
     async def chat_moves(self) -> dict[int, int]:
         """Old chat id -> the supergroup id it became."""
         rows = await self._rows("SELECT old_chat_id, new_chat_id FROM alert_chat_moves")
-        return {int(old): int(new) for old, new in rows}
+        return {int(row["old_chat_id"]): int(row["new_chat_id"]) for row in rows}
 
     async def refuse(
         self,
@@ -370,7 +384,7 @@ class SqliteAlertStore:
     async def refusing_chats(self) -> dict[int, str]:
         """Chats known to refuse the bot, with the reason Telegram gave."""
         rows = await self._rows("SELECT chat_id, reason FROM alert_chat_refusals")
-        return {int(chat): str(reason) for chat, reason in rows}
+        return {int(row["chat_id"]): str(row["reason"]) for row in rows}
 
     async def clear_refusal(self, chat_id: int) -> bool:
         """The chat accepted a message again; True if it was listed as refusing."""
@@ -379,8 +393,10 @@ class SqliteAlertStore:
         ) > 0
 
     async def pending_count(self) -> int:
-        rows = await self._rows("SELECT count(*) FROM alert_outbox WHERE state = 'pending'")
-        return int(rows[0][0])
+        rows = await self._rows(
+            "SELECT count(*) AS pending FROM alert_outbox WHERE state = 'pending'"
+        )
+        return int(rows[0]["pending"])
 
     async def prune_history(self, before: float) -> tuple[int, int]:
         """Delete outbox rows delivered before ``before`` (epoch seconds) and alerts resolved
@@ -404,15 +420,27 @@ class SqliteAlertStore:
 
     async def oldest_pending_at(self) -> float | None:
         """Wall-clock time the oldest pending outbox message was queued, or None."""
-        rows = await self._rows("SELECT min(created_at) FROM alert_outbox WHERE state = 'pending'")
-        return None if rows[0][0] is None else float(rows[0][0])
+        rows = await self._rows(
+            "SELECT min(created_at) AS oldest FROM alert_outbox WHERE state = 'pending'"
+        )
+        oldest = rows[0]["oldest"]
+        return None if oldest is None else float(oldest)
 
-    async def outbox_rows(self) -> list[tuple[int, int, str, str, int]]:
+    async def outbox_rows(self) -> list[OutboxRow]:
         """(id, chat_id, state, html, attempts) of every outbox row, oldest first."""
         rows = await self._rows(
             "SELECT id, chat_id, state, html, attempts FROM alert_outbox ORDER BY id"
         )
-        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4])) for r in rows]
+        return [
+            OutboxRow(
+                id=int(row["id"]),
+                chat_id=int(row["chat_id"]),
+                state=str(row["state"]),
+                html=str(row["html"]),
+                attempts=int(row["attempts"]),
+            )
+            for row in rows
+        ]
 
 
 def _alert_values(alert: Alert) -> tuple[Any, ...]:
@@ -436,51 +464,54 @@ def _alert_values(alert: Alert) -> tuple[Any, ...]:
     )
 
 
-def _alert(row: tuple[Any, ...]) -> Alert:
+def _alert(row: sqlite3.Row) -> Alert:
+    """An alert from a row of ``_ALERT_COLUMNS``."""
     return Alert(
-        id=int(row[0]),
-        cluster=str(row[1]),
-        node=str(row[2]),
-        rule=AlertRule(str(row[3])),
-        subject=str(row[4]),
-        severity=Severity(str(row[5])),
-        figures=json.loads(str(row[6])),
-        state=AlertState(str(row[7])),
-        first_seen=float(row[8]),
-        fired_at=float(row[9]),
-        announced_at=row[10],
-        last_sent_at=row[11],
-        resolved_at=row[12],
-        acked_by=row[13],
-        acked_at=row[14],
-        muted_until=row[15],
-        repeat=bool(row[16]),
+        id=int(row["id"]),
+        cluster=str(row["cluster"]),
+        node=str(row["node"]),
+        rule=AlertRule(str(row["rule"])),
+        subject=str(row["subject"]),
+        severity=Severity(str(row["severity"])),
+        figures=json.loads(str(row["figures"])),
+        state=AlertState(str(row["state"])),
+        first_seen=float(row["first_seen"]),
+        fired_at=float(row["fired_at"]),
+        announced_at=row["announced_at"],
+        last_sent_at=row["last_sent_at"],
+        resolved_at=row["resolved_at"],
+        acked_by=row["acked_by"],
+        acked_at=row["acked_at"],
+        muted_until=row["muted_until"],
+        repeat=bool(row["repeat"]),
     )
 
 
-def _mute(row: tuple[Any, ...]) -> Mute:
+def _mute(row: sqlite3.Row) -> Mute:
+    """A mute from a row of ``_MUTE_COLUMNS``."""
     return Mute(
-        id=int(row[0]),
-        cluster=str(row[1]),
-        node=row[2],
-        until=float(row[3]),
-        by=str(row[4]),
-        created_at=float(row[5]),
+        id=int(row["id"]),
+        cluster=str(row["cluster"]),
+        node=row["node"],
+        until=float(row["until"]),
+        by=str(row["by"]),
+        created_at=float(row["created_at"]),
     )
 
 
-def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+def _outbox_item(row: sqlite3.Row) -> OutboxItem:
+    """An outbox message from a row of ``_OUTBOX_COLUMNS``."""
     buttons = tuple(
         tuple(MessageButton(str(b["label"]), str(b["data"])) for b in line)
-        for line in json.loads(str(row[4]))
+        for line in json.loads(str(row["buttons"]))
     )
     return OutboxItem(
-        id=int(row[0]),
-        chat_id=int(row[1]),
-        thread_id=row[2],
-        message=OutgoingMessage(str(row[3]), buttons, _chart_ref(str(row[7] or ""))),
-        created_at=float(row[5]),
-        attempts=int(row[6]),
+        id=int(row["id"]),
+        chat_id=int(row["chat_id"]),
+        thread_id=row["thread_id"],
+        message=OutgoingMessage(str(row["html"]), buttons, _chart_ref(str(row["chart"] or ""))),
+        created_at=float(row["created_at"]),
+        attempts=int(row["attempts"]),
     )
 
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +42,22 @@ from bot.models import AuditEntry, AuditHead, AuditRecord, AuditVerification, Ou
 GENESIS = "0" * 64
 log = logging.getLogger("replbot.audit")
 CHANGED = "row content was changed (or the key is not the one that wrote it)"
-EXPORT_COLUMNS = (
-    "id, at, user_id, user_name, chat_id, command, args, outcome, reason, duration_ms, "
-    "prev_hash, hash"
+#: The columns each row's hash covers, in the order they are hashed. Fixed for ever: the
+#: hashes of rows already written are computed over exactly this sequence.
+CHAINED_COLUMNS = (
+    "id",
+    "at",
+    "user_id",
+    "user_name",
+    "chat_id",
+    "command",
+    "args",
+    "outcome",
+    "reason",
+    "duration_ms",
 )
+_ENTRY_COLUMNS = ", ".join(CHAINED_COLUMNS)
+EXPORT_COLUMNS = f"{_ENTRY_COLUMNS}, prev_hash, hash"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -71,6 +84,11 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 def _payload(prev_hash: str, fields: tuple[Any, ...]) -> bytes:
     text = json.dumps([prev_hash, *fields], separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
+
+
+def chained_fields(row: sqlite3.Row) -> tuple[Any, ...]:
+    """The values a row's hash covers, read by name in :data:`CHAINED_COLUMNS` order."""
+    return tuple(row[name] for name in CHAINED_COLUMNS)
 
 
 def row_hash(prev_hash: str, fields: tuple[Any, ...]) -> str:
@@ -167,7 +185,7 @@ class SqliteAuditLog:
         """Row count and hash of the newest row (``0`` and the genesis hash when empty)."""
         cursor = await self.db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
         last = await cursor.fetchone()
-        return AuditHead(int(last[0]), str(last[1])) if last else AuditHead(0, GENESIS)
+        return AuditHead(int(last["id"]), str(last["hash"])) if last else AuditHead(0, GENESIS)
 
     async def log_head(self) -> None:
         """Write the anchor line ``audit head: rows=N hash=H`` (INFO, logger replbot.audit)."""
@@ -191,24 +209,24 @@ class SqliteAuditLog:
             try:
                 cursor = await db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
                 last = await cursor.fetchone()
-                next_id = (int(last[0]) + 1) if last else 1
-                prev_hash = str(last[1]) if last else GENESIS
-                fields = (
-                    next_id,
-                    datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    record.user_id,
-                    self._redact(record.user_name),
-                    record.chat_id,
-                    self._redact(record.command),
-                    self._redact(record.args),
-                    record.outcome.value,
-                    self._redact(record.reason),
-                    int(record.duration_ms),
-                )
+                next_id = (int(last["id"]) + 1) if last else 1
+                prev_hash = str(last["hash"]) if last else GENESIS
+                values: dict[str, Any] = {
+                    "id": next_id,
+                    "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "user_id": record.user_id,
+                    "user_name": self._redact(record.user_name),
+                    "chat_id": record.chat_id,
+                    "command": self._redact(record.command),
+                    "args": self._redact(record.args),
+                    "outcome": record.outcome.value,
+                    "reason": self._redact(record.reason),
+                    "duration_ms": int(record.duration_ms),
+                }
+                fields = tuple(values[name] for name in CHAINED_COLUMNS)
                 new_hash = keyed_row_hash(key, prev_hash, fields)
                 await db.execute(
-                    "INSERT INTO audit (id, at, user_id, user_name, chat_id, command, args, "
-                    "outcome, reason, duration_ms, prev_hash, hash) "
+                    f"INSERT INTO audit ({EXPORT_COLUMNS}) "  # noqa: S608
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*fields, prev_hash, new_hash),
                 )
@@ -222,11 +240,10 @@ class SqliteAuditLog:
     async def recent(self, limit: int) -> list[AuditEntry]:
         """The newest ``limit`` rows, newest first."""
         cursor = await self.db.execute(
-            "SELECT id, at, user_id, user_name, chat_id, command, args, outcome, reason, "
-            "duration_ms FROM audit ORDER BY id DESC LIMIT ?",
+            f"SELECT {_ENTRY_COLUMNS} FROM audit ORDER BY id DESC LIMIT ?",  # noqa: S608
             (limit,),
         )
-        return [_entry(tuple(row)) for row in await cursor.fetchall()]
+        return [_entry(row) for row in await cursor.fetchall()]
 
     async def export_rows(self, since: datetime | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every row (oldest first; with ``since``, those written at or after it), as stored,
@@ -236,13 +253,11 @@ class SqliteAuditLog:
             moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
             start = moment.astimezone(UTC).isoformat(timespec="milliseconds")
         cursor = await self.db.execute(
-            "SELECT id, at, user_id, user_name, chat_id, command, args, outcome, reason, "
-            "duration_ms, prev_hash, hash FROM audit WHERE at >= ? ORDER BY id",
+            f"SELECT {EXPORT_COLUMNS} FROM audit WHERE at >= ? ORDER BY id",  # noqa: S608
             (start,),
         )
-        names = [column[0] for column in cursor.description]
         async for row in cursor:
-            yield dict(zip(names, row, strict=True))
+            yield dict(zip(row.keys(), row, strict=True))
 
     async def verify(self, expect_head: AuditHead | None = None) -> AuditVerification:
         """Walk the whole chain; report the first row whose hash or link does not match.
@@ -252,8 +267,7 @@ class SqliteAuditLog:
         still hold that many rows and that row's hash: deleting the newest rows is caught.
         """
         cursor = await self.db.execute(
-            "SELECT id, at, user_id, user_name, chat_id, command, args, outcome, reason, "
-            "duration_ms, prev_hash, hash FROM audit ORDER BY id"
+            f"SELECT {EXPORT_COLUMNS} FROM audit ORDER BY id"  # noqa: S608
         )
         prev_hash = GENESIS
         count = unkeyed = 0
@@ -261,8 +275,8 @@ class SqliteAuditLog:
         anchored_hash: str | None = None
         async for row in cursor:
             count += 1
-            row_id, stored = int(row[0]), str(row[11])
-            problem, keyed = self._check_row(tuple(row), count, prev_hash, keyed_seen)
+            row_id, stored = int(row["id"]), str(row["hash"])
+            problem, keyed = self._check_row(row, count, prev_hash, keyed_seen)
             if problem is not None:
                 return AuditVerification(count, False, row_id, problem, unkeyed_rows=unkeyed)
             keyed_seen = keyed_seen or keyed
@@ -294,13 +308,13 @@ class SqliteAuditLog:
         return AuditVerification(rows=count, ok=True, head=head, unkeyed_rows=unkeyed)
 
     def _check_row(
-        self, row: tuple[Any, ...], expected_id: int, prev_hash: str, keyed_seen: bool
+        self, row: sqlite3.Row, expected_id: int, prev_hash: str, keyed_seen: bool
     ) -> tuple[str | None, bool]:
         """(why ``row`` breaks the chain or None, whether it carries the key's HMAC)."""
-        fields, stored = row[:10], str(row[11])
-        if int(row[0]) != expected_id:
+        fields, stored = chained_fields(row), str(row["hash"])
+        if int(row["id"]) != expected_id:
             return f"row {expected_id} is missing", False
-        if row[10] != prev_hash:
+        if row["prev_hash"] != prev_hash:
             return "link to previous row broken", False
         if self._key is not None and hmac.compare_digest(
             keyed_row_hash(self._key, prev_hash, fields), stored
@@ -320,16 +334,16 @@ def _log_anchor(head: AuditHead) -> None:
     log.info("audit head: rows=%d hash=%s", head.rows, head.hash)
 
 
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
+def _entry(row: sqlite3.Row) -> AuditEntry:
     return AuditEntry(
-        id=int(row[0]),
-        at=datetime.fromisoformat(str(row[1])),
-        user_id=row[2],
-        user_name=str(row[3]),
-        chat_id=row[4],
-        command=str(row[5]),
-        args=str(row[6]),
-        outcome=Outcome(str(row[7])),
-        reason=str(row[8]),
-        duration_ms=int(row[9]),
+        id=int(row["id"]),
+        at=datetime.fromisoformat(str(row["at"])),
+        user_id=row["user_id"],
+        user_name=str(row["user_name"]),
+        chat_id=row["chat_id"],
+        command=str(row["command"]),
+        args=str(row["args"]),
+        outcome=Outcome(str(row["outcome"])),
+        reason=str(row["reason"]),
+        duration_ms=int(row["duration_ms"]),
     )

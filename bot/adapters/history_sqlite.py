@@ -92,11 +92,11 @@ class SqliteHistoryStore:
         replicas = tuple(
             ReplicaSample(
                 cluster,
-                str(row[0]),
-                float(row[1]),
-                None if row[2] is None else int(row[2]),
-                None if row[3] is None else float(row[3]),
-                bool(row[4]),
+                str(row["replica"]),
+                float(row["at"]),
+                None if row["lag_bytes"] is None else int(row["lag_bytes"]),
+                None if row["lag_s"] is None else float(row["lag_s"]),
+                bool(row["streaming"]),
             )
             for row in await cursor.fetchall()
         )
@@ -106,7 +106,12 @@ class SqliteHistoryStore:
             (cluster, since),
         )
         slots = tuple(
-            SlotSample(cluster, str(row[0]), float(row[1]), None if row[2] is None else int(row[2]))
+            SlotSample(
+                cluster,
+                str(row["slot"]),
+                float(row["at"]),
+                None if row["retained_bytes"] is None else int(row["retained_bytes"]),
+            )
             for row in await cursor.fetchall()
         )
         return History(replicas, slots)
@@ -157,8 +162,8 @@ class SqliteHistoryStore:
         out: dict[str, int] = {}
         for table in ("replica_history", "slot_history"):
             cursor = await self._conn.execute(
-                f"SELECT coarse, count(*) FROM {table} GROUP BY coarse"  # noqa: S608
+                f"SELECT coarse, count(*) AS points FROM {table} GROUP BY coarse"  # noqa: S608
             )
-            for coarse, count in await cursor.fetchall():
-                out[f"{table}.{'minute' if coarse else 'full'}"] = int(count)
+            for row in await cursor.fetchall():
+                out[f"{table}.{'minute' if row['coarse'] else 'full'}"] = int(row["points"])
         return out

@@ -57,9 +57,8 @@ class SqliteJobStore:
     async def open(self) -> None:
         """Create the table and the lock index if needed."""
         self._db = await open_database(self._path, _SCHEMA, "rebuild job store")
-        self._db.row_factory = sqlite3.Row  # rows by column name
         cursor = await self._db.execute("PRAGMA table_info(rebuild_jobs)")
-        if "moved_id" not in {row[1] for row in await cursor.fetchall()}:
+        if "moved_id" not in {row["name"] for row in await cursor.fetchall()}:
             # a job store written before moved_id existed
             await self._db.execute(
                 "ALTER TABLE rebuild_jobs ADD COLUMN moved_id TEXT NOT NULL DEFAULT ''"

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, class_row, scalar_row
 
 from bot.config import NodeConfig
 from bot.errors import NodeUnavailable
@@ -45,18 +46,18 @@ _CURRENT = (
 )
 
 _POLL_SQL = """
-SELECT pg_catalog.pg_is_in_recovery(),
+SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
        CASE WHEN pg_catalog.pg_is_in_recovery()
             THEN (SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver)
             ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))
-                 ::bit(32)::int END,
+                 ::bit(32)::int END AS timeline,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
-            ELSE pg_catalog.pg_current_wal_lsn() END::text,
-       pg_catalog.current_setting('server_version'),
+            ELSE pg_catalog.pg_current_wal_lsn() END::text AS lsn,
+       pg_catalog.current_setting('server_version') AS server_version,
        CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
             WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0
             ELSE extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
-       END,
+       END AS replay_delay_s,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                  'pid', r.pid,
                  'application_name', coalesce(r.application_name, ''),
@@ -77,7 +78,7 @@ SELECT pg_catalog.pg_is_in_recovery(),
                                           pg_catalog.pg_current_wal_lsn(), r.replay_lsn)::bigint
                               END) ORDER BY r.pid)
           FROM pg_catalog.pg_stat_replication r
-          LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid),
+          LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid) AS walsenders,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                  'name', slot_name::text,
                  'slot_type', slot_type,
@@ -91,18 +92,18 @@ SELECT pg_catalog.pg_is_in_recovery(),
                  'safe_wal_size', safe_wal_size,
                  'inactive_since', {inactive_since},
                  'invalidation_reason', {invalidation_reason}) ORDER BY slot_name)
-          FROM pg_catalog.pg_replication_slots),
+          FROM pg_catalog.pg_replication_slots) AS slots,
        (SELECT pg_catalog.row_to_json(w)
           FROM (SELECT status, slot_name::text AS slot_name, received_tli,
                        written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn,
                        sender_host, sender_port
-                  FROM pg_catalog.pg_stat_wal_receiver) w),
+                  FROM pg_catalog.pg_stat_wal_receiver) w) AS receiver,
        CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN pg_catalog.json_build_object(
          'wal_keep', pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_keep_size')),
          'segment_size', pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size')),
          'archive_mode', pg_catalog.current_setting('archive_mode'),
          'readable', pg_catalog.has_function_privilege('pg_catalog.pg_ls_waldir()', 'EXECUTE'),
-         'oldest', {oldest}) END
+         'oldest', {oldest}) END AS wal_keep
 """
 
 # The oldest WAL segment in pg_wal (a directory listing: ≈0.3 ms with a few hundred files).
@@ -114,8 +115,32 @@ _OLDEST_SQL = """(SELECT name FROM pg_catalog.pg_ls_waldir()
 
 #: Whether the connected role may list pg_wal (pg_monitor or an explicit GRANT EXECUTE).
 WALDIR_PRIVILEGE_SQL = (
-    "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_ls_waldir()', 'EXECUTE')"
+    "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_ls_waldir()', 'EXECUTE') "
+    "AS waldir_readable"
 )
+
+
+@dataclass(frozen=True)
+class PollRow:
+    """The one row of :func:`poll_sql`, by column name (``psycopg.rows.class_row(PollRow)``).
+
+    The JSON columns arrive decoded (lists and dicts); :func:`parse_snapshot` turns them into
+    the models.
+    """
+
+    in_recovery: bool
+    timeline: int | None
+    lsn: str | None
+    server_version: str | None
+    replay_delay_s: float | None
+    walsenders: list[dict[str, Any]] | None
+    slots: list[dict[str, Any]] | None
+    receiver: dict[str, Any] | None
+    wal_keep: dict[str, Any] | None = None
+
+
+#: Rows of :func:`poll_sql` as :class:`PollRow` (pass to ``conn.cursor(row_factory=...)``).
+POLL_ROW = class_row(PollRow)
 
 
 def poll_sql(server_version: int, waldir: bool = False) -> str:
@@ -158,7 +183,8 @@ class PsycopgMonitorProbe:
             async with asyncio.timeout(self._timeout):
                 conn = await self._connection(key, node)
                 self.round_trips += 1
-                cursor = await conn.execute(self._sql[key])
+                cursor = conn.cursor(row_factory=POLL_ROW)
+                await cursor.execute(self._sql[key])
                 row = await cursor.fetchone()
         except TimeoutError as exc:
             await self._discard(key)
@@ -195,13 +221,14 @@ class PsycopgMonitorProbe:
             await conn.close()
             raise NodeUnavailable(node.name, f"PostgreSQL {version} is older than 14")
         try:
-            cursor = await conn.execute(WALDIR_PRIVILEGE_SQL)
+            cursor = conn.cursor(row_factory=scalar_row)
+            await cursor.execute(WALDIR_PRIVILEGE_SQL)
             allowed = await cursor.fetchone()
         except BaseException:
             await conn.close()
             raise
         self._conns[key] = conn
-        self._sql[key] = poll_sql(version, waldir=bool(allowed and allowed[0]))
+        self._sql[key] = poll_sql(version, waldir=bool(allowed))
         return conn
 
     async def _discard(self, key: tuple[str, str]) -> None:
@@ -218,24 +245,22 @@ class PsycopgMonitorProbe:
             await self._discard(key)
 
 
-def parse_snapshot(cluster: str, node: str, version: int, row: tuple[Any, ...]) -> NodeSnapshot:
+def parse_snapshot(cluster: str, node: str, version: int, row: PollRow) -> NodeSnapshot:
     """The NodeSnapshot of one row of :func:`poll_sql` (``at`` is left to the caller)."""
-    in_recovery, timeline, lsn, server_version, delay, senders, slots, receiver = row[:8]
-    wal = row[8] if len(row) > 8 else None
     return NodeSnapshot(
         cluster=cluster,
         node=node,
         at=0.0,
-        in_recovery=bool(in_recovery),
+        in_recovery=bool(row.in_recovery),
         server_version_num=version,
-        timeline=None if timeline is None else int(timeline),
-        lsn=lsn,
-        walsenders=tuple(_walsender(s) for s in senders or ()),
-        slots=tuple(_slot(s) for s in slots or ()),
-        receiver=_receiver(receiver) if receiver else None,
-        server_version=None if server_version is None else str(server_version),
-        replay_delay_s=_float(delay),
-        wal_keep=_wal_keep(wal) if wal else None,
+        timeline=None if row.timeline is None else int(row.timeline),
+        lsn=row.lsn,
+        walsenders=tuple(_walsender(s) for s in row.walsenders or ()),
+        slots=tuple(_slot(s) for s in row.slots or ()),
+        receiver=_receiver(row.receiver) if row.receiver else None,
+        server_version=None if row.server_version is None else str(row.server_version),
+        replay_delay_s=_float(row.replay_delay_s),
+        wal_keep=_wal_keep(row.wal_keep) if row.wal_keep else None,
     )
 
 

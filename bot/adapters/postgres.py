@@ -13,15 +13,17 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
-from psycopg.rows import TupleRow
+from psycopg.rows import AsyncRowFactory, TupleRow, class_row, scalar_row
 
 from bot.adapters.monitor_pg import (
     MIN_SUPPORTED_VERSION,
+    POLL_ROW,
     WALDIR_PRIVILEGE_SQL,
     parse_snapshot,
     poll_sql,
@@ -47,27 +49,66 @@ SELECT line_number, type, database, user_name, address, auth_method, error
 """
 
 _USAGE_SQL = """
-SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int,
-       (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int
+SELECT (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int AS walsenders,
+       (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS slots
 """
 
 
 _WALDIR_RECHECK_S = 300.0
 
 _PRIVILEGES_SQL = """
-SELECT r.rolsuper,
-       pg_catalog.has_parameter_privilege(%s, 'ALTER SYSTEM'),
-       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')
+SELECT r.rolsuper AS superuser,
+       pg_catalog.has_parameter_privilege(%s, 'ALTER SYSTEM') AS alter_system,
+       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE') AS reload_conf
   FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
 """
 _PRIVILEGES_14_SQL = """
-SELECT r.rolsuper, NULL::bool,
-       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE')
+SELECT r.rolsuper AS superuser, NULL::bool AS alter_system,
+       pg_catalog.has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE') AS reload_conf
   FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
 """
 
 _Conn = psycopg.AsyncConnection[TupleRow]
 Statements = Callable[[int], Sequence[tuple[str, Sequence[Any]]]]
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A row of pg_settings: ``SELECT name, setting``."""
+
+    name: str
+    setting: str
+
+
+@dataclass(frozen=True)
+class _HbaLine:
+    """A row of :data:`_HBA_SQL` (pg_hba_file_rules)."""
+
+    line_number: int | None
+    type: str | None
+    database: list[str] | None
+    user_name: list[str] | None
+    address: str | None
+    auth_method: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """The row of :data:`_USAGE_SQL`."""
+
+    walsenders: int
+    slots: int
+
+
+@dataclass(frozen=True)
+class _Privileges:
+    """The row of :data:`_PRIVILEGES_SQL` (``alter_system`` NULL on PostgreSQL 14)."""
+
+    superuser: bool
+    alter_system: bool | None
+    reload_conf: bool
 
 
 class _StaleConnection(Exception):
@@ -146,8 +187,11 @@ class PsycopgPostgres:
             return True
         return False
 
-    async def _run(self, node: NodeConfig, statements: Statements) -> list[list[tuple[Any, ...]]]:
-        """Run ``statements(server_version)`` on one connection; the rows of each statement.
+    async def _run(
+        self, node: NodeConfig, statements: Statements, row: AsyncRowFactory[R]
+    ) -> list[list[R]]:
+        """Run ``statements(server_version)`` on one connection; the rows of each statement,
+        each made by ``row`` (a psycopg row factory: ``class_row(...)``, ``scalar_row``).
 
         A kept connection is used without a liveness probe; if it turns out dead (the server
         restarted), the statements run once more on a fresh connection, whose failure is then
@@ -156,24 +200,26 @@ class PsycopgPostgres:
         conn = await self._take_idle(node)
         if conn is not None:
             try:
-                return await self._execute(node, conn, statements)
+                return await self._execute(node, conn, statements, row)
             except _StaleConnection:
                 pass
-        return await self._execute(node, await self._open(node), statements, fresh=True)
+        return await self._execute(node, await self._open(node), statements, row, fresh=True)
 
     async def _execute(
         self,
         node: NodeConfig,
         conn: psycopg.AsyncConnection[TupleRow],
         statements: Statements,
+        row: AsyncRowFactory[R],
         fresh: bool = False,
-    ) -> list[list[tuple[Any, ...]]]:
+    ) -> list[list[R]]:
         kept = False
         try:
-            results = []
+            results: list[list[R]] = []
             async with asyncio.timeout(self._timeout + 1):
                 for sql, params in statements(conn.info.server_version):
-                    cursor = await conn.execute(sql, params)
+                    cursor = conn.cursor(row_factory=row)
+                    await cursor.execute(sql, params)
                     results.append(await cursor.fetchall() if cursor.description else [])
             kept = self._release(node, conn)
             return results
@@ -193,9 +239,10 @@ class PsycopgPostgres:
                 await conn.close()
 
     async def _fetch(
-        self, node: NodeConfig, sql: str, params: Sequence[Any] = ()
-    ) -> list[tuple[Any, ...]]:
-        return (await self._run(node, lambda _version: [(sql, params)]))[0]
+        self, node: NodeConfig, sql: str, params: Sequence[Any] = (), *, row: AsyncRowFactory[R]
+    ) -> list[R]:
+        """The rows of one statement, each made by ``row``."""
+        return (await self._run(node, lambda _version: [(sql, params)], row))[0]
 
     async def snapshot(self, node: NodeConfig) -> NodeSnapshot:
         """The node's replication state: the probe statement, on a kept connection."""
@@ -206,7 +253,7 @@ class PsycopgPostgres:
             versions.append(version)
             return [(poll_sql(version, waldir=waldir), ())]
 
-        (rows,) = await self._run(node, statements)
+        (rows,) = await self._run(node, statements, POLL_ROW)
         if not rows:
             raise NodeUnavailable(node.name, "the probe returned no row")
         return parse_snapshot(node.cluster, node.name, versions[-1], rows[0])
@@ -218,47 +265,50 @@ class PsycopgPostgres:
         now = time.monotonic()
         if known is not None and now - known[0] < _WALDIR_RECHECK_S:
             return known[1]
-        rows = await self._fetch(node, WALDIR_PRIVILEGE_SQL)
-        allowed = bool(rows and rows[0][0])
+        rows = await self._fetch(node, WALDIR_PRIVILEGE_SQL, row=scalar_row)
+        allowed = bool(rows and rows[0])
         self._waldir[_key(node)] = (now, allowed)
         return allowed
 
     async def settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         """Current values of the named settings (missing names are absent)."""
-        rows = await self._fetch(node, _SETTINGS_SQL, (list(names),))
-        return {str(name): str(value) for name, value in rows}
+        rows = await self._fetch(node, _SETTINGS_SQL, (list(names),), row=class_row(_Setting))
+        return {str(row.name): str(row.setting) for row in rows}
 
     async def replication_hba_rules(self, node: NodeConfig) -> list[HbaRule] | None:
         """pg_hba lines that may allow replication; None when the role may not read them."""
         try:
-            rows = await self._fetch(node, _HBA_SQL)
+            rows = await self._fetch(node, _HBA_SQL, row=class_row(_HbaLine))
         except ServerRefused as exc:
             if exc.sqlstate == "42501":  # insufficient_privilege
                 return None
             raise
         return [
             HbaRule(
-                line_number=int(row[0] or 0),
-                type=str(row[1] or ""),
-                databases=tuple(row[2] or ()),
-                users=tuple(row[3] or ()),
-                address=row[4],
-                auth_method=str(row[5] or ""),
-                error=row[6],
+                line_number=int(row.line_number or 0),
+                type=str(row.type or ""),
+                databases=tuple(row.database or ()),
+                users=tuple(row.user_name or ()),
+                address=row.address,
+                auth_method=str(row.auth_method or ""),
+                error=row.error,
             )
             for row in rows
         ]
 
     async def usage_counts(self, node: NodeConfig) -> tuple[int, int]:
         """(walsenders in use, replication slots in use)."""
-        rows = await self._fetch(node, _USAGE_SQL)
-        return int(rows[0][0]), int(rows[0][1])
+        (usage,) = await self._fetch(node, _USAGE_SQL, row=class_row(_Usage))
+        return int(usage.walsenders), int(usage.slots)
 
     async def create_physical_slot(self, node: NodeConfig, slot: str) -> None:
         """Create a physical slot; SlotAlreadyExists if it exists."""
         try:
             await self._fetch(
-                node, "SELECT pg_catalog.pg_create_physical_replication_slot(%s)::text", (slot,)
+                node,
+                "SELECT pg_catalog.pg_create_physical_replication_slot(%s)::text",
+                (slot,),
+                row=scalar_row,
             )
         except ServerRefused as exc:
             raise _slot_error(exc, node, slot) from exc
@@ -266,7 +316,12 @@ class PsycopgPostgres:
     async def drop_slot(self, node: NodeConfig, slot: str) -> None:
         """Drop a slot; SlotNotFound / SlotActive when refused."""
         try:
-            await self._fetch(node, "SELECT pg_catalog.pg_drop_replication_slot(%s)::text", (slot,))
+            await self._fetch(
+                node,
+                "SELECT pg_catalog.pg_drop_replication_slot(%s)::text",
+                (slot,),
+                row=scalar_row,
+            )
         except ServerRefused as exc:
             raise _slot_error(exc, node, slot) from exc
 
@@ -277,6 +332,7 @@ class PsycopgPostgres:
                 node,
                 "SELECT pg_catalog.pg_copy_physical_replication_slot(%s, %s)::text",
                 (source, target),
+                row=scalar_row,
             )
         except ServerRefused as exc:
             raise _slot_error(exc, node, source, target) from exc
@@ -297,10 +353,12 @@ class PsycopgPostgres:
 
     async def total_database_size(self, node: NodeConfig) -> int:
         """Sum of pg_database_size over all databases, in bytes."""
-        rows = await self._fetch(
-            node, "SELECT sum(pg_catalog.pg_database_size(oid))::bigint FROM pg_catalog.pg_database"
+        sizes = await self._fetch(
+            node,
+            "SELECT sum(pg_catalog.pg_database_size(oid))::bigint FROM pg_catalog.pg_database",
+            row=scalar_row,
         )
-        return int(rows[0][0] or 0)
+        return int(sizes[0] or 0)
 
     async def auto_conf_settings(self, node: NodeConfig, names: Sequence[str]) -> dict[str, str]:
         """Settings whose value comes from postgresql.auto.conf (they travel with a backup)."""
@@ -309,8 +367,9 @@ class PsycopgPostgres:
             "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s) "
             "AND sourcefile LIKE %s",
             (list(names), "%postgresql.auto.conf"),
+            row=class_row(_Setting),
         )
-        return {str(name): str(value) for name, value in rows}
+        return {str(row.name): str(row.setting) for row in rows}
 
     async def missing_alter_system_privileges(self, node: NodeConfig, parameter: str) -> list[str]:
         """What the bot's role lacks to ``ALTER SYSTEM SET parameter`` and reload on ``node``.
@@ -324,16 +383,16 @@ class PsycopgPostgres:
                 return [(_PRIVILEGES_SQL, (parameter,))]
             return [(_PRIVILEGES_14_SQL, ())]
 
-        (rows,) = await self._run(node, statements)
-        superuser, alter, reload = rows[0]
-        if superuser:
+        (rows,) = await self._run(node, statements, class_row(_Privileges))
+        granted = rows[0]
+        if granted.superuser:
             return []
-        if alter is None:
+        if granted.alter_system is None:
             return ["superuser (ALTER SYSTEM on PostgreSQL 14)"]
         missing = []
-        if not alter:
+        if not granted.alter_system:
             missing.append(f"GRANT ALTER SYSTEM ON PARAMETER {parameter}")
-        if not reload:
+        if not granted.reload_conf:
             missing.append("GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf()")
         return missing
 

@@ -45,7 +45,7 @@ class SqliteLanguageStore:
             "SELECT language FROM user_languages WHERE user_id = ?", (user_id,)
         )
         row = await cursor.fetchone()
-        return str(row[0]) if row is not None else None
+        return str(row["language"]) if row is not None else None
 
     async def set(self, user_id: int, language: str) -> None:
         """Remember ``language`` for ``user_id`` (the newest choice wins)."""

@@ -49,7 +49,14 @@ class SqliteSlotOverrideStore:
             "SELECT cluster, node, slot FROM slot_overrides ORDER BY cluster, node"
         )
         rows = await cursor.fetchall()
-        return [(str(r[0]), str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
+        return [
+            (
+                str(row["cluster"]),
+                str(row["node"]),
+                None if row["slot"] is None else str(row["slot"]),
+            )
+            for row in rows
+        ]
 
     async def save(self, cluster: str, node: str, slot: str | None) -> None:
         """Insert or replace the override of ``cluster``/``node``."""

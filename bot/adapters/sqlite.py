@@ -128,8 +128,9 @@ async def migrate(
     await db.execute("BEGIN IMMEDIATE")
     try:
         cursor = await db.execute("PRAGMA user_version")
+        cursor.row_factory = sqlite3.Row  # whatever the connection's factory
         row = await cursor.fetchone()
-        found = int(row[0]) if row is not None else 0
+        found = int(row["user_version"]) if row is not None else 0
         if found > latest:
             raise AuditError(
                 f"the store {path} has schema version {found}; this replbot knows up to "
@@ -154,6 +155,8 @@ async def open_database(
 ) -> aiosqlite.Connection:
     """Open ``path`` in autocommit mode with WAL journaling, migrate it, apply ``schema``.
 
+    Rows come back as :class:`sqlite3.Row`: the stores read them by column name.
+
     WAL + ``synchronous=NORMAL``: a commit survives a crash of the bot; only a power loss may
     lose the newest rows, never corrupt the file or the audit hash chain. Several stores open
     their own connection to the same file; ``busy_timeout`` serialises their writes.
@@ -163,6 +166,7 @@ async def open_database(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = sqlite3.Row
         await db.execute("PRAGMA busy_timeout=5000")
         await migrate(db, path, migrations)
         await db.execute("PRAGMA journal_mode=WAL")

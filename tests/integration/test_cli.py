@@ -141,8 +141,9 @@ async def test_audit_verify_expect_head_catches_a_deleted_tail_of_a_real_log(
     base = short_tmpdir("rbh")
     copy = base / "audit.sqlite3"
     LEDGER.audit_paths.append(copy)
-    async with telegram.runtime.audit.db.execute("SELECT count(*) FROM audit") as cursor:
-        assert (await cursor.fetchone()) == (3,)
+    async with telegram.runtime.audit.db.execute("SELECT count(*) AS n FROM audit") as cursor:
+        row = await cursor.fetchone()
+        assert row is not None and row["n"] == 3
     await telegram.runtime.audit.log_head()
     anchor = re.findall(r"audit head: rows=(\d+) hash=([0-9a-f]{64})", "\n".join(LEDGER.log_lines))
     rows, digest = anchor[-1]

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
+from psycopg.rows import scalar_row
 
 from bot.adapters.postgres import is_connection_failure
 
@@ -48,6 +49,9 @@ class _RefusingConnection:
     class info:  # mirrors psycopg's conn.info
         server_version = 160004
 
+    def cursor(self, row_factory: object = None) -> _RefusingConnection:
+        return self
+
     async def execute(self, sql: str, params: object) -> None:
         raise pg_errors.InsufficientPrivilege("permission denied for database locked")
 
@@ -65,7 +69,7 @@ async def test_a_refused_read_becomes_a_domain_error_with_its_sqlstate() -> None
     conn = _RefusingConnection()
     adapter = PsycopgPostgres()
     with pytest.raises(ServerRefused) as caught:
-        await adapter._execute(node, conn, lambda _v: [("SELECT 1", ())])  # type: ignore[arg-type]
+        await adapter._execute(node, conn, lambda _v: [("SELECT 1", ())], scalar_row)  # type: ignore[arg-type]
     assert isinstance(caught.value, NodeUnavailable)  # readers handle it like a down node
     assert caught.value.sqlstate == "42501"
     assert "permission denied for database locked" in caught.value.user_message
