@@ -27,7 +27,14 @@ from bot.app import open_runtime, redactor_for
 from bot.logsetup import install_redaction
 from bot.models import AuditEntry
 from bot.sandbox import LocalReplicationSet, PgBinaries, server_os_user
-from tests.conftest import LEDGER, TelegramHarness, make_config, ptb_serving, short_tmpdir
+from tests.conftest import (
+    LEDGER,
+    TelegramHarness,
+    make_config,
+    ptb_serving,
+    short_tmpdir,
+    with_test_settings,
+)
 from tests.fakebotapi import FakeBotApi, RecordedCall
 
 LSN_RE = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
@@ -45,7 +52,9 @@ def scratch_set(
 ) -> Iterator[LocalReplicationSet]:
     """A started primary + replica set of its own, destroyed afterwards."""
     base = short_tmpdir()
-    rset = LocalReplicationSet(base / "pg", binaries, replicas=replicas, **kwargs)
+    rset = LocalReplicationSet(
+        base / "pg", binaries, replicas=replicas, **with_test_settings(kwargs)
+    )
     LEDGER.secrets.update({rset.bot_password, rset.repl_password})
     try:
         rset.start()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.sandbox import LocalReplicationSet, PgBinaries, SandboxError
-from tests.conftest import LEDGER, short_tmpdir
+from tests.conftest import LEDGER, short_tmpdir, with_test_settings
 
 SMALL_WAL = {"wal_keep_size": "64MB", "max_wal_size": "32MB", "min_wal_size": "32MB"}
 BOT_GRANTS = (
@@ -111,7 +111,7 @@ def grant_slot_privileges(rset: LocalReplicationSet) -> None:
 def slotless_set(binaries: PgBinaries, **kwargs: Any) -> Iterator[SlotlessReplicationSet]:
     """A started :class:`SlotlessReplicationSet`, destroyed afterwards."""
     base = short_tmpdir()
-    rset = SlotlessReplicationSet(base / "pg", binaries, **kwargs)
+    rset = SlotlessReplicationSet(base / "pg", binaries, **with_test_settings(kwargs))
     LEDGER.secrets.update({rset.bot_password, rset.repl_password})
     try:
         rset.start()

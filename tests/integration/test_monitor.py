@@ -170,10 +170,23 @@ async def monitored(
         await runtime.close()
 
 
-@pytest.fixture
-def replication(pg_binaries: PgBinaries) -> Iterator[LocalReplicationSet]:
+@pytest.fixture(scope="module")
+def module_replication(pg_binaries: PgBinaries) -> Iterator[LocalReplicationSet]:
     with scratch_set(pg_binaries) as rset:
         yield rset
+
+
+@pytest.fixture
+def replication(module_replication: LocalReplicationSet) -> Iterator[LocalReplicationSet]:
+    """One set per major for the module's tests, which stop and start pg2 or add a slot they
+    drop again; each test has its own bot, audit file and alert store. After each test the set
+    is brought back: pg2 running and streaming through its slot, no other slot."""
+    rset = module_replication
+    yield rset
+    if not rset.is_running("pg2"):
+        rset.start_node("pg2")
+    rset.wait_streaming("pg2")
+    assert rset.psql("pg1", "SELECT string_agg(slot_name, ',') FROM pg_replication_slots") == "pg2"
 
 
 @pytest.fixture
