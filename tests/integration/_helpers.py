@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import pwd
@@ -27,7 +28,14 @@ from bot.app import open_runtime, redactor_for
 from bot.logsetup import install_redaction
 from bot.models import AuditEntry
 from bot.sandbox import LocalReplicationSet, PgBinaries, server_os_user
-from tests.conftest import LEDGER, TelegramHarness, make_config, ptb_serving, short_tmpdir
+from tests.conftest import (
+    LEDGER,
+    TelegramHarness,
+    make_config,
+    ptb_serving,
+    short_tmpdir,
+    with_test_settings,
+)
 from tests.fakebotapi import FakeBotApi, RecordedCall
 
 LSN_RE = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
@@ -39,13 +47,61 @@ def lsn_to_int(lsn: str) -> int:
     return (int(high, 16) << 32) | int(low, 16)
 
 
+_INITDB_TEMPLATES: dict[tuple[str, tuple[str, ...]], Path] = {}
+
+
+def _drop_templates() -> None:
+    for template in _INITDB_TEMPLATES.values():
+        shutil.rmtree(template.parent.parent, ignore_errors=True)
+
+
+atexit.register(_drop_templates)
+
+
+class TemplateInitdb(LocalReplicationSet):
+    """A set whose primary starts from a copy (``cp -a``) of a data directory that initdb made
+    once per installation and initdb arguments in this test session, not from an initdb of
+    its own; everything after initdb (config, roles, slots, pg_basebackup) is unchanged.
+
+    All such sets of a session share one system identifier: a test that puts two sets in one
+    bot config (and so could mistake one cluster for the other) makes them with
+    ``scratch_set(..., fresh_initdb=True)``."""
+
+    def _run(
+        self,
+        argv: Sequence[str],
+        *,
+        what: str,
+        log: Path | None = None,
+        input_text: str | None = None,
+        timeout: float = 120,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        if what != "initdb":
+            return super()._run(
+                argv, what=what, log=log, input_text=input_text, timeout=timeout, check=check
+            )
+        at = list(argv).index("-D") + 1
+        key = (str(self.binaries.bindir), self.initdb_args)
+        template = _INITDB_TEMPLATES.get(key)
+        if template is None:
+            template = server_owned_dir(short_tmpdir("rbtpl"), "initdb") / "data"
+            made = [*argv[:at], str(template), *argv[at + 1 :]]
+            super()._run(made, what=what, log=log, timeout=timeout, check=check)
+            _INITDB_TEMPLATES[key] = template
+        subprocess.run(["cp", "-a", str(template), argv[at]], check=True, timeout=timeout)
+        return subprocess.CompletedProcess(list(argv), 0, "", "")
+
+
 @contextlib.contextmanager
 def scratch_set(
-    binaries: PgBinaries, replicas: int = 1, **kwargs: Any
+    binaries: PgBinaries, replicas: int = 1, *, fresh_initdb: bool = False, **kwargs: Any
 ) -> Iterator[LocalReplicationSet]:
-    """A started primary + replica set of its own, destroyed afterwards."""
+    """A started primary + replica set of its own, destroyed afterwards (its primary copied
+    from the session's initdb template, see :class:`TemplateInitdb`, unless ``fresh_initdb``)."""
     base = short_tmpdir()
-    rset = LocalReplicationSet(base / "pg", binaries, replicas=replicas, **kwargs)
+    kind = LocalReplicationSet if fresh_initdb else TemplateInitdb
+    rset = kind(base / "pg", binaries, replicas=replicas, **with_test_settings(kwargs))
     LEDGER.secrets.update({rset.bot_password, rset.repl_password})
     try:
         rset.start()

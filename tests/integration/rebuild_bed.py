@@ -341,6 +341,18 @@ def rebuild_bed(binaries: PgBinaries, **settings: Any) -> Iterator[RebuildBed]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def restore_streaming(bed: RebuildBed) -> None:
+    """Bring a shared bed back after a test that stopped a node: both servers running, pg2
+    streaming through slot pg2, no other slot, nothing moved aside. Raises if it cannot be
+    (the next test would otherwise start from a broken bed)."""
+    for name in (PRIMARY, REPLICA):
+        if not bed.pgset.is_running(name):
+            bed.pgset.start_node(name)
+    bed.wait_streaming()
+    assert bed.slot_names() == [REPLICA], bed.slot_names()
+    assert bed.moved_dirs("old") == [] and bed.moved_dirs("failed") == []
+
+
 # ---------------------------------------------------------------------- the bot over the bed
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.sandbox import LocalReplicationSet, PgBinaries, SandboxError
-from tests.conftest import LEDGER, short_tmpdir
+from tests.conftest import LEDGER, short_tmpdir, with_test_settings
+from tests.integration._helpers import TemplateInitdb
 
 SMALL_WAL = {"wal_keep_size": "64MB", "max_wal_size": "32MB", "min_wal_size": "32MB"}
 BOT_GRANTS = (
@@ -32,7 +33,7 @@ BOT_GRANTS = (
 )
 
 
-class SlotlessReplicationSet(LocalReplicationSet):
+class SlotlessReplicationSet(TemplateInitdb):
     """Primary ``pg1`` + replica ``pg2`` streaming without a replication slot."""
 
     def __init__(self, base_dir: Path, binaries: PgBinaries, **kwargs: Any) -> None:
@@ -102,16 +103,27 @@ class SlotlessReplicationSet(LocalReplicationSet):
         )
 
 
-def grant_slot_privileges(rset: LocalReplicationSet) -> None:
-    """The grants /attachslot and /detachslot need (PostgreSQL 15+), on the primary."""
+def grant_slot_privileges(rset: LocalReplicationSet, timeout: float = 30) -> None:
+    """The grants /attachslot and /detachslot need (PostgreSQL 15+), on the primary; returns
+    once every running replica has replayed them (the bot checks them on the replica: without
+    the wait a loaded machine saw the old catalog there)."""
     rset.psql(rset.primary.name, BOT_GRANTS.format(bot=rset.bot_user))
+    lsn = rset.psql(rset.primary.name, "SELECT pg_current_wal_lsn()")
+    deadline = time.monotonic() + timeout
+    for replica in rset.replicas:
+        if not rset.is_running(replica.name):
+            continue
+        while rset.psql(replica.name, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'") != "t":
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{replica.name} did not replay the grants within {timeout}s")
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager
 def slotless_set(binaries: PgBinaries, **kwargs: Any) -> Iterator[SlotlessReplicationSet]:
     """A started :class:`SlotlessReplicationSet`, destroyed afterwards."""
     base = short_tmpdir()
-    rset = SlotlessReplicationSet(base / "pg", binaries, **kwargs)
+    rset = SlotlessReplicationSet(base / "pg", binaries, **with_test_settings(kwargs))
     LEDGER.secrets.update({rset.bot_password, rset.repl_password})
     try:
         rset.start()

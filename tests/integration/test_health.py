@@ -11,10 +11,16 @@ import pytest
 from bot.app import Runtime
 from bot.sandbox import LocalReplicationSet
 from tests.fakebotapi import FakeBotApi
-from tests.integration.test_monitor import api, audit_file, monitored, replication
+from tests.integration.test_monitor import (
+    api,
+    audit_file,
+    module_replication,
+    monitored,
+    replication,
+)
 
 pytestmark = pytest.mark.integration
-__all__ = ["api", "replication"]  # fixtures
+__all__ = ["api", "module_replication", "replication"]  # fixtures
 
 
 async def http_get(port: int, path: str) -> tuple[str, dict[str, object]]:

@@ -170,8 +170,34 @@ async def monitored(
         await runtime.close()
 
 
+@pytest.fixture(scope="module")
+def module_replication(pg_binaries: PgBinaries) -> Iterator[LocalReplicationSet]:
+    with scratch_set(pg_binaries) as rset:
+        yield rset
+
+
 @pytest.fixture
-def replication(pg_binaries: PgBinaries) -> Iterator[LocalReplicationSet]:
+def replication(module_replication: LocalReplicationSet) -> Iterator[LocalReplicationSet]:
+    """One set per major for the module's tests, which stop and start pg2 or add a slot they
+    drop again; each test has its own bot, audit file and alert store. After each test the set
+    is brought back: pg2 running and streaming through its slot, no other slot."""
+    rset = module_replication
+    yield rset
+    if not rset.is_running("pg2"):
+        rset.start_node("pg2")
+    rset.wait_streaming("pg2")
+    rset.psql(  # a slot a failed test left behind would fail the tests after it
+        "pg1",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+        " WHERE slot_name <> 'pg2' AND NOT active",
+    )
+    assert rset.psql("pg1", "SELECT string_agg(slot_name, ',') FROM pg_replication_slots") == "pg2"
+
+
+@pytest.fixture
+def fresh_replication(pg_binaries: PgBinaries) -> Iterator[LocalReplicationSet]:
+    """A set of its own: for the slot alerts, which must see pg2's slot as it is on a new set
+    (never inactive, holding no WAL)."""
     with scratch_set(pg_binaries) as rset:
         yield rset
 
@@ -248,8 +274,9 @@ async def test_a_restart_while_an_alert_fires_neither_refires_it_nor_forgets_it(
 
 
 async def test_an_inactive_slot_holding_wal_raises_slot_alerts_with_retained_bytes(
-    replication: LocalReplicationSet, api: FakeBotApi
+    fresh_replication: LocalReplicationSet, api: FakeBotApi
 ) -> None:
+    replication = fresh_replication
     thresholds = (
         'slot_inactive_after = "0s"\n'
         'slot_retained_warning = "1MB"\n'

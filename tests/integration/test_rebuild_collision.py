@@ -58,9 +58,9 @@ class SameSecondClock:
 
 
 async def test_second_confirmation_of_the_same_second_is_refused_and_renames_nothing(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         old_marker = bed.put_marker()
         clock = SameSecondClock()
         async with opened(bed.config(), clock) as runtime, chat_for(runtime) as chat:

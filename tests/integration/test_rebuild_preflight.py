@@ -12,7 +12,7 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,7 @@ from tests.integration.rebuild_bed import (
     opened,
     probe,
     rebuild_bed,
+    restore_streaming,
 )
 
 pytestmark = pytest.mark.integration
@@ -68,8 +69,31 @@ class Untouched:
 
 @pytest.fixture
 async def bed(pg_binaries: PgBinaries) -> AsyncIterator[RebuildBed]:
+    """A bed of its own on every major (for what may depend on the major)."""
     with rebuild_bed(pg_binaries) as started:
         yield started
+
+
+@pytest.fixture
+async def newest_bed(newest_pg_binaries: PgBinaries) -> AsyncIterator[RebuildBed]:
+    """A bed of its own on the newest major only: refusals that change the bed beyond repair
+    and whose reason does not depend on the major (slot holders, tablespaces, symlinks)."""
+    with rebuild_bed(newest_pg_binaries) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def module_bed(newest_pg_binaries: PgBinaries) -> Iterator[RebuildBed]:
+    with rebuild_bed(newest_pg_binaries) as started:
+        yield started
+
+
+@pytest.fixture
+def shared_bed(module_bed: RebuildBed) -> Iterator[RebuildBed]:
+    """One bed (newest major) for the refusals that leave it as it was, or stop a node only:
+    restored to streaming after each test (:func:`restore_streaming`)."""
+    yield module_bed
+    restore_streaming(module_bed)
 
 
 async def refused_rebuild(chat: TelegramHarness) -> str:
@@ -92,7 +116,10 @@ async def _audit_rows(runtime: Runtime, command: str) -> list[AuditEntry]:
     raise AssertionError(f"no audit row for {command}")
 
 
-async def test_unreachable_primary_is_refused_and_nothing_is_touched(bed: RebuildBed) -> None:
+async def test_unreachable_primary_is_refused_and_nothing_is_touched(
+    shared_bed: RebuildBed,
+) -> None:
+    bed = shared_bed
     before = Untouched(bed)
     slots = await probe(bed.slot_names)
     await probe(bed.pgset.stop_node, PRIMARY)
@@ -105,7 +132,10 @@ async def test_unreachable_primary_is_refused_and_nothing_is_touched(bed: Rebuil
     assert await probe(bed.slot_names) == slots
 
 
-async def test_slot_held_by_another_process_is_refused_naming_its_pid(bed: RebuildBed) -> None:
+async def test_slot_held_by_another_process_is_refused_naming_its_pid(
+    newest_bed: RebuildBed,
+) -> None:
+    bed = newest_bed
     await probe(bed.pgset.stop_node, REPLICA)
     before = Untouched(bed)
     primary = bed.pgset.primary
@@ -218,8 +248,9 @@ def tree_of(path: Path) -> list[tuple[str, int]]:
 
 
 async def test_data_dir_of_another_stopped_cluster_is_refused_and_left_alone(
-    bed: RebuildBed,
+    shared_bed: RebuildBed,
 ) -> None:
+    bed = shared_bed
     other = server_owned_dir(bed.base, "other") / "data"
     run_as_server([str(bed.pgset.binaries.exe("initdb")), "-D", str(other), "-A", "trust"])
     before_other = tree_of(other)
@@ -235,7 +266,8 @@ async def test_data_dir_of_another_stopped_cluster_is_refused_and_left_alone(
     assert not list(other.parent.glob("data.replbot-*"))
 
 
-async def test_a_replica_with_tablespaces_is_refused(bed: RebuildBed) -> None:
+async def test_a_replica_with_tablespaces_is_refused(newest_bed: RebuildBed) -> None:
+    bed = newest_bed
     await probe(
         bed.psql,
         PRIMARY,
@@ -250,7 +282,8 @@ async def test_a_replica_with_tablespaces_is_refused(bed: RebuildBed) -> None:
         await before.assert_untouched(runtime)
 
 
-async def test_a_symlinked_pg_wal_is_refused_and_kept(bed: RebuildBed) -> None:
+async def test_a_symlinked_pg_wal_is_refused_and_kept(newest_bed: RebuildBed) -> None:
+    bed = newest_bed
     await probe(bed.pgset.stop_node, REPLICA)
     wal = bed.replica.data_dir / "pg_wal"
     elsewhere = server_owned_dir(bed.base, "wal") / "pg_wal"
@@ -267,7 +300,8 @@ async def test_a_symlinked_pg_wal_is_refused_and_kept(bed: RebuildBed) -> None:
     assert wal.is_symlink() and os.readlink(wal) == str(elsewhere)
 
 
-async def test_a_symlinked_data_dir_is_refused_and_kept(bed: RebuildBed) -> None:
+async def test_a_symlinked_data_dir_is_refused_and_kept(shared_bed: RebuildBed) -> None:
+    bed = shared_bed
     link = bed.base / "pg2-link"
     link.symlink_to(bed.replica.data_dir)
     before = Untouched(bed)
@@ -278,7 +312,8 @@ async def test_a_symlinked_data_dir_is_refused_and_kept(bed: RebuildBed) -> None
     assert link.is_symlink()
 
 
-async def test_a_replica_running_from_another_directory_is_refused(bed: RebuildBed) -> None:
+async def test_a_replica_running_from_another_directory_is_refused(shared_bed: RebuildBed) -> None:
+    bed = shared_bed
     # A copy of pg2's own data directory: same system identifier, but pg2 does not run from it.
     await probe(bed.pgset.stop_node, REPLICA)
     copy = bed.replica.data_dir.parent / "data-copy"
@@ -294,7 +329,8 @@ async def test_a_replica_running_from_another_directory_is_refused(bed: RebuildB
     assert tree_of(copy) == before_copy
 
 
-async def test_a_data_dir_that_is_a_mount_point_is_refused(bed: RebuildBed) -> None:
+async def test_a_data_dir_that_is_a_mount_point_is_refused(shared_bed: RebuildBed) -> None:
+    bed = shared_bed
     data = bed.replica.data_dir
     subprocess.run(["mount", "--bind", str(data), str(data)], check=True)
     try:

@@ -33,9 +33,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_server_log_tail_of_a_failed_start_is_redacted_in_the_chat(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         bed.put_marker()
         fragment = secrets.token_urlsafe(12)
         LEDGER.secrets.add(fragment)

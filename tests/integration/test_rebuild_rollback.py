@@ -72,9 +72,9 @@ async def start_rebuild(runtime: Runtime, sink: Progresses) -> None:
 
 
 async def test_basebackup_refused_at_login_restores_the_old_replica(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         pgpass = bed.base / "rebuild.pgpass"
         good = bed.pgset.passfile.read_text()
         bed.own_file(pgpass, good)
@@ -157,9 +157,9 @@ async def test_basebackup_failing_mid_copy_restores_through_the_rollback_slot(
 
 
 async def test_dropped_ssh_connection_mid_backup_leaves_no_pg_basebackup_and_rolls_back(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         old = OldReplica(bed)
         async with opened(bed.config(max_rate="1M")) as runtime:
             sink = Progresses()
@@ -187,9 +187,9 @@ async def test_dropped_ssh_connection_mid_backup_leaves_no_pg_basebackup_and_rol
 
 
 async def test_new_replica_that_does_not_start_is_rolled_back_with_its_log_tail(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         old = OldReplica(bed)
         # ALTER SYSTEM settings travel with the backup: the new copy asks for a library that
         # does not exist and cannot start; the old replica (and the primary, not reloaded)
@@ -219,8 +219,10 @@ async def test_new_replica_that_does_not_start_is_rolled_back_with_its_log_tail(
         assert "replbot_no_such_lib" in auto, "the failed copy is the new one, kept as it was"
 
 
-async def test_cancel_while_rolling_back_does_not_strand_the_job(pg_binaries: PgBinaries) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+async def test_cancel_while_rolling_back_does_not_strand_the_job(
+    newest_pg_binaries: PgBinaries,
+) -> None:
+    with rebuild_bed(newest_pg_binaries) as bed:
         old = OldReplica(bed)
         await probe(
             bed.psql, PRIMARY, "ALTER SYSTEM SET shared_preload_libraries = 'replbot_no_such_lib'"

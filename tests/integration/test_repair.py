@@ -135,9 +135,9 @@ async def test_parameters_raises_max_worker_processes_to_the_primarys(
 
 
 async def test_a_plan_changed_between_approval_and_press_is_refused(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         await probe(bed.pgset.stop_node, REPLICA)
         async with opened(bed.config()) as runtime, chat_for(runtime) as chat:
             api = chat.api
@@ -153,9 +153,9 @@ async def test_a_plan_changed_between_approval_and_press_is_refused(
 
 
 async def test_a_failure_mid_plan_is_undone_and_the_original_file_put_back(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+    with rebuild_bed(newest_pg_binaries) as bed:
         await probe(bed.pgset.lower_param, REPLICA)
         auto_conf = bed.replica.data_dir / "postgresql.auto.conf"
         original = auto_conf.read_text()
@@ -215,8 +215,8 @@ async def test_the_repair_button_of_a_real_alert_posts_the_proposal(
             assert wanted <= rows, rows
 
 
-async def test_wal_gone_from_the_primary_offers_the_rebuild(pg_binaries: PgBinaries) -> None:
-    with rebuild_bed(pg_binaries) as bed:
+async def test_wal_gone_from_the_primary_offers_the_rebuild(newest_pg_binaries: PgBinaries) -> None:
+    with rebuild_bed(newest_pg_binaries) as bed:
         await probe(bed.pgset.stop_node, REPLICA)
         await probe(bed.psql, "pg1", "SELECT pg_drop_replication_slot('pg2')")
         await probe(bed.psql, "pg1", "CREATE TABLE churn (x int)")

@@ -60,9 +60,9 @@ async def test_repair_rewinds_a_promoted_replica_from_the_chat(pg_binaries: PgBi
 
 
 async def test_a_replica_that_cannot_be_rewound_is_offered_the_full_copy(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with repair_bed(pg_binaries, replica_wal_keep_size="0") as bed:
+    with repair_bed(newest_pg_binaries, replica_wal_keep_size="0") as bed:
         await probe(lambda: diverge(bed, recycle_replica_wal=True))
         async with opened(bed.config()) as runtime:
             service = runtime.services.repair

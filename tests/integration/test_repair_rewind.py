@@ -144,9 +144,9 @@ async def test_rewind_brings_a_promoted_replica_back_and_keeps_what_it_discarded
 
 
 async def test_rewind_is_impossible_when_the_target_recycled_its_wal_and_nothing_is_lost(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with repair_bed(pg_binaries, replica_wal_keep_size="0") as bed:
+    with repair_bed(newest_pg_binaries, replica_wal_keep_size="0") as bed:
         await probe(lambda: diverge(bed, recycle_replica_wal=True))
         before = wal_files(bed.replica.data_dir)
         async with host_of(bed.config()) as host:
@@ -167,9 +167,9 @@ async def test_rewind_is_impossible_when_the_target_recycled_its_wal_and_nothing
 
 
 async def test_rewind_is_refused_without_wal_log_hints_and_nothing_is_deleted(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with repair_bed(pg_binaries, wal_log_hints=False) as bed:
+    with repair_bed(newest_pg_binaries, wal_log_hints=False) as bed:
         await probe(diverge, bed)
         before = wal_files(bed.replica.data_dir)
         async with host_of(bed.config()) as host:
@@ -230,9 +230,9 @@ async def test_a_replica_running_as_a_primary_is_stopped_then_rewound(
 
 
 async def test_with_the_fallback_an_impossible_rewind_becomes_a_full_copy_keeping_the_old_data(
-    pg_binaries: PgBinaries,
+    newest_pg_binaries: PgBinaries,
 ) -> None:
-    with repair_bed(pg_binaries, replica_wal_keep_size="0") as bed:
+    with repair_bed(newest_pg_binaries, replica_wal_keep_size="0") as bed:
         await probe(lambda: diverge(bed, recycle_replica_wal=True))
         before = wal_files(bed.replica.data_dir)
         async with host_of(bed.config()) as host:

@@ -11,11 +11,17 @@ from bot.adapters.alerts_sqlite import SqliteAlertStore
 from bot.models import AlertState, OutgoingMessage
 from bot.sandbox import LocalReplicationSet
 from tests.fakebotapi import FakeBotApi
-from tests.integration.test_monitor import api, audit_file, monitored, replication
+from tests.integration.test_monitor import (
+    api,
+    audit_file,
+    module_replication,
+    monitored,
+    replication,
+)
 from tests.unit.test_store_migrations import DAY, alert
 
 pytestmark = pytest.mark.integration
-__all__ = ["api", "replication"]  # fixtures
+__all__ = ["api", "module_replication", "replication"]  # fixtures
 
 
 async def test_the_bot_prunes_old_history_when_its_monitor_starts(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -87,13 +87,31 @@ def walsender_slot(rset: LocalReplicationSet, name: str = "pg2") -> str:
 
 @pytest.fixture
 async def slotless(pg_binaries: PgBinaries) -> AsyncIterator[SlotlessReplicationSet]:
+    """A set of its own, for the tests that stop pg2, recycle WAL or attach a slot."""
     with slotless_set(pg_binaries) as rset:
         yield rset
 
 
+@pytest.fixture(scope="module")
+def module_slotless(pg_binaries: PgBinaries) -> Iterator[SlotlessReplicationSet]:
+    with slotless_set(pg_binaries) as rset:
+        yield rset
+
+
+@pytest.fixture
+def shared_slotless(module_slotless: SlotlessReplicationSet) -> Iterator[SlotlessReplicationSet]:
+    """One set per major for the tests that only read it (or take the bot's pg_monitor
+    membership away): the membership is given back and the set checked after each test."""
+    yield module_slotless
+    module_slotless.psql("pg1", f"GRANT pg_monitor TO {module_slotless.bot_user}")
+    module_slotless.wait_streaming("pg2")
+    assert module_slotless.psql("pg1", "SELECT count(*) FROM pg_replication_slots") == "0"
+
+
 async def test_status_and_check_flag_a_replica_streaming_without_a_slot(
-    slotless: SlotlessReplicationSet,
+    shared_slotless: SlotlessReplicationSet,
 ) -> None:
+    slotless = shared_slotless
     assert walsender_slot(slotless) == "streaming|"
     async with telegram_for(slotless) as tg:
         status = plain(await reply_call(tg, VIEWER_ID, "/status"))
@@ -121,8 +139,9 @@ async def test_status_and_check_flag_a_replica_streaming_without_a_slot(
 
 
 async def test_check_says_so_when_the_bot_may_not_list_pg_wal(
-    slotless: SlotlessReplicationSet,
+    shared_slotless: SlotlessReplicationSet,
 ) -> None:
+    slotless = shared_slotless
     slotless.psql("pg1", "REVOKE pg_monitor FROM replbot")
     runtime = await _runtime(slotless)
     try:

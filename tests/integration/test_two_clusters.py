@@ -41,9 +41,13 @@ MAIN_SENDERS, BILLING_SENDERS = "10", "7"
 @pytest.fixture(scope="module")
 def two_sets(pg_binaries: PgBinaries) -> Iterator[tuple[LocalReplicationSet, LocalReplicationSet]]:
     """main and billing, both pg1 (primary) + pg2 (replica, slot pg2); billing's WAL is ahead."""
-    with (
-        scratch_set(pg_binaries, settings={"max_wal_senders": MAIN_SENDERS}) as main,
-        scratch_set(pg_binaries, settings={"max_wal_senders": BILLING_SENDERS}) as billing,
+    with (  # fresh_initdb: two system identifiers, as two real clusters have
+        scratch_set(
+            pg_binaries, fresh_initdb=True, settings={"max_wal_senders": MAIN_SENDERS}
+        ) as main,
+        scratch_set(
+            pg_binaries, fresh_initdb=True, settings={"max_wal_senders": BILLING_SENDERS}
+        ) as billing,
     ):
         billing.psql(
             "pg1",
