@@ -150,6 +150,11 @@ async def migrate(
     return found
 
 
+BUSY_TIMEOUT_MS = 30_000
+"""How long a write waits for another connection's transaction: on a loaded host the monitor's
+history or alert transaction can take seconds, and an audit row must wait, not fail."""
+
+
 async def open_database(
     path: Path, schema: str, what: str, migrations: Sequence[Migration] = MIGRATIONS
 ) -> aiosqlite.Connection:
@@ -167,7 +172,7 @@ async def open_database(
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = sqlite3.Row
-        await db.execute("PRAGMA busy_timeout=5000")
+        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         await migrate(db, path, migrations)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
