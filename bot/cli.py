@@ -38,6 +38,7 @@ from bot.config import (
 )
 from bot.errors import ConfigError, ReplbotError
 from bot.models import AuditHead, Role
+from bot.phrases import Phrase
 
 log = logging.getLogger("replbot")
 
@@ -355,7 +356,7 @@ def _audit_source(args: argparse.Namespace) -> tuple[Path, Secret | None]:
         audit = AuditConfig(path=args.db, key=key, key_file=args.key_file)
     path = Path(audit.path)
     if not path.exists():
-        raise ReplbotError(f"no audit log at {path}")
+        raise ReplbotError(Phrase.of("error.audit.missing", path=str(path)))
     key = audit.key
     if key is None and default_key_path(path).exists():
         key = read_audit_key_file(default_key_path(path), str(default_key_path(path)))

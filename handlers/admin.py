@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.errors import InvalidInput, ReplbotError
 from bot.models import Role
+from bot.phrases import Phrase
 from handlers import i18n, parsing, render
 from handlers.base import CommandContext, HandlerGroup, Reply
 
@@ -43,10 +44,10 @@ async def lang(ctx: CommandContext) -> None:
         return
     chosen = i18n.normalize(ctx.args[0]) if len(ctx.args) == 1 else None
     if chosen is None:
-        raise InvalidInput(render.language_usage())
+        raise InvalidInput(Phrase.of("error.lang.usage"))
     store = ctx.services.languages
     if store is None:
-        raise ReplbotError(render.language_not_stored())
+        raise ReplbotError(Phrase.of("error.lang.no_store"))
     await store.set(ctx.user.id, chosen)
     ctx.audit_args = chosen
     with i18n.language(chosen):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.errors import InvalidInput
 from bot.models import Role
+from bot.phrases import Phrase
 from bot.services.charts import DEFAULT_WINDOW, WINDOWS
 from handlers import parsing
 from handlers.base import CommandContext, HandlerGroup
@@ -18,7 +19,7 @@ def graph_args(args: list[str]) -> tuple[str | None, str | None, str]:
     windows = [a for a in args if a.lower() in WINDOWS]
     words = [a for a in args if a.lower() not in WINDOWS]
     if len(windows) > 1 or len(words) > 2:
-        raise InvalidInput(f"usage: {USAGE}")
+        raise InvalidInput(Phrase.of("error.usage", usage=USAGE))
     names = [parsing.cluster_name(w) for w in words]  # node names follow the same rule
     name = names[0] if names else None
     cluster = names[1] if len(names) == 2 else None
@@ -31,7 +32,7 @@ async def graph(ctx: CommandContext) -> None:
     name, cluster, window = graph_args(ctx.args)
     charts = ctx.services.charts
     if charts is None:
-        raise InvalidInput("charts are not available: the monitor history is off")
+        raise InvalidInput(Phrase.of("error.chart.off"))
     ref = charts.target(name, cluster, window)
     png, summary = await charts.draw(ref, render_graph.labels(ref))
     ctx.audit_note = f"{render_graph.subject(ref)} {window}, {summary.samples} point(s)"

@@ -71,6 +71,7 @@ from handlers.render.demo import (
     demo_starting,
     demo_waited,
 )
+from handlers.render.errors import error_audit_reason, rebuild_busy_phrase
 from handlers.render.help import (
     audit,
     audit_verification,
@@ -205,6 +206,7 @@ __all__ = [
     "demo_starting",
     "demo_waited",
     "detachslot_confirm",
+    "error_audit_reason",
     "esc",
     "failure",
     "help_text",
@@ -221,6 +223,7 @@ __all__ = [
     "not_run_offline",
     "one_line",
     "rebuild_abandoned",
+    "rebuild_busy_phrase",
     "rebuild_busy_reason",
     "rebuild_cancel_requested",
     "rebuild_confirm",

@@ -18,6 +18,7 @@ from pathlib import PurePath, PurePosixPath
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import RebuildRefused
 from bot.models import RebuildPlan
+from bot.phrases import Phrase
 from bot.services.plans.executor import SERVER_STOPPED_EXIT, server_status_command
 from bot.services.plans.model import (
     Probe,
@@ -82,7 +83,7 @@ def require_rebuild_config(node: NodeConfig) -> None:
         missing.append("ssh")
     if missing:
         raise RebuildRefused(
-            f"{node.name} cannot be rebuilt: missing config key(s) {', '.join(missing)}"
+            Phrase.of("error.rebuild.missing_config", node=node.name, keys=", ".join(missing))
         )
 
 
