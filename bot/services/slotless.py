@@ -104,9 +104,9 @@ class SlotChangeOutcome:
     slot: str
     done: tuple[str, ...]  # step keys that ran
     failed_step: str | None = None
-    error: str | None = None
+    error: Value | None = None  # a Phrase of ours, or a server's text
     undone: tuple[str, ...] = ()  # undo actions that ran (step keys)
-    undo_errors: tuple[str, ...] = ()
+    undo_errors: tuple[Value, ...] = ()
     in_config: bool = True
 
     @property
@@ -493,7 +493,7 @@ class SlotlessService:
                 if "drop_slot" in outcome.done:
                     failed += f" (slot {planned.slot} was dropped; nothing undone)"
                 if outcome.undo_errors:
-                    detail = f"{failed}; undo failed: {'; '.join(outcome.undo_errors)}"
+                    detail = f"{failed}; undo failed: {'; '.join(map(str, outcome.undo_errors))}"
                 else:
                     state, detail = RebuildState.ROLLED_BACK, failed
             return outcome
@@ -511,13 +511,13 @@ class SlotlessService:
         plan = planned.plan
         done: list[Step] = []
         failed: Step | None = None
-        error = ""
+        error: Value = ""
         altered: Step | None = None  # its ALTER SYSTEM ran, its reload failed: undo it too
         for step in plan.steps:
             try:
                 await self._execute(cluster, replica, step)
             except (NodeUnavailable, SlotChangeRefused) as exc:
-                failed, error = step, exc.user_message
+                failed, error = step, exc.phrase
                 altered = step if isinstance(exc, _ReloadFailed) else None
                 break
             done.append(step)
@@ -536,7 +536,7 @@ class SlotlessService:
             # report the failed verify, undo nothing
             return dataclasses.replace(base, failed_step=failed.key, error=error)
         undone: list[str] = []
-        undo_errors: list[str] = []
+        undo_errors: list[Value] = []
         for step in reversed([*done, *([altered] if altered is not None else [])]):
             if step.undo is None:
                 continue
@@ -555,7 +555,7 @@ class SlotlessService:
                         raise
                 undone.append(step.key)
             except (NodeUnavailable, SlotChangeRefused) as exc:
-                undo_errors.append(f"{step.key}: {exc.user_message}")
+                undo_errors.append(Phrase.of("error.step_failed", step=step.key, reason=exc.phrase))
                 if step.key == "create_slot":
                     break
         return dataclasses.replace(
