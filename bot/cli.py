@@ -50,6 +50,15 @@ CONFIG_ENV = "REPLBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/replbot/config.toml")
 
 
+def _english(exc: ReplbotError) -> str:
+    """An error for the operator's terminal, worded in English by the rendering layer."""
+    from handlers.i18n import language
+    from handlers.render import say
+
+    with language("en"):
+        return say(exc.phrase)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replbot`` console script."""
     parser = _parser()
@@ -60,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
     except ReplbotError as exc:
-        print(f"error: {exc.user_message}", file=sys.stderr)
+        print(f"error: {_english(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except _sandbox_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)

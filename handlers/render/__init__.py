@@ -84,6 +84,7 @@ from handlers.render.help import (
     unknown_user_id,
     whoami,
 )
+from handlers.render.phrases import say
 from handlers.render.rebuild import (
     button_delete_old_data,
     button_rebuild,
@@ -248,6 +249,7 @@ __all__ = [
     "repair_plan_changed",
     "repair_progress",
     "repair_proposal",
+    "say",
     "slot_change_confirmed",
     "slot_change_outcome",
     "slot_change_plan",
