@@ -28,7 +28,7 @@ TEXTS: dict[str, str] = {
     "error.alert.none": N_("there is no alert #{alert}"),
     "error.alert.not_firing": N_("alert #{alert} is not firing any more ({state})"),
     "error.alert.resolved": N_("alert #{alert} is not firing any more (resolved)"),
-    "error.alert.unavailable": N_("alerting is not available in this bot"),
+    "error.alert.unavailable": N_("the alert monitor is not part of this bot"),
     "error.audit.key_file": N_("cannot create the audit key file {path}: {reason}"),
     "error.audit.missing": N_("no audit log at {path}"),
     "error.audit.no_key": N_("no audit key: set {env} or audit.key_file (or keep {path})"),
