@@ -124,7 +124,7 @@ class Dispatcher:
                 return
             if kind == alerts.BUTTON_PREFIX:
                 name = alerts.button_name(nonce)
-                self.services.authz.require(user, alerts.BUTTON_ROLE, "/ack /mute")
+                self.services.authz.require(user, alerts.BUTTON_ROLE, name)
                 if alerts.BUTTON_CHANGES_STATE:
                     await self._intent(user, request, name, nonce, started)
                 ctx = CommandContext(

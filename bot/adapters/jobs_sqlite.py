@@ -116,12 +116,11 @@ class SqliteJobStore:
                 raise RebuildRefused(Phrase.of("error.job.busy_unknown", node=node)) from exc
             raise RebuildRefused(
                 Phrase.of(
-                    "error.job.busy",
-                    kind=holder.kind,
+                    "error.rebuild.busy",
                     node=node,
                     job=holder.id,
                     state=holder.state.value,
-                    step=holder.step,
+                    where=holder.step,
                 )
             ) from exc
         job_id = cursor.lastrowid
