@@ -288,7 +288,7 @@ async def test_detachslot_through_the_console_leaves_no_slot_and_the_replica_str
             (no_grant,) = await console(runtime, ADMIN_ID, "/detachslot pg2")
             assert no_grant == (
                 "❌ the bot's role may not set primary_slot_name on pg2; it needs GRANT ALTER "
-                "SYSTEM ON PARAMETER primary_slot_name and GRANT EXECUTE ON FUNCTION "
+                "SYSTEM ON PARAMETER primary_slot_name, GRANT EXECUTE ON FUNCTION "
                 "pg_catalog.pg_reload_conf() (granted on the primary, replicated to the replica)"
             )
             assert walsender_slot(rset) == "streaming|pg2"
