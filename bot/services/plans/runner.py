@@ -73,6 +73,7 @@ class StepFailed(ReplbotError):
         self, key: str, reason: Value, output: str = "", exit_status: int | None = None
     ) -> None:
         super().__init__(Phrase.of("error.step_failed", step=key, reason=reason))
+        self.user_message = f"{key}: {reason}"  # as job details held it (``step: reason``)
         self.key = key
         self.reason = str(reason)
         self.reason_phrase = reason
