@@ -192,7 +192,6 @@ TEXTS: dict[str, str] = {
         "can no longer catch up by streaming; rebuild it (/rebuild {node})"
     ),
     "error.step.exit": N_("{step}: exit {status}: {output}"),
-    "error.step.exit_status": N_("exit status {status}"),
     "error.step_failed": N_("{step}: {reason}"),
     "error.store.not_open": N_("the {store} store is not open"),
     "error.store.open": N_("cannot open the {store} {path}: {reason}"),

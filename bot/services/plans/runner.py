@@ -157,7 +157,7 @@ class PlanRunner:
             if outcome.exit_status not in action.ok_exits:
                 raise StepFailed(
                     key,
-                    Phrase.of("error.step.exit_status", status=outcome.exit_status),
+                    f"exit status {outcome.exit_status}",  # as the process reports it: a value
                     _tail(outcome.stderr or outcome.stdout),
                     outcome.exit_status,
                 )
