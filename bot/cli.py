@@ -38,6 +38,7 @@ from bot.config import (
 )
 from bot.errors import ConfigError, ReplbotError
 from bot.models import AuditHead, Role
+from bot.phrases import Phrase
 
 log = logging.getLogger("replbot")
 
@@ -47,6 +48,15 @@ EXIT_USAGE = 2
 EXIT_AUDIT_FAILED = 3
 CONFIG_ENV = "REPLBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/replbot/config.toml")
+
+
+def _english(exc: ReplbotError) -> str:
+    """An error for the operator's terminal, worded in English by the rendering layer."""
+    from handlers.i18n import language
+    from handlers.render import say
+
+    with language("en"):
+        return say(exc.phrase)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
     except ReplbotError as exc:
-        print(f"error: {exc.user_message}", file=sys.stderr)
+        print(f"error: {_english(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except _sandbox_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -359,7 +369,7 @@ def _audit_source(args: argparse.Namespace) -> tuple[Path, Secret | None]:
         audit = AuditConfig(path=args.db, key=key, key_file=args.key_file)
     path = Path(audit.path)
     if not path.exists():
-        raise ReplbotError(f"no audit log at {path}")
+        raise ReplbotError(Phrase.of("error.audit.missing", path=str(path)))
     key = audit.key
     if key is None and default_key_path(path).exists():
         key = read_audit_key_file(default_key_path(path), str(default_key_path(path)))

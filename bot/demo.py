@@ -19,6 +19,7 @@ from bot.app import Runtime, open_runtime, redactor_for
 from bot.config import AppConfig, load_config
 from bot.errors import InvalidInput
 from bot.models import NodeRole, Role
+from bot.phrases import Phrase
 from bot.sandbox import (
     REWIND_READY_SETTINGS,
     LocalReplicationSet,
@@ -220,11 +221,13 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
             return
         known = {"stop-replica", "start-replica", "lower-param", "diverge-replica"}
         if action not in known or len(rest) > 1:
-            raise InvalidInput(f"usage: {DEMO_USAGE}")
+            raise InvalidInput(Phrase.of("error.usage", usage=DEMO_USAGE))
         replicas = [n.name for n in pgset.nodes if n.role == NodeRole.REPLICA.value]
         name = rest[0] if rest else replicas[0]
         if name not in replicas:
-            raise InvalidInput(f"{name} is not a replica of the demo ({', '.join(replicas)})")
+            raise InvalidInput(
+                Phrase.of("error.demo.not_replica", node=name, replicas=", ".join(replicas))
+            )
         try:
             if action == "lower-param":
                 log_tail = await asyncio.to_thread(pgset.lower_param, name)
@@ -243,7 +246,9 @@ def demo_command(pgset: LocalReplicationSet, runtime: Runtime) -> CommandSpec:
             else:
                 await asyncio.to_thread(pgset.start_node, name)
         except SandboxError as exc:
-            raise InvalidInput(str(exc).splitlines()[0]) from None
+            raise InvalidInput(
+                Phrase.of("error.demo.failed", reason=str(exc).splitlines()[0])
+            ) from None
         ctx.audit_note = f"{action} {name}"
         interval = runtime.config.monitor.interval_s
         await ctx.chat.send(

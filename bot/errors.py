@@ -1,7 +1,10 @@
 """The one exception tree of replbot.
 
-Every error carries ``user_message``: a short, secret-free sentence that a handler may show in chat
-as it is. Adapters translate library errors into these with ``raise ... from exc``.
+Every error carries ``phrase``: a :class:`~bot.phrases.Phrase` (a key and its values, no words)
+that the rendering layer words in the reply's language (``handlers.render.errors``), secret-free.
+``user_message`` is its language-neutral form (``str(phrase)``) for logs. Messages of PostgreSQL,
+libpq or SSH themselves are values, shown verbatim. Adapters translate library errors into these
+with ``raise ... from exc``. Only :class:`ConfigError` (operator-facing, CLI) keeps English text.
 
     ReplbotError
     ├── ConfigError                 bad or missing configuration key (names the key)
@@ -33,20 +36,24 @@ as it is. Adapters translate library errors into these with ``raise ... from exc
 
 from __future__ import annotations
 
+from bot.phrases import Phrase, Value
+
 
 class ReplbotError(Exception):
-    """Base of all replbot errors; ``user_message`` is safe to show in a chat."""
+    """Base of all replbot errors; ``phrase`` is safe to show in a chat (once worded)."""
 
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+    def __init__(self, phrase: Phrase) -> None:
+        super().__init__(str(phrase))
+        self.phrase = phrase
+        self.user_message = str(phrase)
 
 
 class ConfigError(ReplbotError):
     """The configuration is invalid; ``key`` is the dotted path of the offending key."""
 
     def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
+        super().__init__(Phrase.of("error.config", setting=key, problem=problem))
+        self.user_message = f"{key}: {problem}"
         self.key = key
         self.problem = problem
 
@@ -72,12 +79,17 @@ class ConfirmationError(ReplbotError):
 
 
 class NodeUnavailable(ReplbotError):
-    """A PostgreSQL node could not be reached or queried."""
+    """A PostgreSQL node could not be reached or queried.
 
-    def __init__(self, node: str, reason: str) -> None:
-        super().__init__(f"{node} unavailable: {reason}")
+    ``reason`` is what libpq or the server said (a str, shown verbatim) or a :class:`Phrase`
+    of ours (a timeout); ``reason_phrase`` keeps it as given, ``reason`` as text for logs.
+    """
+
+    def __init__(self, node: str, reason: Value) -> None:
+        super().__init__(Phrase.of("error.node_unavailable", node=node, reason=reason))
         self.node = node
-        self.reason = reason
+        self.reason = str(reason)
+        self.reason_phrase = reason
 
 
 class ServerRefused(NodeUnavailable):
@@ -87,9 +99,10 @@ class ServerRefused(NodeUnavailable):
     """
 
     def __init__(self, node: str, sqlstate: str, reason: str) -> None:
-        super().__init__(node, f"refused: {reason} (SQLSTATE {sqlstate})")
+        super().__init__(node, Phrase.of("error.server_refused", reason=reason, sqlstate=sqlstate))
         self.sqlstate = sqlstate
         self.detail = reason
+        self.reason = f"{reason} (SQLSTATE {sqlstate})"
 
 
 class SlotError(ReplbotError):
@@ -131,8 +144,9 @@ class RebuildRefused(RebuildError):
 class RebuildStepFailed(RebuildError):
     """A rebuild step failed; ``output`` is the tail of its stderr / the server log."""
 
-    def __init__(self, step: str, message: str, output: str = "") -> None:
-        super().__init__(f"{step}: {message}")
+    def __init__(self, step: str, message: Value, output: str = "") -> None:
+        super().__init__(Phrase.of("error.step_failed", step=step, reason=message))
+        self.user_message = f"{step}: {message}"  # as job details held it (``step: reason``)
         self.step = step
         self.output = output
 
@@ -145,7 +159,7 @@ class RetryLater(DeliveryError):
     """Flood control (Telegram 429): retry after ``retry_after_s`` seconds."""
 
     def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"rate limited: retry after {retry_after_s:g} s")
+        super().__init__(Phrase.of("error.delivery.rate_limited", retry_s=retry_after_s))
         self.retry_after_s = retry_after_s
 
 
@@ -161,7 +175,7 @@ class ChatRefused(DeliveryRejected):
     """The chat refuses the bot altogether (kicked, blocked, chat gone): every message fails."""
 
     def __init__(self, chat_id: int, reason: str) -> None:
-        super().__init__(f"chat {chat_id} refuses the bot: {reason}")
+        super().__init__(Phrase.of("error.delivery.chat_refused", chat=chat_id, reason=reason))
         self.chat_id = chat_id
         self.reason = reason
 
@@ -170,7 +184,7 @@ class ChatMoved(DeliveryError):
     """The group was upgraded to a supergroup: the same chat now has ``new_chat_id``."""
 
     def __init__(self, chat_id: int, new_chat_id: int) -> None:
-        super().__init__(f"chat {chat_id} became supergroup {new_chat_id}")
+        super().__init__(Phrase.of("error.delivery.chat_moved", chat=chat_id, new_chat=new_chat_id))
         self.chat_id = chat_id
         self.new_chat_id = new_chat_id
 

@@ -3,8 +3,8 @@
 Services (check items, preflight findings, plan step titles, refusals) return a
 :class:`Phrase`; the rendering layer (:mod:`handlers.render.phrases`) looks the key up in its
 tables and words it in the reply's language. A value's name says how it is shown:
-``*_bytes`` as a size, ``*_s`` as a duration, anything else as given (names, settings, LSNs
-stay as PostgreSQL prints them).
+``*_bytes`` as a size, ``*_s`` as a duration, a :class:`Phrase` (an error's reason, say)
+worded in turn, anything else as given (names, settings, LSNs stay as PostgreSQL prints them).
 
 ``str(phrase)`` is a stable, language-neutral form (``key name=value ...``) for logs and
 audit rows.
@@ -13,8 +13,6 @@ audit rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-Value = str | int | float
 
 
 @dataclass(frozen=True)
@@ -36,4 +34,14 @@ class Phrase:
     def __str__(self) -> str:
         if not self.values:
             return self.key
-        return self.key + " " + " ".join(f"{name}={value}" for name, value in self.values)
+        return (
+            self.key
+            + " "
+            + " ".join(
+                f"{name}=({value})" if isinstance(value, Phrase) else f"{name}={value}"
+                for name, value in self.values
+            )
+        )
+
+
+Value = str | int | float | Phrase

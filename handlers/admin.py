@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from bot.errors import InvalidInput, ReplbotError
 from bot.models import Role
+from bot.phrases import Phrase
 from handlers import i18n, parsing, render
 from handlers.base import CommandContext, CommandSpec, HandlerGroup, Purpose, Reply
 
@@ -72,10 +73,10 @@ async def lang(ctx: CommandContext) -> None:
         return
     chosen = i18n.normalize(ctx.args[0]) if len(ctx.args) == 1 else None
     if chosen is None:
-        raise InvalidInput(render.language_usage())
+        raise InvalidInput(Phrase.of("error.lang.usage"))
     store = ctx.services.languages
     if store is None:
-        raise ReplbotError(render.language_not_stored())
+        raise ReplbotError(Phrase.of("error.lang.no_store"))
     await store.set(ctx.user.id, chosen)
     ctx.audit_args = chosen
     with i18n.language(chosen):

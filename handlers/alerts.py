@@ -21,6 +21,7 @@ from bot.models import (
     OutgoingMessage,
     Role,
 )
+from bot.phrases import Phrase
 from bot.services.monitor.alerts import AlertService
 from bot.units import parse_duration
 from handlers import i18n, parsing, render
@@ -157,7 +158,7 @@ class DeliveryRenderer:
 def _service(ctx: CommandContext) -> AlertService:
     service = ctx.services.alerts
     if service is None:
-        raise InvalidInput(render.to_plain_text(render.alerts_unavailable()))
+        raise InvalidInput(Phrase.of("error.alert.unavailable"))
     return service
 
 
@@ -192,12 +193,14 @@ MUTE_USAGE = "/mute CLUSTER|NODE|CLUSTER/NODE DURATION (e.g. /mute pg2 2h)"
 async def mute(ctx: CommandContext) -> None:
     """Mute a cluster or a node: its alerts are recorded but not announced."""
     if len(ctx.args) != 2:
-        raise InvalidInput(f"usage: {MUTE_USAGE}")
+        raise InvalidInput(Phrase.of("error.usage", usage=MUTE_USAGE))
     target, duration_text = ctx.args
     try:
         duration = parse_duration(duration_text)
-    except ValueError as exc:
-        raise InvalidInput(f"{exc}; usage: {MUTE_USAGE}") from None
+    except ValueError:
+        raise InvalidInput(
+            Phrase.of("error.input.bad_duration", value=duration_text, usage=MUTE_USAGE)
+        ) from None
     service = _service(ctx)
     cluster, node = service.resolve_target(target)
     await service.mute(cluster, node, duration, ctx.user.name)
@@ -217,7 +220,7 @@ async def mute(ctx: CommandContext) -> None:
 async def unmute(ctx: CommandContext) -> None:
     """End the mutes of a cluster (with its nodes and alerts) or of a node."""
     if len(ctx.args) != 1:
-        raise InvalidInput("usage: /unmute CLUSTER|NODE|CLUSTER/NODE")
+        raise InvalidInput(Phrase.of("error.usage", usage="/unmute CLUSTER|NODE|CLUSTER/NODE"))
     service = _service(ctx)
     cluster, node = service.resolve_target(ctx.args[0])
     ended = await service.unmute(cluster, node)
@@ -235,7 +238,7 @@ async def press(ctx: CommandContext, data: str) -> None:
     """Acknowledge or mute the alert named in ``data`` ('ack:12' / 'mute:12')."""
     action, _, ident = data.partition(":")
     if action not in {"ack", "mute", "repair"} or not ident.isascii() or not ident.isdigit():
-        raise InvalidInput("this button is not valid")
+        raise InvalidInput(Phrase.of("error.button.invalid"))
     service = _service(ctx)
     alert_id = int(ident)
     if action == "repair":

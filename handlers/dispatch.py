@@ -12,9 +12,11 @@ from collections.abc import Mapping
 
 from bot.errors import NodeUnavailable, ReplbotError
 from bot.models import AuditRecord, Outcome, PendingConfirmation, User
+from bot.phrases import Phrase
 from bot.services.registry import Services
 from handlers import alerts, i18n, parsing, render
 from handlers.base import ActionSpec, Chat, CommandContext, CommandSpec, Reply, Request
+from handlers.render.phrases import say
 
 log = logging.getLogger(__name__)
 MAX_AUDIT_ARGS = 500
@@ -122,9 +124,7 @@ class Dispatcher:
                 return
             if kind == alerts.BUTTON_PREFIX:
                 name = alerts.button_name(nonce)
-                self.services.authz.require(
-                    user, alerts.BUTTON_ROLE, "acknowledging or muting alerts"
-                )
+                self.services.authz.require(user, alerts.BUTTON_ROLE, name)
                 if alerts.BUTTON_CHANGES_STATE:
                     await self._intent(user, request, name, nonce, started)
                 ctx = CommandContext(
@@ -143,7 +143,7 @@ class Dispatcher:
                 name = f"{pending.action}.{'cancel' if kind == 'cx' else 'confirm'}"
                 action = self.actions.get(pending.action)
                 if action is None:
-                    raise ReplbotError("this button is not valid")
+                    raise ReplbotError(Phrase.of("error.button.invalid"))
                 self.services.authz.require(user, action.min_role, pending.action)
 
             if kind == "cx":
@@ -157,7 +157,7 @@ class Dispatcher:
                 )
                 return
             if kind != "cf":
-                raise ReplbotError("this button is not valid")
+                raise ReplbotError(Phrase.of("error.button.invalid"))
             pending = confirmations.take(nonce, user.id, authorize)
             action = self.actions[pending.action]
             if action.changes_state:
@@ -202,7 +202,7 @@ class Dispatcher:
             await self._audit(user, request, name, args, Outcome.REFUSED, reason, started)
             return False
         if not self.services.authz.chat_allowed(request.chat_id):
-            await chat.send(Reply(render.refusal("this chat is not allowed to use the bot")))
+            await chat.send(Reply(render.refusal(say(Phrase.of("error.auth.chat")))))
             await self._audit(
                 user, request, name, args, Outcome.REFUSED, "chat not allowed", started
             )
@@ -270,14 +270,14 @@ class Dispatcher:
         if isinstance(exc, NodeUnavailable):
             outcome, reason, text = (
                 Outcome.FAILED,
-                exc.user_message,
-                render.failure(exc.user_message),
+                render.error_audit_reason(exc),
+                render.failure(say(exc.phrase)),
             )
         elif isinstance(exc, ReplbotError):
             outcome, reason, text = (
                 Outcome.REFUSED,
-                exc.user_message,
-                render.refusal(exc.user_message),
+                render.error_audit_reason(exc),
+                render.refusal(say(exc.phrase)),
             )
         else:
             reference = secrets.token_hex(3)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from bot.config import AppConfig
 from bot.errors import InvalidInput
 from bot.models import ChartRef, Role
+from bot.phrases import Phrase
 from bot.ports import PhotoNotifier
 from bot.services.charts import DEFAULT_WINDOW, WINDOWS, ChartService
 from handlers import i18n, parsing
@@ -22,7 +23,7 @@ def graph_args(args: list[str]) -> tuple[str | None, str | None, str]:
     windows = [a for a in args if a.lower() in WINDOWS]
     words = [a for a in args if a.lower() not in WINDOWS]
     if len(windows) > 1 or len(words) > 2:
-        raise InvalidInput(render_graph.graph_usage(USAGE))
+        raise InvalidInput(Phrase.of("error.usage", usage=USAGE))
     names = [parsing.cluster_name(w) for w in words]  # node names follow the same rule
     name = names[0] if names else None
     cluster = names[1] if len(names) == 2 else None
@@ -42,7 +43,7 @@ async def graph(ctx: CommandContext) -> None:
     name, cluster, window = graph_args(ctx.args)
     charts = ctx.services.charts
     if charts is None:
-        raise InvalidInput(render_graph.charts_unavailable())
+        raise InvalidInput(Phrase.of("error.chart.off"))
     ref = charts.target(name, cluster, window)
     png, summary = await charts.draw(ref, render_graph.labels(ref))
     ctx.audit_note = f"{render_graph.subject(ref)} {window}, {summary.samples} point(s)"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from bot.errors import RebuildRefused, ReplbotError
 from bot.models import RebuildProgress, RebuildState, Role
+from bot.phrases import Phrase
 from bot.services.rebuild.plan import plan_digest
 from handlers import parsing, render
 from handlers.base import Button, Chat, CommandContext, HandlerGroup, Purpose, Reply
@@ -142,7 +143,11 @@ async def _request_lock_action(
     resolved_cluster, resolved_node = service.resolve(node, cluster)
     job = await service.lock_holder(resolved_cluster.name, resolved_node.name)
     if job is None or job.state is RebuildState.RUNNING:
-        raise RebuildRefused(render.rebuild_nothing_to_resolve(resolved_node.name, mode))
+        if mode == "rollback":
+            raise RebuildRefused(
+                Phrase.of("error.rebuild.nothing_to_roll_back", node=resolved_node.name)
+            )
+        raise RebuildRefused(Phrase.of("error.rebuild.nothing_to_abandon", node=resolved_node.name))
     second = ctx.services.config.rebuild.require_second_approver
     params = {"node": job.node, "cluster": job.cluster, "job": str(job.id)}
     pending = ctx.services.confirmations.issue(
@@ -172,7 +177,7 @@ async def _check_lock_holder(ctx: CommandContext, params: dict[str, str]) -> Non
     node, cluster = params["node"], params["cluster"]
     holder = await ctx.services.rebuild.lock_holder(cluster, node)
     if holder is None or str(holder.id) != params["job"]:
-        raise RebuildRefused(render.rebuild_job_changed(node, params["job"]))
+        raise RebuildRefused(Phrase.of("error.rebuild.job_changed", node=node, job=params["job"]))
 
 
 async def request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -> None:
@@ -182,7 +187,7 @@ async def request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -
     holder = await service.lock_holder(resolved_cluster.name, resolved_node.name)
     if holder is not None:
         progress = service.progress_of(resolved_cluster.name, resolved_node.name)
-        raise RebuildRefused(render.rebuild_busy_reason(holder, progress))
+        raise RebuildRefused(render.rebuild_busy_phrase(holder, progress))
     report, plan = await service.preflight(node, cluster)
     if not report.ok:
         failed = report.first_failure
@@ -221,7 +226,16 @@ async def request_rebuild(ctx: CommandContext, node: str, cluster: str | None) -
 
 
 class _PreflightRefused(RebuildRefused):
-    """Preflight failed; the report was already sent, so the dispatcher adds a short line."""
+    """Preflight failed; the report was already sent, so the dispatcher adds a short line.
+
+    ``audit_note`` is the audit row's reason (which check failed, and why).
+    """
+
+    def __init__(self, audit_note: str, changed: bool = False) -> None:
+        super().__init__(
+            Phrase.of("error.plan.changed") if changed else Phrase.of("error.rebuild.preflight")
+        )
+        self.audit_note = audit_note
 
 
 def _progress_sink(ctx: CommandContext, message_id: int | None) -> ProgressMessage:
@@ -252,7 +266,7 @@ async def rebuild_confirmed(ctx: CommandContext, params: dict[str, str]) -> None
     if plan_digest(plan) != params.get("plan"):
         ctx.audit_note = "plan changed since it was shown; not run"
         await ctx.chat.send(Reply(render.rebuild_plan_changed(plan)))
-        raise _PreflightRefused(ctx.audit_note)
+        raise _PreflightRefused(ctx.audit_note, changed=True)
     requested_by = int(params.get("requested_by", ctx.user.id))
     # Take the lock first: a second admin confirming at the same moment is refused before
     # anything is shown as started. The progress message is sent by the job's first update.

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from bot.config import AppConfig
 from bot.errors import InvalidInput, PermissionDenied, RebuildRefused
 from bot.models import Alert, AlertRule, NodeRole, RebuildState, Role
+from bot.phrases import Phrase
 from bot.services.repair.models import PathName, RepairProgress
 from bot.services.repair.service import PlanChanged, RepairService
 from handlers import parsing, render
@@ -33,7 +34,7 @@ def repair_args(args: list[str]) -> tuple[str, str | None, bool]:
     """(node, cluster, dry_run) of ``/repair``; InvalidInput otherwise."""
     words = [a for a in args if a not in ("--dry-run", "--or-full")]
     if len(words) not in (1, 2) or any(w.startswith("-") for w in words):
-        raise InvalidInput(f"usage: {render.REPAIR_USAGE}")
+        raise InvalidInput(Phrase.of("error.usage", usage=render.REPAIR_USAGE))
     node = words[0]
     cluster = parsing.cluster_name(words[1]) if len(words) == 2 else None
     return node, cluster, "--dry-run" in args
@@ -72,7 +73,7 @@ def repair_target(config: AppConfig, alert: Alert) -> str | None:
 def _service(ctx: CommandContext) -> RepairService:
     service = ctx.services.repair
     if service is None:
-        raise InvalidInput("/repair is not available in this bot")
+        raise InvalidInput(Phrase.of("error.repair.off"))
     return service
 
 
@@ -120,7 +121,7 @@ async def propose(
     holder = await ctx.services.rebuild.lock_holder(diag.cluster, diag.node)
     if holder is not None:
         raise RebuildRefused(
-            render.rebuild_busy_reason(
+            render.rebuild_busy_phrase(
                 holder, ctx.services.rebuild.progress_of(diag.cluster, diag.node)
             )
         )
@@ -213,8 +214,8 @@ async def press_repair(ctx: CommandContext, alert: Alert) -> None:
     """An alert's Repair button: the diagnosis and proposal, with a confirmation for admins."""
     node = repair_target(ctx.services.config, alert)
     if node is None:
-        raise InvalidInput(f"alert #{alert.id} is not about a replica that can be repaired")
+        raise InvalidInput(Phrase.of("error.repair.alert", alert=alert.id))
     ctx.audit_args = f"#{alert.id} {alert.cluster}/{node}"
     if ctx.user.role is None or ctx.user.role < Role.ADMIN:
-        raise PermissionDenied(render.repair_button_refused(node))
+        raise PermissionDenied(Phrase.of("error.repair.admin_only", node=node))
     await propose(ctx, node, alert.cluster, dry_run=False)

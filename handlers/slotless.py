@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bot.errors import InvalidInput, ReplbotError, SlotChangeRefused
 from bot.models import Role
+from bot.phrases import Phrase
 from bot.services.replication import validate_slot_name
 from bot.services.slotless import SlotChangeOutcome, SlotlessService
 from handlers import parsing, render
@@ -30,7 +31,7 @@ def attach_args(args: list[str], clusters: list[str]) -> tuple[str, str | None, 
     dry_run = DRY_RUN in args
     words = [a for a in args if a != DRY_RUN]
     if not words or len(words) > 3 or any(a.startswith("--") for a in words):
-        raise InvalidInput(f"usage: {ATTACH_USAGE}")
+        raise InvalidInput(Phrase.of("error.usage", usage=ATTACH_USAGE))
     node = parsing.cluster_name(words[0])  # node names follow the same syntax
     slot: str | None = None
     cluster: str | None = None
@@ -47,7 +48,7 @@ def attach_args(args: list[str], clusters: list[str]) -> tuple[str, str | None, 
 def detach_args(args: list[str]) -> tuple[str, str | None]:
     """(node, cluster) of ``/detachslot``."""
     if not args or len(args) > 2:
-        raise InvalidInput(f"usage: {DETACH_USAGE}")
+        raise InvalidInput(Phrase.of("error.usage", usage=DETACH_USAGE))
     node = parsing.cluster_name(args[0])
     return node, parsing.cluster_name(args[1]) if len(args) == 2 else None
 
@@ -62,12 +63,19 @@ def _attach_role(args: list[str]) -> tuple[Role, str]:
 def _service(ctx: CommandContext) -> SlotlessService:
     service = ctx.services.slotless
     if service is None:
-        raise ReplbotError("slot attachment is not available in this bot")
+        raise ReplbotError(Phrase.of("error.slotless.off"))
     return service
 
 
 class _SlotChangeFailed(SlotChangeRefused):
-    """A run failed; its outcome was already sent, so the dispatcher adds a short line."""
+    """A run failed; its outcome was already sent, so the dispatcher adds a short line.
+
+    ``audit_note`` is the audit row's reason (the failed step, its error, what was undone).
+    """
+
+    def __init__(self, step: str, audit_note: str) -> None:
+        super().__init__(Phrase.of("error.slotless.failed_at", step=step))
+        self.audit_note = audit_note
 
 
 @group.command(
@@ -189,4 +197,4 @@ async def _report(ctx: CommandContext, outcome: SlotChangeOutcome) -> None:
     note = f"failed at {outcome.failed_step}: {outcome.error}"
     if outcome.undone:
         note += "; undone: " + ", ".join(outcome.undone)
-    raise _SlotChangeFailed(note)
+    raise _SlotChangeFailed(outcome.failed_step or "?", note)

@@ -39,6 +39,7 @@ from bot.models import (
     OutgoingMessage,
     Severity,
 )
+from bot.phrases import Phrase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -203,7 +204,7 @@ class SqliteAlertStore:
     @property
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise AuditError("the alert store is not open")
+            raise AuditError(Phrase.of("error.store.not_open", store="alerts"))
         return self._db
 
     @asynccontextmanager

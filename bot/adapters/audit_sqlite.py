@@ -38,6 +38,7 @@ from bot.adapters.sqlite import open_database
 from bot.config import AUDIT_KEY_ENV, AuditConfig, Secret, read_audit_key_file
 from bot.errors import AuditError
 from bot.models import AuditEntry, AuditHead, AuditRecord, AuditVerification, Outcome
+from bot.phrases import Phrase
 
 GENESIS = "0" * 64
 log = logging.getLogger("replbot.audit")
@@ -121,9 +122,7 @@ def resolve_audit_key(config: AuditConfig, create: bool) -> tuple[Secret, str]:
     where = f"key file {path} beside the database"
     if not path.exists():
         if not create:
-            raise AuditError(
-                f"no audit key: set {AUDIT_KEY_ENV} or audit.key_file (or keep {path})"
-            )
+            raise AuditError(Phrase.of("error.audit.no_key", env=AUDIT_KEY_ENV, path=str(path)))
         _create_key_file(path)
         log.warning(
             "audit key created in %s; a key beside the database protects less than one kept "
@@ -141,7 +140,9 @@ def _create_key_file(path: Path) -> None:
     except FileExistsError:
         return  # another process made it first; read theirs
     except OSError as exc:
-        raise AuditError(f"cannot create the audit key file {path}: {exc.strerror}") from exc
+        raise AuditError(
+            Phrase.of("error.audit.key_file", path=str(path), reason=exc.strerror or "")
+        ) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(secrets.token_hex(32) + "\n")
 
@@ -195,7 +196,7 @@ class SqliteAuditLog:
     def db(self) -> aiosqlite.Connection:
         """The open connection (shared with other SQLite-backed stores of the bot)."""
         if self._db is None:
-            raise AuditError("audit log is not open")
+            raise AuditError(Phrase.of("error.store.not_open", store="audit"))
         return self._db
 
     async def append(self, record: AuditRecord) -> None:
@@ -203,7 +204,7 @@ class SqliteAuditLog:
         db = self.db
         key = self._key
         if key is None:
-            raise AuditError("the audit log was opened without its key; it cannot be written")
+            raise AuditError(Phrase.of("error.audit.no_key_open"))
         async with self._lock:
             await db.execute("BEGIN IMMEDIATE")
             try:

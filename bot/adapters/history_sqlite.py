@@ -19,6 +19,7 @@ import aiosqlite
 from bot.adapters.sqlite import open_database
 from bot.errors import AuditError
 from bot.models import History, ReplicaSample, SlotSample
+from bot.phrases import Phrase
 
 FULL_RESOLUTION_S = 6 * 3600.0
 KEEP_S = 7 * 86400.0
@@ -79,7 +80,9 @@ class SqliteHistoryStore:
                 raise
             await db.execute("COMMIT")
         except aiosqlite.Error as exc:
-            raise AuditError(f"cannot record the monitor history in {self._path}: {exc}") from exc
+            raise AuditError(
+                Phrase.of("error.history.write", path=str(self._path), reason=str(exc))
+            ) from exc
 
     async def history(self, cluster: str, since: float) -> History:
         """``cluster``'s samples taken at or after ``since``, oldest first."""

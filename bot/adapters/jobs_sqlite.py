@@ -17,6 +17,7 @@ import aiosqlite
 from bot.adapters.sqlite import open_database
 from bot.errors import RebuildRefused
 from bot.models import RebuildJob, RebuildState
+from bot.phrases import Phrase
 
 _LOCKING = ", ".join(f"'{s.value}'" for s in RebuildState if s.holds_lock)
 
@@ -110,8 +111,17 @@ class SqliteJobStore:
             )
         except sqlite3.IntegrityError as exc:
             holder = await self.holding_lock(cluster, node)
-            what = f" (job {holder.id}, {holder.state.value}, {holder.step})" if holder else ""
-            raise RebuildRefused(f"rebuild of {node} refused: already in progress{what}") from exc
+            if holder is None:
+                raise RebuildRefused(Phrase.of("error.job.busy_unknown", node=node)) from exc
+            raise RebuildRefused(
+                Phrase.of(
+                    "error.rebuild.busy",
+                    node=node,
+                    job=holder.id,
+                    state=holder.state.value,
+                    where=holder.step,
+                )
+            ) from exc
         job_id = cursor.lastrowid
         assert job_id is not None
         return await self._get(job_id)

@@ -36,6 +36,7 @@ from psycopg.rows import TupleRow, class_row, scalar_row
 from bot.config import NodeConfig
 from bot.errors import NodeUnavailable
 from bot.models import NodeSnapshot, ReceiverInfo, SlotInfo, WalKeep, WalSender
+from bot.phrases import Phrase
 
 MIN_SUPPORTED_VERSION = 140000  # PostgreSQL 14–18 are supported
 _CLOSE_TIMEOUT_S = 1.0
@@ -188,14 +189,18 @@ class PsycopgMonitorProbe:
                 row = await cursor.fetchone()
         except TimeoutError as exc:
             await self._discard(key)
-            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.no_answer", timeout_s=self._timeout)
+            ) from exc
         except pg_errors.QueryCanceled as exc:
-            raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.query_timeout", timeout_s=self._timeout)
+            ) from exc
         except psycopg.Error as exc:
             await self._discard(key)
             raise NodeUnavailable(node.name, _reason(exc)) from exc
         if row is None:
-            raise NodeUnavailable(node.name, "the monitor query returned no row")
+            raise NodeUnavailable(node.name, Phrase.of("error.pg.no_row"))
         version = self._conns[key].info.server_version
         return parse_snapshot(cluster, node.name, version, row)
 
@@ -219,7 +224,7 @@ class PsycopgMonitorProbe:
         version = conn.info.server_version
         if version < MIN_SUPPORTED_VERSION:
             await conn.close()
-            raise NodeUnavailable(node.name, f"PostgreSQL {version} is older than 14")
+            raise NodeUnavailable(node.name, Phrase.of("error.pg.too_old", version=version))
         try:
             cursor = conn.cursor(row_factory=scalar_row)
             await cursor.execute(WALDIR_PRIVILEGE_SQL)

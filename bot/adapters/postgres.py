@@ -38,6 +38,7 @@ from bot.errors import (
     SlotNotFound,
 )
 from bot.models import HbaRule, NodeSnapshot
+from bot.phrases import Phrase
 
 _SETTINGS_SQL = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY(%s)"
 
@@ -159,13 +160,15 @@ class PsycopgPostgres:
             async with asyncio.timeout(self._timeout + 1):
                 conn = await psycopg.AsyncConnection.connect(node.dsn, **kwargs)
         except TimeoutError as exc:
-            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.no_answer", timeout_s=self._timeout)
+            ) from exc
         except psycopg.Error as exc:
             raise NodeUnavailable(node.name, _reason(exc)) from exc
         if conn.info.server_version < MIN_SUPPORTED_VERSION:
             await conn.close()
             raise NodeUnavailable(
-                node.name, f"PostgreSQL {conn.info.server_version} is older than 14"
+                node.name, Phrase.of("error.pg.too_old", version=conn.info.server_version)
             )
         return conn
 
@@ -224,9 +227,13 @@ class PsycopgPostgres:
             kept = self._release(node, conn)
             return results
         except pg_errors.QueryCanceled as exc:
-            raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.query_timeout", timeout_s=self._timeout)
+            ) from exc
         except TimeoutError as exc:
-            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.no_answer", timeout_s=self._timeout)
+            ) from exc
         except psycopg.Error as exc:
             if not is_connection_failure(conn, exc):
                 # The server refused the statement: a domain error carrying its SQLSTATE.
@@ -255,7 +262,7 @@ class PsycopgPostgres:
 
         (rows,) = await self._run(node, statements, POLL_ROW)
         if not rows:
-            raise NodeUnavailable(node.name, "the probe returned no row")
+            raise NodeUnavailable(node.name, Phrase.of("error.pg.no_row"))
         return parse_snapshot(node.cluster, node.name, versions[-1], rows[0])
 
     async def _waldir_allowed(self, node: NodeConfig) -> bool:
@@ -421,9 +428,13 @@ class PsycopgPostgres:
             kept = self._release(node, conn)
             return rows
         except pg_errors.QueryCanceled as exc:
-            raise NodeUnavailable(node.name, f"query timed out after {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.query_timeout", timeout_s=self._timeout)
+            ) from exc
         except TimeoutError as exc:
-            raise NodeUnavailable(node.name, f"no answer within {self._timeout:g} s") from exc
+            raise NodeUnavailable(
+                node.name, Phrase.of("error.pg.no_answer", timeout_s=self._timeout)
+            ) from exc
         except psycopg.Error as exc:
             if not is_connection_failure(conn, exc):
                 raise ServerRefused(node.name, exc.sqlstate or "?", _reason(exc)) from exc
@@ -448,18 +459,14 @@ def is_connection_failure(conn: psycopg.AsyncConnection[Any], exc: psycopg.Error
 
 _SLOT_REFUSALS: dict[str, Callable[[str, str, str], SlotError]] = {
     "42710": lambda node, slot, target: SlotAlreadyExists(
-        f"slot {target or slot} already exists on {node}"
+        Phrase.of("error.slot.exists", slot=target or slot, node=node)
     ),
-    "42704": lambda node, slot, _: SlotNotFound(f"slot {slot} does not exist on {node}"),
-    "55006": lambda node, slot, _: SlotActive(
-        f"slot {slot} is active on {node}; stop its user first"
+    "42704": lambda node, slot, _: SlotNotFound(
+        Phrase.of("error.slot.not_found", slot=slot, node=node)
     ),
-    "42501": lambda node, _s, _t: SlotError(
-        f"permission denied on {node}: the bot's role needs REPLICATION"
-    ),
-    "53400": lambda node, _s, _t: SlotError(
-        f"all replication slots on {node} are in use (max_replication_slots)"
-    ),
+    "55006": lambda node, slot, _: SlotActive(Phrase.of("error.slot.active", slot=slot, node=node)),
+    "42501": lambda node, _s, _t: SlotError(Phrase.of("error.slot.no_replication", node=node)),
+    "53400": lambda node, _s, _t: SlotError(Phrase.of("error.slot.all_used", node=node)),
 }
 
 
@@ -468,7 +475,7 @@ def _slot_error(exc: ServerRefused, node: NodeConfig, slot: str, target: str = "
     make = _SLOT_REFUSALS.get(exc.sqlstate)
     if make is not None:
         return make(node.name, slot, target)
-    return SlotError(f"slot {slot} on {node.name}: {exc.detail}")
+    return SlotError(Phrase.of("error.slot.refused", slot=slot, node=node.name, reason=exc.detail))
 
 
 def _key(node: NodeConfig) -> tuple[str, str]:

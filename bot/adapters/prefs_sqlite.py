@@ -10,6 +10,7 @@ import aiosqlite
 
 from bot.adapters.sqlite import open_database
 from bot.errors import AuditError
+from bot.phrases import Phrase
 
 _SCHEMA = ""  # the table comes from migration 4 (bot.adapters.sqlite.MIGRATIONS)
 
@@ -36,7 +37,7 @@ class SqliteLanguageStore:
     @property
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise AuditError("the language store is not open")
+            raise AuditError(Phrase.of("error.store.not_open", store="prefs"))
         return self._db
 
     async def get(self, user_id: int) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from bot.config import NodeConfig
 from bot.errors import RemoteError
 from bot.models import CommandResult
+from bot.phrases import Phrase
 from bot.ports import RemoteShell, ShellConnector
 
 
@@ -46,7 +47,9 @@ class LocalShell:
             _kill_group(proc.pid)
             await proc.wait()
             if isinstance(exc, TimeoutError):
-                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+                raise RemoteError(
+                    Phrase.of("error.remote.timeout", host=self.label, timeout_s=timeout or 0)
+                ) from exc
             raise
         return CommandResult(
             proc.returncode if proc.returncode is not None else 255,
@@ -82,7 +85,9 @@ class LocalShell:
             _kill_group(proc.pid)
             await proc.wait()
             if isinstance(exc, TimeoutError):
-                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+                raise RemoteError(
+                    Phrase.of("error.remote.timeout", host=self.label, timeout_s=timeout or 0)
+                ) from exc
             raise
         output = "".join(collected)
         return CommandResult(

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.errors import AuditError
+from bot.phrases import Phrase
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,7 @@ async def migrate(
         found = int(row["user_version"]) if row is not None else 0
         if found > latest:
             raise AuditError(
-                f"the store {path} has schema version {found}; this replbot knows up to "
-                f"{latest}: upgrade replbot (or restore the store's backup from before the "
-                "upgrade); nothing was changed"
+                Phrase.of("error.store.too_new", path=str(path), found=found, latest=latest)
             )
         for migration in migrations:
             if migration.version > found:
@@ -181,7 +180,9 @@ async def open_database(
     except (OSError, aiosqlite.Error) as exc:
         if db is not None:
             await db.close()
-        raise AuditError(f"cannot open the {what} {path}: {exc}") from exc
+        raise AuditError(
+            Phrase.of("error.store.open", store=what, path=str(path), reason=str(exc))
+        ) from exc
     except AuditError:
         if db is not None:
             await db.close()

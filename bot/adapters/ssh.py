@@ -19,6 +19,7 @@ import asyncssh
 from bot.config import NodeConfig
 from bot.errors import RemoteError
 from bot.models import CommandResult
+from bot.phrases import Phrase
 
 CONNECT_TIMEOUT_S = 15.0
 HANG_UP_WAIT_S = 3.0
@@ -38,7 +39,9 @@ class SshShell:
         try:
             process = await self._conn.create_process(command)
         except (asyncssh.Error, OSError) as exc:
-            raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+            raise RemoteError(
+                Phrase.of("error.remote.ssh_failed", host=self.label, reason=str(exc))
+            ) from exc
         try:
             process.stdin.write_eof()
             async with asyncio.timeout(timeout):
@@ -46,9 +49,13 @@ class SshShell:
         except BaseException as exc:
             await _hang_up(process)
             if isinstance(exc, TimeoutError):
-                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+                raise RemoteError(
+                    Phrase.of("error.remote.timeout", host=self.label, timeout_s=timeout or 0)
+                ) from exc
             if isinstance(exc, asyncssh.Error | OSError):
-                raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+                raise RemoteError(
+                    Phrase.of("error.remote.ssh_failed", host=self.label, reason=str(exc))
+                ) from exc
             raise
         return CommandResult(
             exit_status=result.exit_status if result.exit_status is not None else 255,
@@ -65,7 +72,9 @@ class SshShell:
                 command, term_type="dumb", term_size=(200, 24), stderr=asyncssh.STDOUT
             )
         except (asyncssh.Error, OSError) as exc:
-            raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+            raise RemoteError(
+                Phrase.of("error.remote.ssh_failed", host=self.label, reason=str(exc))
+            ) from exc
         collected: list[str] = []
         try:
             async with asyncio.timeout(timeout):
@@ -79,9 +88,13 @@ class SshShell:
         except BaseException as exc:
             await _hang_up(process)
             if isinstance(exc, TimeoutError):
-                raise RemoteError(f"{self.label}: command timed out after {timeout:g} s") from exc
+                raise RemoteError(
+                    Phrase.of("error.remote.timeout", host=self.label, timeout_s=timeout or 0)
+                ) from exc
             if isinstance(exc, asyncssh.Error | OSError):
-                raise RemoteError(f"{self.label}: SSH failed: {exc}") from exc
+                raise RemoteError(
+                    Phrase.of("error.remote.ssh_failed", host=self.label, reason=str(exc))
+                ) from exc
             raise
         status = process.exit_status
         output = "".join(collected)
@@ -100,7 +113,7 @@ class SshConnector:
     async def connect(self, node: NodeConfig) -> SshShell:
         """Connect to ``node.ssh``; RemoteError with the reason if that fails."""
         if node.ssh is None:
-            raise RemoteError(f"{node.name}: no ssh settings in the config")
+            raise RemoteError(Phrase.of("error.remote.no_ssh", node=node.name))
         ssh = node.ssh
         label = f"{ssh.user}@{ssh.host}:{ssh.port}"
         try:
@@ -120,11 +133,13 @@ class SshConnector:
                 CONNECT_TIMEOUT_S + 5,
             )
         except TimeoutError as exc:
-            raise RemoteError(f"{label}: SSH connect timed out") from exc
+            raise RemoteError(Phrase.of("error.remote.connect_timeout", host=label)) from exc
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise RemoteError(f"{label}: host key not verified against known_hosts") from exc
+            raise RemoteError(Phrase.of("error.remote.host_key", host=label)) from exc
         except (asyncssh.Error, OSError) as exc:
-            raise RemoteError(f"{label}: SSH connect failed: {exc}") from exc
+            raise RemoteError(
+                Phrase.of("error.remote.connect_failed", host=label, reason=str(exc))
+            ) from exc
         return SshShell(conn, label)
 
 

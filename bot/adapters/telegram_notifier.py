@@ -52,6 +52,7 @@ from bot.errors import (
     TokenRejected,
 )
 from bot.models import OutgoingMessage
+from bot.phrases import Phrase
 
 log = logging.getLogger(__name__)
 _TAG = re.compile(r"<[^>]*>")
@@ -180,19 +181,19 @@ def _mapped_error(exc: TelegramError, chat_id: int) -> Exception:
         seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
         return RetryLater(seconds)
     if isinstance(exc, TimedOut):
-        return DeliveryUnavailable("Telegram did not answer in time")
+        return DeliveryUnavailable(Phrase.of("error.delivery.timeout"))
     if isinstance(exc, ChatMigrated):
         return ChatMoved(chat_id, int(exc.new_chat_id))
     if isinstance(exc, Forbidden):
         return ChatRefused(chat_id, exc.message)
     if isinstance(exc, InvalidToken):  # PTB raises it for 401 and for 404
         if "unauthorized" in exc.message.lower():
-            return TokenRejected(f"Telegram refuses the bot's token: {exc.message}")
+            return TokenRejected(Phrase.of("error.delivery.token", reason=exc.message))
         return ChatRefused(chat_id, exc.message)
     if isinstance(exc, BadRequest):
         if any(marker in exc.message.lower() for marker in _CHAT_REFUSALS):
             return ChatRefused(chat_id, exc.message)
-        return DeliveryRejected(f"Telegram refused the message: {exc.message}")
+        return DeliveryRejected(Phrase.of("error.delivery.rejected", reason=exc.message))
     if isinstance(exc, NetworkError):
-        return DeliveryUnavailable(f"Telegram unavailable: {exc.message}")
-    return DeliveryRejected(f"Telegram refused the message: {exc.message}")
+        return DeliveryUnavailable(Phrase.of("error.delivery.unavailable", reason=exc.message))
+    return DeliveryRejected(Phrase.of("error.delivery.rejected", reason=exc.message))

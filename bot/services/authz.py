@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from bot.config import UserConfig
 from bot.errors import PermissionDenied
 from bot.models import Role, User
+from bot.phrases import Phrase
 
 
 class Authorizer:
@@ -30,8 +31,8 @@ class Authorizer:
     def require(self, user: User, minimum: Role, what: str) -> None:
         """Raise PermissionDenied unless ``user`` has at least ``minimum``."""
         if user.role is None:
-            raise PermissionDenied("you are not allowed to use this bot")
+            raise PermissionDenied(Phrase.of("error.auth.not_allowed"))
         if user.role < minimum:
             raise PermissionDenied(
-                f"{what} needs the {minimum.label} role; you are {user.role.label}"
+                Phrase.of("error.auth.role", what=what, needed=minimum.label, role=user.role.label)
             )

@@ -24,6 +24,7 @@ from bot.models import (
     ReplicaSample,
     SlotSample,
 )
+from bot.phrases import Phrase
 from bot.ports import ChartRenderer, Clock, HistoryStore
 
 WINDOWS: dict[str, float] = {"6h": 6 * 3600.0, "24h": 24 * 3600.0, "7d": 7 * 86400.0}
@@ -46,29 +47,31 @@ class ChartService:
     def target(self, name: str | None, cluster: str | None, window: str) -> ChartRef:
         """``/graph [cluster|node] [window]`` -> which chart; InvalidInput when it is unclear."""
         if window not in WINDOWS:
-            raise InvalidInput(f"unknown window {window}: use one of {', '.join(WINDOWS)}")
+            raise InvalidInput(
+                Phrase.of("error.chart.window", window=window, known=", ".join(WINDOWS))
+            )
         window_s = WINDOWS[window]
         clusters = self._config.clusters
         if cluster is not None:
             found = self._cluster(cluster)
             if name is not None and found.node(name) is None:
-                raise InvalidInput(f"no node {name} in cluster {cluster}")
+                raise InvalidInput(
+                    Phrase.of("error.node.unknown_in", node=name or "", cluster=cluster)
+                )
             return ChartRef(found.name, name, window_s)
         if name is None:
             if len(clusters) != 1:
                 names = ", ".join(c.name for c in clusters)
-                raise InvalidInput(f"several clusters are configured; name one of: {names}")
+                raise InvalidInput(Phrase.of("error.cluster.name_one", known=names))
             return ChartRef(clusters[0].name, None, window_s)
         if any(c.name == name for c in clusters):
             return ChartRef(name, None, window_s)
         holders = [c for c in clusters if c.node(name) is not None]
         if not holders:
-            raise InvalidInput(f"no cluster or node called {name}")
+            raise InvalidInput(Phrase.of("error.chart.no_such", name=name))
         if len(holders) > 1:
             names = ", ".join(c.name for c in holders)
-            raise InvalidInput(
-                f"node {name} is in several clusters ({names}): name the cluster too"
-            )
+            raise InvalidInput(Phrase.of("error.node.ambiguous_in", node=name, clusters=names))
         return ChartRef(holders[0].name, name, window_s)
 
     async def draw(
@@ -113,7 +116,7 @@ class ChartService:
         for cluster in self._config.clusters:
             if cluster.name == name:
                 return cluster
-        raise InvalidInput(f"unknown cluster {name}")
+        raise InvalidInput(Phrase.of("error.cluster.unknown_bare", cluster=name))
 
 
 def _slots_of(cluster: ClusterConfig, node: str | None) -> set[str] | None:

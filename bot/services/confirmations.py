@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from bot.errors import ConfirmationError
 from bot.models import PendingConfirmation
+from bot.phrases import Phrase
 from bot.ports import Clock
 
 _USED_MEMORY = 1024
@@ -69,18 +70,23 @@ class ConfirmationService:
     def _pressable(self, nonce: str, user_id: int) -> PendingConfirmation:
         """The pending confirmation ``user_id`` may press, without consuming it."""
         if nonce in self._used:
-            raise ConfirmationError(f"this button was already used ({self._used[nonce]})")
+            how = self._used[nonce]
+            if how == "expired":
+                raise ConfirmationError(Phrase.of("error.confirm.used_expired"))
+            if how == "cancelled":
+                raise ConfirmationError(Phrase.of("error.confirm.used_cancelled"))
+            raise ConfirmationError(Phrase.of("error.confirm.used_confirmed"))
         pending = self._pending.get(nonce)
         if pending is None:
-            raise ConfirmationError("this button is no longer valid; run the command again")
+            raise ConfirmationError(Phrase.of("error.confirm.unknown"))
         if pending.other_user and pending.user_id == user_id:
-            raise ConfirmationError("a second admin must approve this; you asked for it")
+            raise ConfirmationError(Phrase.of("error.confirm.second_admin"))
         if not pending.other_user and pending.user_id != user_id:
-            raise ConfirmationError("only the user who asked may press this button")
+            raise ConfirmationError(Phrase.of("error.confirm.foreign"))
         if self._clock.monotonic() > pending.expires_at:
             del self._pending[nonce]
             self._remember_used(nonce, "expired")
-            raise ConfirmationError("this confirmation expired; run the command again")
+            raise ConfirmationError(Phrase.of("error.confirm.expired"))
         return pending
 
     def cancel(

@@ -54,7 +54,7 @@ T = TypeVar("T")
 def validate_slot_name(name: str) -> str:
     """Return ``name`` if it is a valid physical slot name, else raise InvalidInput."""
     if not SLOT_NAME_RE.match(name):
-        raise InvalidInput("invalid slot name: use 1–63 lower-case letters, digits or underscores")
+        raise InvalidInput(Phrase.of("error.slot.invalid_name"))
     return name
 
 
@@ -81,7 +81,9 @@ class ReplicationService:
         cluster = self._config.cluster(name)
         if cluster is None:
             raise UnknownCluster(
-                f"unknown cluster {name!r}; known: {', '.join(self.cluster_names)}"
+                Phrase.of(
+                    "error.cluster.unknown", cluster=name, known=", ".join(self.cluster_names)
+                )
             )
         return [self._overrides.apply(cluster)]
 
@@ -89,7 +91,7 @@ class ReplicationService:
         """The named cluster, or the only one; InvalidInput when the choice is ambiguous."""
         if name is None and len(self._config.clusters) > 1:
             raise InvalidInput(
-                f"several clusters are configured; name one of: {', '.join(self.cluster_names)}"
+                Phrase.of("error.cluster.name_one", known=", ".join(self.cluster_names))
             )
         return self.clusters(name)[0]
 
@@ -161,10 +163,12 @@ class ReplicationService:
         snapshot = await self._pg.snapshot(target.primary)
         found = next((s for s in snapshot.slots if s.name == slot), None)
         if found is None:
-            raise SlotNotFound(f"slot {slot} does not exist on {target.primary.name}")
+            raise SlotNotFound(
+                Phrase.of("error.slot.not_found", slot=slot, node=target.primary.name)
+            )
         if found.active:
             raise SlotActive(
-                f"slot {slot} is active (walsender PID {found.active_pid}); refusing to drop it"
+                Phrase.of("error.slot.active_pid", slot=slot, pid=found.active_pid or "?")
             )
         return target.name, found
 

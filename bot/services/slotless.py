@@ -40,7 +40,7 @@ from bot.models import (
     WalSender,
     basebackup_pids,
 )
-from bot.phrases import Phrase
+from bot.phrases import Phrase, Value
 from bot.ports import Clock, JobStore, Postgres, RemoteShell, ShellConnector, SlotOverrideStore
 from bot.services.plans.model import (
     FileEdit,
@@ -104,9 +104,9 @@ class SlotChangeOutcome:
     slot: str
     done: tuple[str, ...]  # step keys that ran
     failed_step: str | None = None
-    error: str | None = None
+    error: Value | None = None  # a Phrase of ours, or a server's text
     undone: tuple[str, ...] = ()  # undo actions that ran (step keys)
-    undo_errors: tuple[str, ...] = ()
+    undo_errors: tuple[Value, ...] = ()
     in_config: bool = True
 
     @property
@@ -164,13 +164,16 @@ class SlotlessService:
             if n.name == node
         ]
         if not matches:
-            where = f" in cluster {cluster!r}" if cluster else ""
-            raise UnknownNode(f"unknown node {node!r}{where}")
+            if cluster:
+                raise UnknownNode(Phrase.of("error.node.unknown_in", node=node, cluster=cluster))
+            raise UnknownNode(Phrase.of("error.node.unknown", node=node))
         if len(matches) > 1:
-            raise UnknownNode(f"{node} exists in several clusters; name the cluster too")
+            raise UnknownNode(Phrase.of("error.node.ambiguous", node=node))
         found, replica = matches[0]
         if replica.role is NodeRole.PRIMARY:
-            raise SlotChangeRefused(f"{replica.name} is the primary of {found.name}, not a replica")
+            raise SlotChangeRefused(
+                Phrase.of("error.slotless.primary", node=replica.name, cluster=found.name)
+            )
         applied = self._overrides.apply(found)
         node_now = applied.node(replica.name)
         assert node_now is not None
@@ -182,7 +185,11 @@ class SlotlessService:
         primary = await self._pg.snapshot(cluster.primary)
         if primary.in_recovery:
             raise SlotChangeRefused(
-                f"{cluster.primary.name} is in recovery: it is not the primary of {cluster.name}"
+                Phrase.of(
+                    "error.slotless.primary_in_recovery",
+                    node=cluster.primary.name,
+                    cluster=cluster.name,
+                )
             )
         try:
             own: NodeSnapshot | None = await self._pg.snapshot(replica)
@@ -195,8 +202,14 @@ class SlotlessService:
         holder = await self._jobs.holding_lock(cluster.name, replica.name) if self._jobs else None
         if holder is not None:
             raise SlotChangeRefused(
-                f"{holder.kind} of {replica.name} refused: already in progress "
-                f"(job {holder.id}, {holder.state.value}, step {holder.step})"
+                Phrase.of(
+                    "error.job.busy",
+                    kind=holder.kind,
+                    node=replica.name,
+                    job=holder.id,
+                    state=holder.state.value,
+                    step=holder.step,
+                )
             )
 
     async def _require_privileges(self, replica: NodeConfig) -> None:
@@ -204,9 +217,9 @@ class SlotlessService:
         missing = await self._pg.missing_alter_system_privileges(replica, "primary_slot_name")
         if missing:
             raise SlotChangeRefused(
-                f"the bot's role may not set primary_slot_name on {replica.name}; it needs "
-                + " and ".join(missing)
-                + " (granted on the primary, replicated to the replica)"
+                Phrase.of(
+                    "error.slotless.privileges", node=replica.name, missing=", ".join(missing)
+                )
             )
 
     # --- /attachslot -------------------------------------------------------------------
@@ -220,12 +233,11 @@ class SlotlessService:
         primary, sender, own = await self._state(found, replica)
         if sender is not None and sender.slot_name is not None:
             raise SlotChangeRefused(
-                f"{replica.name} already streams through slot {sender.slot_name}; nothing to do"
+                Phrase.of("error.slotless.has_slot", node=replica.name, slot=sender.slot_name)
             )
         if any(s.name == name for s in primary.slots):
             raise SlotChangeRefused(
-                f"slot {name} already exists on {found.primary.name}; name another one, "
-                f"or drop it first (/dropslot {name})"
+                Phrase.of("error.slotless.slot_exists", slot=name, node=found.primary.name)
             )
         if own is None or not own.ok:
             return await self._attach_stopped_plan(found, replica, name, original.slot == name)
@@ -235,9 +247,13 @@ class SlotlessService:
         )
         if risk is not None and risk.lost:
             raise SlotChangeRefused(
-                f"{replica.name} needs WAL from {risk.replay_lsn}, but the oldest WAL on "
-                f"{found.primary.name} is segment {risk.oldest_segment}: it can no longer "
-                f"catch up by streaming; rebuild it (/rebuild {replica.name})"
+                Phrase.of(
+                    "error.slotless.wal_lost",
+                    node=replica.name,
+                    lsn=str(risk.replay_lsn),
+                    primary=found.primary.name,
+                    segment=str(risk.oldest_segment),
+                )
             )
         steps = (
             _create_slot_step(found, name),
@@ -271,10 +287,7 @@ class SlotlessService:
         and set ``primary_slot_name`` in its postgresql.auto.conf over the shell, keeping the
         original file; it uses the slot when it starts. Refused without shell access."""
         if self._shells is None or replica.data_dir is None or replica.pg_bin_dir is None:
-            raise SlotChangeRefused(
-                f"{replica.name} does not answer; to attach a slot while it is stopped the bot "
-                "needs its data_dir, pg_bin_dir and SSH access in the config (or start it first)"
-            )
+            raise SlotChangeRefused(Phrase.of("error.slotless.stopped_no_shell", node=replica.name))
         data = str(replica.data_dir)
         status = f"{shlex.quote(str(replica.pg_bin_dir / 'pg_ctl'))} status -D {shlex.quote(data)}"
         path = str(replica.data_dir / "postgresql.auto.conf")
@@ -283,14 +296,17 @@ class SlotlessService:
             probe = await shell.run(status, self._command_timeout)
             if probe.exit_status != 3:
                 raise SlotChangeRefused(
-                    f"{replica.name} does not answer over SQL but is not stopped "
-                    f"(pg_ctl status exited {probe.exit_status}); fix its connection first"
+                    Phrase.of(
+                        "error.slotless.not_stopped", node=replica.name, status=probe.exit_status
+                    )
                 )
             current = await shell.run(f"cat -- {shlex.quote(path)}", self._command_timeout)
         finally:
             await shell.close()
         if current.exit_status != 0:
-            raise SlotChangeRefused(f"cannot read {path}: {current.stderr.strip()[-200:]}")
+            raise SlotChangeRefused(
+                Phrase.of("error.file.unreadable", path=path, output=current.stderr.strip()[-200:])
+            )
         kept = [
             line
             for line in current.stdout.splitlines()
@@ -330,7 +346,7 @@ class SlotlessService:
             return await self._shells.connect(replica)
         except RemoteError as exc:
             raise SlotChangeRefused(
-                f"cannot reach {replica.name}'s host: {exc.user_message}"
+                Phrase.of("error.slotless.host_unreachable", node=replica.name, reason=exc.phrase)
             ) from exc
 
     async def attach(
@@ -345,7 +361,7 @@ class SlotlessService:
         """Re-check the state, refuse if the plan changed, then run it (undo on failure)."""
         planned = await self.attach_plan(node, slot, cluster)
         if planned.digest != digest:
-            raise SlotChangeRefused("the plan changed since it was shown; run the command again")
+            raise SlotChangeRefused(Phrase.of("error.plan.changed"))
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
         outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok:
@@ -361,14 +377,13 @@ class SlotlessService:
         primary, sender, own = await self._state(found, replica)
         name = sender.slot_name if sender is not None and sender.slot_name else replica.slot
         if name is None:
-            raise SlotChangeRefused(f"{replica.name} uses no slot; nothing to detach")
+            raise SlotChangeRefused(Phrase.of("error.slotless.no_slot", node=replica.name))
         if own is None or not own.ok:
-            raise SlotChangeRefused(
-                f"{replica.name} does not answer: primary_slot_name is reset over its SQL "
-                "connection; start it first (or /dropslot the slot of a replica that is gone)"
-            )
+            raise SlotChangeRefused(Phrase.of("error.slotless.detach_down", node=replica.name))
         if not any(s.name == name for s in primary.slots):
-            raise SlotChangeRefused(f"slot {name} does not exist on {found.primary.name}")
+            raise SlotChangeRefused(
+                Phrase.of("error.slot.not_found", slot=name, node=found.primary.name)
+            )
         await self._require_privileges(replica)
         # the name its walsender streams under: configured, else the one that holds the slot
         # now (slot.active_pid = pg_stat_replication.pid); it keeps it when it reconnects
@@ -425,7 +440,7 @@ class SlotlessService:
         """Re-check, refuse a changed plan, run it; the bot then records "no slot"."""
         planned = await self.detach_plan(node, cluster)
         if planned.digest != digest:
-            raise SlotChangeRefused("the plan changed since it was shown; run the command again")
+            raise SlotChangeRefused(Phrase.of("error.plan.changed"))
         found, replica = self.resolve(planned.plan.node, planned.plan.cluster)
         outcome = await self._locked_run(found, replica, planned, requested_by, confirmed_by)
         if outcome.ok or "drop_slot" in outcome.done:
@@ -465,7 +480,7 @@ class SlotlessService:
                 kind=planned.plan.kind,
             )
         except RebuildRefused as exc:
-            raise SlotChangeRefused(exc.user_message) from exc
+            raise SlotChangeRefused(exc.phrase) from exc
         # the job row keeps a language-neutral record (``slotless.*`` phrases, str())
         state, parts = RebuildState.ROLLBACK_FAILED, [Phrase.of("slotless.interrupted")]
         try:
@@ -502,13 +517,13 @@ class SlotlessService:
         plan = planned.plan
         done: list[Step] = []
         failed: Step | None = None
-        error = ""
+        error: Value = ""
         altered: Step | None = None  # its ALTER SYSTEM ran, its reload failed: undo it too
         for step in plan.steps:
             try:
                 await self._execute(cluster, replica, step)
             except (NodeUnavailable, SlotChangeRefused) as exc:
-                failed, error = step, exc.user_message
+                failed, error = step, exc.phrase
                 altered = step if isinstance(exc, _ReloadFailed) else None
                 break
             done.append(step)
@@ -527,7 +542,7 @@ class SlotlessService:
             # report the failed verify, undo nothing
             return dataclasses.replace(base, failed_step=failed.key, error=error)
         undone: list[str] = []
-        undo_errors: list[str] = []
+        undo_errors: list[Value] = []
         for step in reversed([*done, *([altered] if altered is not None else [])]):
             if step.undo is None:
                 continue
@@ -546,7 +561,7 @@ class SlotlessService:
                         raise
                 undone.append(step.key)
             except (NodeUnavailable, SlotChangeRefused) as exc:
-                undo_errors.append(f"{step.key}: {exc.user_message}")
+                undo_errors.append(Phrase.of("error.step_failed", step=step.key, reason=exc.phrase))
                 if step.key == "create_slot":
                     break
         return dataclasses.replace(
@@ -566,13 +581,15 @@ class SlotlessService:
                 try:
                     await self._pg.run_plan_sql(node, _RELOAD, ())
                 except (NodeUnavailable, SlotChangeRefused) as exc:
-                    raise _ReloadFailed(exc.user_message) from exc
+                    raise _ReloadFailed(exc.phrase) from exc
         elif isinstance(action, Wait):
             await self._wait(cluster, replica, action)
         elif isinstance(action, RemoteCommand | FileEdit):
             await self._execute_remote(replica, step.key, action)
         else:  # an action kind these plans never contain
-            raise SlotChangeRefused(f"step {step.key}: {type(action).__name__} is not supported")
+            raise SlotChangeRefused(
+                Phrase.of("error.plan.unsupported", step=step.key, action=type(action).__name__)
+            )
 
     async def _execute_remote(
         self, replica: NodeConfig, key: str, action: RemoteCommand | FileEdit
@@ -593,16 +610,18 @@ class SlotlessService:
         try:
             result = await shell.run(command, action_timeout(action, self._command_timeout))
         except RemoteError as exc:
-            raise SlotChangeRefused(exc.user_message) from exc
+            raise SlotChangeRefused(exc.phrase) from exc
         finally:
             await shell.close()
         if result.exit_status not in ok_exits:
             tail = (result.stderr or result.stdout).strip()[-300:]
-            raise SlotChangeRefused(f"{key}: exit {result.exit_status}: {tail}")
+            raise SlotChangeRefused(
+                Phrase.of("error.step.exit", step=key, status=result.exit_status, output=tail)
+            )
 
     async def _wait(self, cluster: ClusterConfig, replica: NodeConfig, wait: Wait) -> None:
         deadline = self._clock.monotonic() + wait.timeout_s
-        last = "no answer yet"
+        last: Value = Phrase.of("error.wait.no_answer_yet")
         while True:
             try:
                 primary = await self._pg.snapshot(cluster.primary)
@@ -611,10 +630,15 @@ class SlotlessService:
                 if holds:
                     return
             except NodeUnavailable as exc:
-                last = exc.user_message
+                last = exc.phrase
             if self._clock.monotonic() >= deadline:
                 raise SlotChangeRefused(
-                    f"{wait.probe.value} not reached within {wait.timeout_s:g} s ({last})"
+                    Phrase.of(
+                        "error.wait.timeout",
+                        probe=wait.probe.value,
+                        timeout_s=wait.timeout_s,
+                        last=last,
+                    )
                 )
             await self._clock.sleep(wait.interval_s)
 

@@ -72,6 +72,7 @@ from handlers.render.demo import (
     demo_starting,
     demo_waited,
 )
+from handlers.render.errors import error_audit_reason, rebuild_busy_phrase
 from handlers.render.help import (
     HelpEntry,
     audit,
@@ -85,6 +86,7 @@ from handlers.render.help import (
     unknown_user_id,
     whoami,
 )
+from handlers.render.phrases import say
 from handlers.render.preflight import preflight_refused
 from handlers.render.rebuild import (
     button_delete_old_data,
@@ -210,6 +212,7 @@ __all__ = [
     "demo_starting",
     "demo_waited",
     "detachslot_confirm",
+    "error_audit_reason",
     "esc",
     "failure",
     "help_text",
@@ -227,6 +230,7 @@ __all__ = [
     "one_line",
     "preflight_refused",
     "rebuild_abandoned",
+    "rebuild_busy_phrase",
     "rebuild_busy_reason",
     "rebuild_cancel_requested",
     "rebuild_confirm",
@@ -251,6 +255,7 @@ __all__ = [
     "repair_plan_changed",
     "repair_progress",
     "repair_proposal",
+    "say",
     "slot_change_confirmed",
     "slot_change_outcome",
     "slot_change_plan",

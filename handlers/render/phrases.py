@@ -26,6 +26,8 @@ def register(texts: Mapping[str, str]) -> None:
 
 
 def _shown(name: str, value: Value) -> str:
+    if isinstance(value, Phrase):
+        return say(value)
     if name.endswith("_bytes") and isinstance(value, int | float):
         return human_bytes(int(value))
     if name.endswith("_s") and isinstance(value, int | float):

@@ -8,6 +8,7 @@ from bot.models import (
     Severity,
     SlotlessRisk,
 )
+from bot.phrases import Phrase, Value
 from bot.services.plans.model import describe
 from bot.services.slotless import SlotChangeOutcome, SlotPlan
 from handlers.i18n import N_, _
@@ -23,7 +24,7 @@ from handlers.render.common import (
     esc,
     human_bytes,
 )
-from handlers.render.phrases import register
+from handlers.render.phrases import register, say
 from handlers.render.plans import step_title
 
 # the record a slot change's job keeps (bot/services/slotless.py)
@@ -245,7 +246,8 @@ def slot_change_outcome(outcome: SlotChangeOutcome) -> str:
     lines = [
         f"{FAIL} /{esc(outcome.kind)} {where} "
         + _("failed at {step}: {error}").format(
-            step=code(outcome.failed_step or "?"), error=esc(outcome.error or _("unknown error"))
+            step=code(outcome.failed_step or "?"),
+            error=esc(_worded(outcome.error) or _("unknown error")),
         )
     ]
     if outcome.undone:
@@ -258,7 +260,7 @@ def slot_change_outcome(outcome: SlotChangeOutcome) -> str:
             ).format(slot=slot)
         )
     for problem in outcome.undo_errors:
-        lines.append(f"{WARN} " + _("undo failed: {problem}").format(problem=esc(problem)))
+        lines.append(f"{WARN} " + _("undo failed: {problem}").format(problem=esc(_worded(problem))))
     if outcome.kind == "detachslot" and "drop_slot" not in outcome.done:
         lines.append(_("slot {slot} was not dropped").format(slot=slot))
     return "\n".join(lines)
@@ -272,3 +274,10 @@ def button_attach_slot(node: str) -> str:
 def button_detach_slot(node: str) -> str:
     """Label of the /detachslot confirmation button."""
     return _("Detach and drop slot of {node}").format(node=node)
+
+
+def _worded(value: Value | None) -> str:
+    """An outcome's error: a service's Phrase in the reply's language, a server's text as is."""
+    if isinstance(value, Phrase):
+        return say(value)
+    return "" if value is None else str(value)

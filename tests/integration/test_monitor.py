@@ -392,7 +392,7 @@ async def test_ack_and_mute_stop_repeats_and_are_refused_for_a_viewer(
             VIEWER_ID, f"al:ack:{streaming_id}", message_of[streaming_id], GROUP_CHAT_ID
         )
         refusal = await bot.message(lambda t: "needs the operator role" in t, after=mark)
-        assert "acknowledging or muting alerts" in str(refusal.result["text"])
+        assert "alert.ack needs the operator role" in str(refusal.result["text"])
 
         clock.jump(11 * 60)  # past the 10 min repeat interval: both repeat
         await bot.message(lambda t: "still firing" in t and f"#{streaming_id}" in t, after=mark)

@@ -243,7 +243,7 @@ async def test_cancel_while_rolling_back_does_not_strand_the_job(
                     try:
                         await getattr(service, mode)(REPLICA, None, ADMIN_ID)
                     except RebuildRefused as exc:
-                        stranded.append(f"--{mode} refused: {exc.user_message}")
+                        stranded.append(f"--{mode} refused: {exc.phrase}")
                 stranded.append(
                     f"directories: data={bed.replica.data_dir.exists()} "
                     f"old={[p.name for p in bed.moved_dirs('old')]} "

@@ -29,6 +29,7 @@ from bot.ports import RemoteShell
 from bot.sandbox import server_os_user
 from tests.integration._helpers import wait_until
 from tests.sshd import LocalSshd
+from tests.unit.worded import raises_worded
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,7 @@ async def assert_nothing_left(token: str, marker: Path) -> None:
 
 async def test_timed_out_command_is_killed(shell: RemoteShell, workdir: Path) -> None:
     command, token, marker = command_for(workdir)
-    with pytest.raises(RemoteError, match="timed out after 1 s"):
+    with raises_worded(RemoteError, "timed out after 1.0 s"):
         await shell.run(command, 1)
     await assert_nothing_left(token, marker)
 

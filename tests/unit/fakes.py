@@ -29,6 +29,7 @@ from bot.models import (
     SlotInfo,
     WalSender,
 )
+from bot.phrases import Phrase
 from bot.ports import JobStore, RemoteShell
 from bot.services.authz import Authorizer
 from bot.services.confirmations import ConfirmationService
@@ -237,7 +238,7 @@ class FakePostgres:
         self._enter("create_physical_slot", node)
         rows = self.slot_rows.setdefault(node.name, [])
         if any(s.name == slot_name for s in rows):
-            raise SlotAlreadyExists(f"slot {slot_name} already exists on {node.name}")
+            raise SlotAlreadyExists(Phrase.of("error.slot.exists", slot=slot_name, node=node.name))
         rows.append(slot(slot_name, False))
 
     async def drop_slot(self, node: NodeConfig, slot_name: str) -> None:
@@ -245,18 +246,18 @@ class FakePostgres:
         rows = self.slot_rows.setdefault(node.name, [])
         found = next((s for s in rows if s.name == slot_name), None)
         if found is None:
-            raise SlotNotFound(f"slot {slot_name} does not exist on {node.name}")
+            raise SlotNotFound(Phrase.of("error.slot.not_found", slot=slot_name, node=node.name))
         if found.active:
-            raise SlotActive(f"slot {slot_name} is active for PID {found.active_pid}")
+            raise SlotActive(Phrase.of("error.slot.active", slot=slot_name, node=node.name))
         rows.remove(found)
 
     async def copy_physical_slot(self, node: NodeConfig, source: str, target: str) -> None:
         self._enter("copy_physical_slot", node)
         rows = self.slot_rows.setdefault(node.name, [])
         if not any(s.name == source for s in rows):
-            raise SlotNotFound(f"slot {source} does not exist on {node.name}")
+            raise SlotNotFound(Phrase.of("error.slot.not_found", slot=source, node=node.name))
         if any(s.name == target for s in rows):
-            raise SlotAlreadyExists(f"slot {target} already exists on {node.name}")
+            raise SlotAlreadyExists(Phrase.of("error.slot.exists", slot=target, node=node.name))
         rows.append(slot(target, False))
 
     async def total_database_size(self, node: NodeConfig) -> int:
@@ -279,7 +280,7 @@ class NoShells:
     """ShellConnector for tests that never reach a host: every connection fails."""
 
     async def connect(self, node: NodeConfig) -> RemoteShell:
-        raise RemoteError(f"no remote shell to {node.name} in unit tests")
+        raise RemoteError(Phrase.of("error.remote.no_ssh", node=node.name))
 
 
 class NoJobs:
@@ -510,7 +511,7 @@ class FakeJobStore:
         kind: str = "rebuild",
     ) -> RebuildJob:
         if await self.holding_lock(cluster, node) is not None:
-            raise RebuildRefused(f"rebuild of {node} refused: already in progress")
+            raise RebuildRefused(Phrase.of("error.job.busy_unknown", node=node))
         now = self._clock.time()
         job = RebuildJob(
             id=len(self.jobs) + 1,

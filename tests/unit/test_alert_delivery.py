@@ -21,6 +21,7 @@ from bot.errors import (
     TokenRejected,
 )
 from bot.models import OutgoingMessage
+from bot.phrases import Phrase
 from bot.services.monitor.delivery import DeliveryService
 from bot.services.monitor.metrics import Metrics
 from handlers.alerts import DeliveryRenderer
@@ -82,10 +83,10 @@ async def test_flood_control_and_outages_end_with_each_message_once_in_order(
 ) -> None:
     notifier = ScriptedNotifier(
         RetryLater(0.05),
-        DeliveryUnavailable("500"),
-        DeliveryUnavailable("502"),
-        DeliveryUnavailable("timeout"),
-        DeliveryUnavailable("timeout"),
+        DeliveryUnavailable(Phrase.of("error.delivery.unavailable", reason="500")),
+        DeliveryUnavailable(Phrase.of("error.delivery.unavailable", reason="502")),
+        DeliveryUnavailable(Phrase.of("error.delivery.timeout")),
+        DeliveryUnavailable(Phrase.of("error.delivery.timeout")),
     )
     waits: list[tuple[float, str]] = []
     delivery = service(store, notifier, waits)
@@ -103,7 +104,9 @@ async def test_flood_control_and_outages_end_with_each_message_once_in_order(
 async def test_a_refused_message_is_given_up_and_does_not_block_the_next(
     store: SqliteAlertStore,
 ) -> None:
-    notifier = ScriptedNotifier(DeliveryRejected("chat not found"))
+    notifier = ScriptedNotifier(
+        DeliveryRejected(Phrase.of("error.delivery.rejected", reason="chat not found"))
+    )
     delivery = service(store, notifier, [])
     await enqueue(store, "refused", "next")
     await delivery.start()
@@ -120,7 +123,9 @@ async def test_after_a_restart_only_unsent_messages_are_sent(store: SqliteAlertS
     await delivery.start()
     assert await delivery.idle(timeout=10)
     await delivery.stop()
-    failing = ScriptedNotifier(*[DeliveryUnavailable("down")] * 1000)
+    failing = ScriptedNotifier(
+        *[DeliveryUnavailable(Phrase.of("error.delivery.unavailable", reason="down"))] * 1000
+    )
     delivery = service(store, failing, [])
     await delivery.start()
     await enqueue(store, "during outage")
@@ -174,7 +179,7 @@ class ChatNotifier:
             self.watched.append(self.watch())
         if self.token_refusals:
             self.token_refusals -= 1
-            raise TokenRejected("Telegram refuses the bot's token: Unauthorized")
+            raise TokenRejected(Phrase.of("error.delivery.token", reason="Unauthorized"))
         refusal = self.refusals.get(chat_id)
         if refusal is not None:
             raise refusal

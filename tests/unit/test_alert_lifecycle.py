@@ -21,6 +21,7 @@ from bot.services.monitor.rules import Evaluation
 from handlers import render
 from handlers.alerts import AlertRenderer
 from tests.unit.fakes import FakeClock
+from tests.unit.worded import raises_worded
 
 HOUR = 3600.0
 
@@ -315,9 +316,9 @@ async def test_alert_state_and_its_message_commit_together_or_not_at_all(bed: Be
 async def test_acknowledging_a_resolved_alert_is_refused(bed: Bed) -> None:
     (fired,) = await bed.poll(down())
     await bed.poll()
-    with pytest.raises(InvalidInput, match="not firing any more"):
+    with raises_worded(InvalidInput, "not firing any more"):
         await bed.service.acknowledge(fired.alert.id, "oscar")
-    with pytest.raises(InvalidInput, match="no alert #99"):
+    with raises_worded(InvalidInput, "no alert #99"):
         await bed.service.mute_alert(99, "oscar", HOUR)
 
 
@@ -325,7 +326,7 @@ async def test_mute_targets_and_durations_are_checked(bed: Bed) -> None:
     assert bed.service.resolve_target("main") == ("main", None)
     assert bed.service.resolve_target("pg2") == ("main", "pg2")
     assert bed.service.resolve_target("edge/e1") == ("edge", "e1")
-    with pytest.raises(InvalidInput, match="neither a cluster"):
+    with raises_worded(InvalidInput, "neither a cluster"):
         bed.service.resolve_target("nope")
-    with pytest.raises(InvalidInput, match="at least 1 min"):
+    with raises_worded(InvalidInput, "at least 1 min"):
         await bed.service.mute("main", None, 5, "oscar")

@@ -7,6 +7,7 @@ import pytest
 from bot.errors import ConfirmationError
 from bot.services.confirmations import ConfirmationService
 from tests.unit.fakes import FakeClock
+from tests.unit.worded import english, raises_worded
 
 OWNER, OTHER = 1001, 1004
 TTL = 30.0
@@ -20,7 +21,7 @@ def service() -> tuple[ConfirmationService, FakeClock]:
 def refusal(confirmations: ConfirmationService, nonce: str, user_id: int) -> str:
     with pytest.raises(ConfirmationError) as caught:
         confirmations.take(nonce, user_id)
-    return caught.value.user_message
+    return english(caught.value)
 
 
 def test_owner_press_within_ttl_returns_the_pending_action() -> None:
@@ -112,7 +113,7 @@ def test_cancel_by_another_user_is_refused() -> None:
     confirmations, _ = service()
     pending = confirmations.issue(OWNER, "dropslot", {})
 
-    with pytest.raises(ConfirmationError, match="only the user who asked"):
+    with raises_worded(ConfirmationError, "only the user who asked"):
         confirmations.cancel(pending.nonce, OTHER)
 
 

@@ -261,7 +261,7 @@ async def test_node_unavailable_gives_failed_reply_and_failed_audit_row() -> Non
     [_intent, row] = bot.audit.records
     assert (row.outcome, row.reason) == (
         Outcome.FAILED,
-        "pg1 unavailable: connection refused <port 5432>",
+        "error.node_unavailable node=pg1 reason=connection refused <port 5432>",
     )
 
 
@@ -326,7 +326,7 @@ async def test_press_by_another_user_is_refused() -> None:
     assert len(bot.audit.records) == records_before + 1
     row = bot.audit.records[-1]
     assert (row.user_id, row.outcome) == (ADMIN2_ID, Outcome.REFUSED)
-    assert "only the user who asked" in row.reason
+    assert row.reason == "error.confirm.foreign"  # language-neutral
 
 
 async def test_press_after_expiry_is_refused() -> None:
@@ -433,7 +433,7 @@ async def test_slot_that_became_active_before_the_press_is_not_dropped() -> None
 
     chat = await bot.press(data_of(question, "Drop"))
 
-    assert only_reply(chat) == "❌ slot old_slot is active for PID 999"
+    assert only_reply(chat) == "❌ slot old_slot is active on pg1; stop its user first"
     assert "old_slot" in slot_names(bot)
     row = bot.audit.records[-1]
     assert (row.command, row.outcome) == ("dropslot.confirm", Outcome.REFUSED)

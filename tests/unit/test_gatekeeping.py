@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from bot.config import AppConfig, parse_config
 from bot.errors import RebuildRefused
 from bot.models import AuditEntry, ClusterSlots, Outcome, RebuildJob, RebuildState
+from bot.phrases import Phrase
 from handlers import render
 from handlers.base import Reply
 from tests.fakebotapi import parse_telegram_html
@@ -328,12 +329,12 @@ async def test_a_refused_rollback_is_never_shown_as_started() -> None:
     question = (await bot.command("/rebuild pg2 --rollback")).sent[0]
 
     async def refuse(*_: object) -> object:
-        raise RebuildRefused("the rollback is refused")
+        raise RebuildRefused(Phrase.of("error.rebuild.nothing_to_roll_back", node="pg2"))
 
     bot.dispatcher.services.rebuild.rollback = refuse  # type: ignore[method-assign]
     pressed = await bot.press(data_of(question, "Roll back"), user_id=ADMIN_ID)
 
     shown = [text_of(r) for _, r in pressed.edits] + [text_of(r) for r in pressed.sent]
     assert not any("rolling back" in t for t in shown), shown
-    assert "the rollback is refused" in text_of(pressed.sent[-1])
+    assert "no interrupted rebuild of pg2 to roll back" in text_of(pressed.sent[-1])
     assert bot.audit.records[-1].outcome is Outcome.REFUSED

@@ -31,6 +31,7 @@ from bot.services.monitor.delivery import DeliveryService
 from handlers.alerts import AlertRenderer
 from handlers.render import graph as render_graph
 from tests.unit.fakes import FakeClock, make_config
+from tests.unit.worded import raises_worded
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 HOUR = 3600.0
@@ -199,11 +200,11 @@ def test_graph_targets_name_a_cluster_or_a_node_and_refuse_the_unclear(
     )  # type: ignore[arg-type]
     names = [c.name for c in make_config().clusters]
     assert service.target(names[0], None, "24h") == ChartRef(names[0], None, DAY)
-    with pytest.raises(InvalidInput, match="several clusters"):
+    with raises_worded(InvalidInput, "several clusters"):
         service.target(None, None, "6h")
-    with pytest.raises(InvalidInput, match="unknown window"):
+    with raises_worded(InvalidInput, "unknown window"):
         service.target(names[0], None, "1y")
-    with pytest.raises(InvalidInput, match="no cluster or node called nosuch"):
+    with raises_worded(InvalidInput, "no cluster or node called nosuch"):
         service.target("nosuch", None, "6h")
 
 

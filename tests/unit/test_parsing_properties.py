@@ -132,6 +132,25 @@ def expected_problem(command: str, text: str) -> str | None:
     raise AssertionError(command)
 
 
+# the audit row keeps the refusal's language-neutral phrase key (the reply is worded)
+PROBLEM_KEYS = {
+    "command too long": "error.input.too_long",
+    "too many arguments": "error.input.too_many",
+    "unknown cluster": "error.cluster.unknown",
+    "invalid cluster name": "error.input.cluster_name",
+    "invalid slot name": "error.slot.invalid_name",
+    "several clusters are configured": "error.cluster.name_one",
+    "usage: /audit [N] with N from 1 to 200": "error.input.audit_usage maximum=200",
+    "this command takes no arguments": "error.input.no_args",
+}
+
+
+def problem_key(problem: str) -> str:
+    if problem not in PROBLEM_KEYS:
+        return f"error.usage usage={problem.removeprefix('usage: ')}"
+    return PROBLEM_KEYS[problem]
+
+
 # --- the checks --------------------------------------------------------------------------------
 
 
@@ -189,7 +208,7 @@ def check_command(command: str, args: str, mention: bool, history: Sequence[str]
     else:
         assert bot.pg.calls == [], f"invalid input reached the database: {bot.pg.calls}"
         assert row.outcome is Outcome.REFUSED, row.reason
-        assert problem in row.reason
+        assert row.reason.startswith(problem_key(problem)), row.reason
         shown = to_plain_text(chat.sent[0].html)
         assert shown.startswith("❌"), shown
         assert problem in shown

@@ -26,6 +26,7 @@ from bot.services.plans.model import (
 )
 from bot.services.plans.runner import OutputSink, PlanRunner
 from tests.unit.fakes import FakeClock
+from tests.unit.worded import english
 
 
 class FakeExecutor:
@@ -138,7 +139,7 @@ async def test_a_wait_times_out_and_fails() -> None:
     wait = Step("w", Phrase.of("step.w"), Wait(Probe.SERVER_STOPPED, timeout_s=5, interval_s=1))
     result = await PlanRunner(FakeClock()).run(_plan(STEPS[0], wait), executor)
     assert result.failed is not None and result.failed.key == "w"
-    assert "not reached in 5 s" in result.failed.reason
+    assert "not reached in 5.0 s" in english(result.failed)
     assert result.undone == ["a"]
 
 

@@ -27,6 +27,7 @@ from tests.unit.fakes import (
     Gate,
     rebuild_config,
 )
+from tests.unit.worded import english
 
 OLD = FakeHost.OLD_ID
 
@@ -155,7 +156,7 @@ def cancel_when(bed: Bed, now: Callable[[int, str], bool], answers: list[str]) -
                 await bed.service.cancel("pg2", None, by="ann")
                 answers.append(f"accepted at {what}")
             except RebuildRefused as exc:
-                answers.append(f"refused at {what}: {exc.user_message}")
+                answers.append(f"refused at {what}: {english(exc)}")
             finally:
                 handled.set()
 

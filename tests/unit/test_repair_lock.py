@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bot.errors import RebuildRefused
 from bot.models import RebuildPlan, RebuildState
 from bot.services.rebuild.plan import build_plan, new_tag
@@ -17,6 +15,7 @@ from tests.unit.fakes import (
     FakePostgres,
     rebuild_config,
 )
+from tests.unit.worded import raises_worded
 
 
 def service() -> tuple[RebuildService, FakeJobStore, FakeHost, RebuildPlan]:
@@ -37,7 +36,7 @@ async def test_an_interrupted_repair_is_never_rolled_back_as_a_rebuild() -> None
     job = await jobs.create("main", "pg2", ADMIN_ID, ADMIN_ID, "", "", "", kind="repair.resume")
     await jobs.update(job.id, state=RebuildState.INTERRUPTED, step="start")
 
-    with pytest.raises(RebuildRefused, match=r"is a repair\.resume, not a rebuild"):
+    with raises_worded(RebuildRefused, r"is a repair\.resume, not a rebuild"):
         await rebuild.rollback("pg2", None, ADMIN_ID)
     assert host.moves == []
     assert (await jobs.holding_lock("main", "pg2")) is not None  # --abandon releases it
@@ -48,5 +47,5 @@ async def test_an_interrupted_repair_is_never_rolled_back_as_a_rebuild() -> None
 async def test_a_running_repair_holds_the_rebuild_lock() -> None:
     rebuild, jobs, _, plan = service()
     await jobs.create("main", "pg2", ADMIN_ID, ADMIN_ID, "", "", "", kind="repair.parameters")
-    with pytest.raises(RebuildRefused, match="already in progress"):
+    with raises_worded(RebuildRefused, "already in progress"):
         await rebuild.start(plan, ADMIN_ID, ADMIN_ID)

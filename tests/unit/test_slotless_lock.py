@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bot.errors import SlotChangeRefused
 from bot.models import RebuildState
 from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
 from tests.unit.fakes import FakeClock, FakeJobStore, slot, walsender
 from tests.unit.test_slotless_runner import CLUSTER, PlanPostgres, slotless_pg
+from tests.unit.worded import raises_worded
 
 
 async def test_attach_and_detach_are_refused_while_a_rebuild_holds_the_lock() -> None:
@@ -18,14 +17,14 @@ async def test_attach_and_detach_are_refused_while_a_rebuild_holds_the_lock() ->
     rebuild = await jobs.create("main", "pg2", 1, 1, "", "", "")
     pg = slotless_pg()
     svc = SlotlessService((CLUSTER,), pg, SlotOverrides(), clock, 5, jobs=jobs)
-    with pytest.raises(SlotChangeRefused, match=f"already in progress \\(job {rebuild.id}, "):
+    with raises_worded(SlotChangeRefused, f"already in progress \\(job {rebuild.id}, "):
         await svc.attach_plan("pg2", None, None)
     attached = PlanPostgres(
         walsenders={"pg1": [walsender(201, "pg2", "pg2")]},
         slot_rows={"pg1": [slot("pg2", True, 201)]},
     )
     svc = SlotlessService((CLUSTER,), attached, SlotOverrides(), clock, 5, jobs=jobs)
-    with pytest.raises(SlotChangeRefused, match="rebuild of pg2 refused: already in progress"):
+    with raises_worded(SlotChangeRefused, "rebuild of pg2 refused: already in progress"):
         await svc.detach_plan("pg2", None)
     assert pg.statements == [] and attached.statements == []
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import pytest
-
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import ServerRefused, SlotChangeRefused
 from bot.models import NodeRole
@@ -14,6 +12,7 @@ from bot.services.slotless import SlotlessService
 from bot.services.slotview import SlotOverrides
 from handlers import render
 from tests.unit.fakes import FakeClock, FakePostgres, slot, walsender
+from tests.unit.worded import english_value, raises_worded
 
 CLUSTER = ClusterConfig(
     name="main",
@@ -90,7 +89,7 @@ async def test_a_refused_reload_resets_the_setting_and_drops_the_slot() -> None:
     planned = await slotless.attach_plan("pg2", "pg2_new", None)
     outcome = await slotless.attach("pg2", "pg2_new", None, planned.digest)
     assert outcome.failed_step == "set_primary_slot_name"  # its reload failed
-    assert "permission denied" in (outcome.error or "")
+    assert "permission denied" in english_value(outcome.error)
     assert outcome.undone == ("set_primary_slot_name", "create_slot")
     assert ("pg2", "ALTER SYSTEM RESET primary_slot_name") in pg.statements
     assert pg.slot_rows["pg1"] == []
@@ -100,7 +99,7 @@ async def test_a_plan_that_changed_since_it_was_shown_runs_nothing() -> None:
     pg, clock = slotless_pg(), FakeClock()
     slotless = service(pg, clock, SlotOverrides())
     shown = await slotless.attach_plan("pg2", None, None)
-    with pytest.raises(SlotChangeRefused, match="plan changed"):
+    with raises_worded(SlotChangeRefused, "plan changed"):
         await slotless.attach("pg2", "other_name", None, shown.digest)
     assert pg.statements == []
 
@@ -110,13 +109,13 @@ async def test_a_replica_already_on_a_slot_is_refused() -> None:
         walsenders={"pg1": [walsender(201, "pg2", "pg2")]},
         slot_rows={"pg1": [slot("pg2", True, 201)]},
     )
-    with pytest.raises(SlotChangeRefused, match="already streams through slot pg2"):
+    with raises_worded(SlotChangeRefused, "already streams through slot pg2"):
         await service(pg, FakeClock(), SlotOverrides()).attach_plan("pg2", None, None)
 
 
 async def test_missing_privileges_refuse_before_anything_changes() -> None:
     pg = slotless_pg()
     pg.missing = ["GRANT ALTER SYSTEM ON PARAMETER primary_slot_name"]
-    with pytest.raises(SlotChangeRefused, match="needs GRANT ALTER SYSTEM ON PARAMETER"):
+    with raises_worded(SlotChangeRefused, "needs GRANT ALTER SYSTEM ON PARAMETER"):
         await service(pg, FakeClock(), SlotOverrides()).attach_plan("pg2", None, None)
     assert pg.statements == []

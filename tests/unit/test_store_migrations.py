@@ -19,6 +19,7 @@ from bot.errors import AuditError, ConfigError
 from bot.models import Alert, AlertRule, AlertState, AuditHead, OutgoingMessage, Severity
 from tests.unit.test_audit_log import keyed_log, write_rows
 from tests.unit.test_config import ENV, valid_data
+from tests.unit.worded import english
 
 DAY = 86400.0
 NOW = 1_900_000_000.0
@@ -114,7 +115,7 @@ async def test_a_store_of_a_newer_release_is_refused_and_left_untouched(tmp_path
     with pytest.raises(AuditError) as caught:
         await SqliteAlertStore(path).open()
 
-    message = caught.value.user_message
+    message = english(caught.value)
     assert f"schema version {SCHEMA_VERSION + 1}" in message
     assert f"knows up to {SCHEMA_VERSION}" in message
     assert "upgrade replbot" in message

@@ -35,6 +35,7 @@ from bot.models import (
     NoticeKind,
     Severity,
 )
+from bot.phrases import Phrase
 from bot.ports import AlertFormatter, AlertStore, Clock
 from bot.services.monitor.rules import CLUSTER_NODE, Evaluation
 
@@ -281,7 +282,7 @@ class AlertService:
         """A stored alert by id (InvalidInput if there is none)."""
         alert = await self._store.get(alert_id)
         if alert is None:
-            raise InvalidInput(f"there is no alert #{alert_id}")
+            raise InvalidInput(Phrase.of("error.alert.none", alert=alert_id))
         return alert
 
     async def _firing_by_id(self, alert_id: int) -> Alert:
@@ -289,7 +290,11 @@ class AlertService:
             if alert.id == alert_id:
                 return alert
         stored = await self.get(alert_id)
-        raise InvalidInput(f"alert #{alert_id} is not firing any more ({stored.state.value})")
+        if stored.state is AlertState.RESOLVED:
+            raise InvalidInput(Phrase.of("error.alert.resolved", alert=alert_id))
+        raise InvalidInput(
+            Phrase.of("error.alert.not_firing", alert=alert_id, state=stored.state.value)
+        )
 
     async def acknowledge(self, alert_id: int, by: str) -> Alert:
         """Stop the repeats of a firing alert; it still resolves (and says so) as usual."""
@@ -321,18 +326,20 @@ class AlertService:
         if node_name:
             cluster = self._config.cluster(cluster_name)
             if cluster is None:
-                raise UnknownCluster(f"unknown cluster {cluster_name!r}")
+                raise UnknownCluster(Phrase.of("error.cluster.unknown_bare", cluster=cluster_name))
             if cluster.node(node_name) is None:
-                raise UnknownNode(f"unknown node {node_name!r} in cluster {cluster_name}")
+                raise UnknownNode(
+                    Phrase.of("error.node.unknown_in", node=node_name, cluster=cluster_name)
+                )
             return cluster.name, node_name
         if self._config.cluster(text) is not None:
             return text, None
         owners = [c.name for c in self._config.clusters if c.node(text) is not None]
         if not owners:
             known = ", ".join(c.name for c in self._config.clusters)
-            raise UnknownNode(f"{text!r} is neither a cluster ({known}) nor a node")
+            raise UnknownNode(Phrase.of("error.alert.no_target", name=text, known=known))
         if len(owners) > 1:
-            raise UnknownNode(f"node {text} exists in several clusters; write CLUSTER/{text}")
+            raise UnknownNode(Phrase.of("error.alert.ambiguous_node", node=text))
         return owners[0], text
 
     async def mute(self, cluster: str, node: str | None, duration_s: float, by: str) -> Mute:
@@ -377,7 +384,7 @@ class AlertService:
 
 def _mute_duration(duration_s: float) -> float:
     if not MIN_MUTE_S <= duration_s <= MAX_MUTE_S:
-        raise InvalidInput("mute for at least 1 min and at most 30 days")
+        raise InvalidInput(Phrase.of("error.alert.mute_range"))
     return duration_s
 
 

@@ -114,7 +114,9 @@ class HostExecutor:
         """Replace a file on the replica's host, original kept."""
         result = await self._shell.run(file_edit_command(action), self._timeout)
         if result.exit_status != 0:
-            raise StepFailed("edit", f"could not write {action.path}", result.stderr.strip())
+            raise StepFailed(
+                "edit", Phrase.of("error.file.no_write", path=action.path), result.stderr.strip()
+            )
 
     async def probe(self, action: Wait) -> bool:
         """Check the condition once."""

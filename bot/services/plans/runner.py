@@ -25,6 +25,7 @@ from typing import Protocol
 
 from bot.errors import ReplbotError
 from bot.models import CommandResult
+from bot.phrases import Phrase, Value
 from bot.ports import Clock
 from bot.services.plans.model import (
     Action,
@@ -69,11 +70,13 @@ class StepFailed(ReplbotError):
     """One action of a plan failed; ``output`` is the tail of what it printed."""
 
     def __init__(
-        self, key: str, reason: str, output: str = "", exit_status: int | None = None
+        self, key: str, reason: Value, output: str = "", exit_status: int | None = None
     ) -> None:
-        super().__init__(f"{key}: {reason}")
+        super().__init__(Phrase.of("error.step_failed", step=key, reason=reason))
+        self.user_message = f"{key}: {reason}"  # as job details held it (``step: reason``)
         self.key = key
-        self.reason = reason
+        self.reason = str(reason)
+        self.reason_phrase = reason
         self.output = output
         self.exit_status = exit_status  # of a remote command outside its ok_exits
 
@@ -140,7 +143,7 @@ class PlanRunner:
             result.failed = exc
         except ReplbotError as exc:
             key = plan.steps[len(result.done)].key
-            result.failed = StepFailed(key, exc.user_message)
+            result.failed = StepFailed(key, exc.phrase)
         if undo_on_failure:
             await self._shielded(self._undo(done_steps, executor, result))
         return result
@@ -154,7 +157,7 @@ class PlanRunner:
             if outcome.exit_status not in action.ok_exits:
                 raise StepFailed(
                     key,
-                    f"exit status {outcome.exit_status}",
+                    f"exit status {outcome.exit_status}",  # as the process reports it: a value
                     _tail(outcome.stderr or outcome.stdout),
                     outcome.exit_status,
                 )
@@ -173,7 +176,14 @@ class PlanRunner:
             if await executor.probe(action):
                 return
             if self._clock.monotonic() >= deadline:
-                raise StepFailed(key, f"{action.probe.value} not reached in {action.timeout_s:g} s")
+                raise StepFailed(
+                    key,
+                    Phrase.of(
+                        "error.wait.not_reached",
+                        probe=action.probe.value,
+                        timeout_s=action.timeout_s,
+                    ),
+                )
             await self._clock.sleep(action.interval_s)
 
     async def _undo(self, done: list[Step], executor: Executor, result: PlanResult) -> None:
@@ -184,9 +194,7 @@ class PlanRunner:
                 await self.execute(f"undo {step.key}", step.undo, executor)
                 result.undone.append(step.key)
             except ReplbotError as exc:
-                failure = (
-                    exc if isinstance(exc, StepFailed) else StepFailed(step.key, exc.user_message)
-                )
+                failure = exc if isinstance(exc, StepFailed) else StepFailed(step.key, exc.phrase)
                 log.warning("undo of %s failed: %s", step.key, failure.user_message)
                 result.undo_failures.append(failure)
 

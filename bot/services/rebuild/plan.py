@@ -83,7 +83,7 @@ def require_rebuild_config(node: NodeConfig) -> None:
         missing.append("ssh")
     if missing:
         raise RebuildRefused(
-            f"{node.name} cannot be rebuilt: missing config key(s) {', '.join(missing)}"
+            Phrase.of("error.rebuild.missing_config", node=node.name, keys=", ".join(missing))
         )
 
 

@@ -179,13 +179,13 @@ class RebuildService:
             if n.name == node_name
         ]
         if not matches:
-            raise UnknownNode(f"unknown node {node_name!r}")
+            raise UnknownNode(Phrase.of("error.node.unknown", node=node_name))
         if len(matches) > 1:
-            raise UnknownNode(f"{node_name} exists in several clusters; name the cluster too")
+            raise UnknownNode(Phrase.of("error.node.ambiguous", node=node_name))
         cluster, node = matches[0]
         if node.role is NodeRole.PRIMARY:
             raise RebuildRefused(
-                f"{node.name} is the primary of {cluster.name}; only replicas can be rebuilt"
+                Phrase.of("error.rebuild.primary", node=node.name, cluster=cluster.name)
             )
         require_rebuild_config(node)
         return cluster, node
@@ -285,7 +285,7 @@ class RebuildService:
     ) -> RebuildJob:
         """Take the node's lock and start the job in a task; returns at once."""
         if self._shutting_down:
-            raise RebuildRefused("the bot is shutting down")
+            raise RebuildRefused(Phrase.of("error.shutting_down"))
         cluster, node = self.resolve(plan.node, plan.cluster)
         job = await self._jobs.create(
             cluster.name,
@@ -325,15 +325,13 @@ class RebuildService:
         cluster, node = self.resolve(node_name, cluster_name)
         run = self._runs.get((cluster.name, node.name))
         if run is None or run.task is None or run.task.done():
-            raise RebuildRefused(f"no rebuild of {node.name} is running")
+            raise RebuildRefused(Phrase.of("error.rebuild.not_running", node=node.name))
         if run.phase is _Phase.ROLLING_BACK:
-            raise RebuildRefused(
-                f"rebuild of {node.name} is rolling back; that cannot be cancelled"
-            )
+            raise RebuildRefused(Phrase.of("error.rebuild.rolling_back", node=node.name))
         if run.phase is _Phase.FINISHING:
-            raise RebuildRefused(f"rebuild of {node.name} has finished its steps")
+            raise RebuildRefused(Phrase.of("error.rebuild.finishing", node=node.name))
         if run.cancelled_by is not None:
-            raise RebuildRefused(f"rebuild of {node.name} is already being cancelled")
+            raise RebuildRefused(Phrase.of("error.rebuild.cancelling", node=node.name))
         run.cancelled_by = by
         run.task.cancel()
         return run.job
@@ -543,14 +541,15 @@ class RebuildService:
         while True:
             info = await self._slot(primary, slot)
             if info is None:
-                raise RebuildStepFailed(key, f"slot {slot} disappeared from {primary.name}")
+                raise RebuildStepFailed(
+                    key, Phrase.of("error.slot.disappeared", slot=slot, node=primary.name)
+                )
             if not info.active:
                 return
             if self._clock.monotonic() > deadline:
                 raise RebuildStepFailed(
                     key,
-                    f"slot {slot} is still active for PID "
-                    f"{info.active_pid}: another process uses it",
+                    Phrase.of("error.slot.still_active", slot=slot, pid=info.active_pid or "?"),
                 )
             await self._clock.sleep(POLL_INTERVAL_S)
 
@@ -829,11 +828,10 @@ class RebuildService:
         cluster, node = self.resolve(node_name, cluster_name)
         job = await self._jobs.holding_lock(cluster.name, node.name)
         if job is None or job.state is RebuildState.RUNNING:
-            raise RebuildRefused(f"no interrupted rebuild of {node.name} to roll back")
+            raise RebuildRefused(Phrase.of("error.rebuild.nothing_to_roll_back", node=node.name))
         if job.kind != "rebuild":
             raise RebuildRefused(
-                f"job {job.id} of {node.name} is a {job.kind}, not a rebuild: nothing to move "
-                "back; check the node and use --abandon"
+                Phrase.of("error.rebuild.not_a_rebuild", job=job.id, node=node.name, kind=job.kind)
             )
         cmd = self._commands_for(node, job)
         job = await self._jobs.update(job.id, state=RebuildState.RUNNING, step="rollback")
@@ -874,7 +872,7 @@ class RebuildService:
         cluster, node = self.resolve(node_name, cluster_name)
         job = await self._jobs.holding_lock(cluster.name, node.name)
         if job is None or job.state is RebuildState.RUNNING:
-            raise RebuildRefused(f"no interrupted rebuild of {node.name} to abandon")
+            raise RebuildRefused(Phrase.of("error.rebuild.nothing_to_abandon", node=node.name))
         job = await self._jobs.update(
             job.id,
             state=RebuildState.ABANDONED,
@@ -888,9 +886,9 @@ class RebuildService:
         cluster, node = self.resolve(node_name, cluster_name)
         job = await self._jobs.latest(cluster.name, node.name)
         if job is None or job.state is not RebuildState.SUCCEEDED or job.kind != "rebuild":
-            raise RebuildRefused(f"no succeeded rebuild of {node.name} with an old directory")
+            raise RebuildRefused(Phrase.of("error.rebuild.no_old_dir", node=node.name))
         if old_dir_removed(job):
-            raise RebuildRefused(f"the old directory of {node.name} was already removed")
+            raise RebuildRefused(Phrase.of("error.rebuild.old_dir_removed", node=node.name))
         return job
 
     async def cleanup(
@@ -904,14 +902,15 @@ class RebuildService:
         job = await self.cleanup_target(node_name, cluster_name)
         if old_dir is not None and job.old_dir != old_dir:
             raise RebuildRefused(
-                f"{old_dir} is no longer the old directory of {job.node} (the last rebuild "
-                f"changed); nothing removed; run the command again"
+                Phrase.of("error.rebuild.old_dir_changed", path=old_dir, node=job.node)
             )
         cluster, node = self.resolve(node_name, cluster_name)
         assert node.slot is not None  # resolve() requires it
         streams, _ = await self._streams(cluster, node, node.slot)
         if not streams:
-            raise RebuildRefused(f"{node.name} is not streaming; keeping {job.old_dir}")
+            raise RebuildRefused(
+                Phrase.of("error.rebuild.not_streaming", node=node.name, path=job.old_dir or "")
+            )
         cmd = self._commands_for(node, job)
         shell = await self._shells.connect(node)
         try:
@@ -921,7 +920,9 @@ class RebuildService:
             await shell.close()
         if result.exit_status != 0:
             raise RebuildStepFailed(
-                "cleanup", f"could not remove {job.old_dir}", self._redact(tail(result.stderr))
+                "cleanup",
+                Phrase.of("error.file.no_remove", path=job.old_dir or ""),
+                self._redact(tail(result.stderr)),
             )
         removed = Phrase.of("progress.old_removed", by=by)
         await self._jobs.update(job.id, detail=f"{job.detail}; {removed}")

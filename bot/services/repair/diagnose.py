@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from bot.config import ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable, RemoteError, ReplbotError
 from bot.models import NodeSnapshot, SlotInfo
+from bot.phrases import Phrase
 from bot.ports import Postgres, ShellConnector
 from bot.services.rebuild.plan import q
 from bot.services.rebuild.verify import judge_streaming
@@ -198,7 +199,9 @@ class Diagnoser:
         finally:
             await shell.close()
         if result.exit_status != 0:
-            raise RemoteError(f"the diagnosis on {shell.label} failed: {result.stderr.strip()}")
+            raise RemoteError(
+                Phrase.of("error.repair.diagnosis", host=shell.label, output=result.stderr.strip())
+            )
         sections = split_sections(result.stdout)
         head = parse_head(sections.get("head", ""))
         status = head.get("status", "")

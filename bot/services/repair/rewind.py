@@ -208,7 +208,13 @@ def parse_identify_system(output: str) -> tuple[str, int, str]:
     """psql -A -t ``IDENTIFY_SYSTEM`` -> (system identifier, timeline, current LSN)."""
     fields = output.strip().splitlines()[-1].split("|") if output.strip() else []
     if len(fields) < 3 or not fields[1].isdigit():
-        raise RemoteError(f"unexpected IDENTIFY_SYSTEM answer: {output.strip()[:200]!r}")
+        raise RemoteError(
+            Phrase.of(
+                "error.repair.bad_answer",
+                command="IDENTIFY_SYSTEM",
+                output=repr(output.strip()[:200]),
+            )
+        )
     return fields[0], int(fields[1]), fields[2]
 
 
@@ -216,7 +222,13 @@ def parse_timeline_history(output: str) -> str:
     """psql -A -t ``TIMELINE_HISTORY n`` -> the history file's content."""
     name, sep, content = output.partition("|")
     if not sep or not name.strip().endswith(".history"):
-        raise RemoteError(f"unexpected TIMELINE_HISTORY answer: {output.strip()[:200]!r}")
+        raise RemoteError(
+            Phrase.of(
+                "error.repair.bad_answer",
+                command="TIMELINE_HISTORY",
+                output=repr(output.strip()[:200]),
+            )
+        )
     return content
 
 
@@ -403,13 +415,19 @@ async def gather_rewind_facts(
     target = parse_target_probe(probe.stdout)
     ident = await shell.run(cmd.identify_system(), timeout)
     if ident.exit_status != 0:
-        raise RemoteError(f"IDENTIFY_SYSTEM from {node.name} failed: {ident.stderr.strip()[-300:]}")
+        raise RemoteError(
+            Phrase.of(
+                "error.repair.identify_failed", node=node.name, output=ident.stderr.strip()[-300:]
+            )
+        )
     primary_sysid, primary_tli, primary_lsn = parse_identify_system(ident.stdout)
     primary_history = ""
     if primary_tli > 1:
         hist = await shell.run(cmd.timeline_history(primary_tli), timeout)
         if hist.exit_status != 0:
-            raise RemoteError(f"TIMELINE_HISTORY failed: {hist.stderr.strip()[-300:]}")
+            raise RemoteError(
+                Phrase.of("error.repair.history_failed", output=hist.stderr.strip()[-300:])
+            )
         primary_history = parse_timeline_history(hist.stdout)
     primary = await pg.snapshot(cluster.primary)
     slot_exists = any(s.name == node.slot for s in primary.slots)
@@ -654,7 +672,9 @@ def build_rewind_plan(
 ) -> Plan:
     """The steps of a rewind of ``node``, exactly as they will run (see the module doc)."""
     if facts.divergence is None or not facts.divergence.rewindable:
-        raise ReplbotError(f"{node.name} has not diverged from {cluster.primary.name}")
+        raise ReplbotError(
+            Phrase.of("error.repair.not_diverged", node=node.name, primary=cluster.primary.name)
+        )
     div = facts.divergence
     cmd = RewindCommands(node, tag, application_name)
     host = node.ssh.host if node.ssh else "localhost"

@@ -61,7 +61,7 @@ class PlanChanged(RebuildRefused):
     """The plan computed at the press differs from the approved one; nothing ran."""
 
     def __init__(self, node: str, diff: list[str]) -> None:
-        super().__init__(f"the repair plan of {node} changed since it was shown; nothing was run")
+        super().__init__(Phrase.of("error.repair.plan_changed", node=node))
         self.diff = diff
 
 
@@ -217,7 +217,7 @@ class RepairService:
         this process showed it).
         """
         if self._shutting_down:
-            raise RebuildRefused("the bot is shutting down")
+            raise RebuildRefused(Phrase.of("error.shutting_down"))
         cluster, node = self.resolve(node_name, cluster_name)
         fresh = await self.diagnose(node.name, cluster.name, tag, or_full, rewind_dry_run=False)
         if fresh.plan is None or fresh.digest != digest:
