@@ -193,7 +193,7 @@ class ReplicationService:
                 primary.name,
                 "reachable",
                 CheckLevel.FAIL,
-                Phrase.of("check.reason", reason=primary_settings.reason),
+                Phrase.of("check.reason", reason=primary_settings.reason_phrase),
                 Phrase.of("check.primary_down.fix"),
             )
             return ClusterCheck(cluster.name, (item,))
@@ -468,7 +468,7 @@ def _replica_items(
                 replica.name,
                 "reachable",
                 CheckLevel.WARN,
-                Phrase.of("check.replica_down", reason=settings.reason),
+                Phrase.of("check.replica_down", reason=settings.reason_phrase),
             )
         ]
     items: list[CheckItem] = []

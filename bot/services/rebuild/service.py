@@ -521,7 +521,7 @@ class RebuildService:
             return Phrase.of("progress.failed.restore_files", step=key)
         if key == "start":
             return Phrase.of("progress.failed.start", step=key, node=name)
-        return Phrase.of("progress.step_error", step=key, error=exc.reason)
+        return Phrase.of("progress.step_error", step=key, error=exc.reason_phrase)
 
     async def _slot(self, node: NodeConfig, name: str) -> SlotInfo | None:
         return next((s for s in (await self._pg.snapshot(node)).slots if s.name == name), None)
@@ -631,7 +631,7 @@ class RebuildService:
             if isinstance(exc, _Failed):
                 why = exc.parts
             elif isinstance(exc, ReplbotError):
-                why = (Phrase.of("progress.step_error", step="rollback", error=exc.user_message),)
+                why = (Phrase.of("progress.step_error", step="rollback", error=exc.phrase),)
             else:
                 why = (Phrase.of("progress.internal", step="rollback", error=repr(exc)),)
             log.error("rollback of %s failed: %s", run.node.name, detail_text(why))
@@ -744,7 +744,7 @@ class RebuildService:
             return Phrase.of("progress.rollback.put_back_failed")
         if key == "start_old":
             return Phrase.of("progress.rollback.old_not_started", node=node.name)
-        return Phrase.of("progress.step_error", step=key, error=exc.reason)
+        return Phrase.of("progress.step_error", step=key, error=exc.reason_phrase)
 
     @staticmethod
     def _rollback_notes(actions: Sequence[RollbackAction], cmd: Commands) -> list[Phrase]:
@@ -796,14 +796,14 @@ class RebuildService:
             cmd = self._commands_for(node, job)
             shell = await self._shells.connect(node)
         except ReplbotError as exc:
-            return (Phrase.of("progress.inspect.failed", error=exc.user_message),)
+            return (Phrase.of("progress.inspect.failed", error=exc.phrase),)
         timeout = self._settings.command_timeout_s
         try:
             pids = (await shell.run(cmd.leftover_basebackup(), timeout)).stdout.split()
             dirs = parse_directories((await shell.run(cmd.directories(), timeout)).stdout)
             running = (await shell.run(cmd.server_status(), timeout)).exit_status == 0
         except RemoteError as exc:
-            return (Phrase.of("progress.inspect.failed", error=exc.user_message),)
+            return (Phrase.of("progress.inspect.failed", error=exc.phrase),)
         finally:
             await shell.close()
         names = {"data": str(cmd.data_dir), "old": str(cmd.old_dir), "failed": str(cmd.failed_dir)}

@@ -305,7 +305,9 @@ class RepairService:
                     why = Phrase.of("progress.repair_cancelled")
                 elif result.failed:
                     failed = result.failed
-                    why = Phrase.of("progress.step_error", step=failed.key, error=failed.reason)
+                    why = Phrase.of(
+                        "progress.step_error", step=failed.key, error=failed.reason_phrase
+                    )
                 else:
                     why = Phrase.of("progress.repair_failed")
                 await self._end(run, state, (why,), result, executor.last_seen)
@@ -326,7 +328,7 @@ class RepairService:
         if seen and not result.ok:
             parts = (*parts, Phrase.of("progress.seen"), *seen)
         undo_notes = tuple(
-            Phrase.of("progress.step_error", step=f.key, error=f.reason)
+            Phrase.of("progress.step_error", step=f.key, error=f.reason_phrase)
             for f in result.undo_failures
         )
         if undo_notes:
