@@ -178,7 +178,7 @@ async def alerts(ctx: CommandContext) -> None:
     await ctx.chat.send(Reply(render.alerts_firing(service.firing(), service.active_mutes(), now)))
 
 
-MUTE_USAGE = "/mute CLUSTER|NODE|CLUSTER/NODE DURATION (e.g. /mute pg2 2h)"
+MUTE_USAGE = "/mute CLUSTER|NODE|CLUSTER/NODE DURATION"
 
 
 @group.command(

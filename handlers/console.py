@@ -82,7 +82,7 @@ class ConsoleChat:
                 self.buttons[number] = (self._next_id - 1, button.data)
                 self.labels[number] = render.to_plain_text(button.label)
                 labels.append(f"[{number}] {button.label}")
-            self._out("  buttons: " + "   ".join(labels) + "   (type the number to press)")
+            self._out(render.console_buttons(labels))
 
 
 class ConsoleNotifier:

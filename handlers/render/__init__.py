@@ -61,6 +61,7 @@ from handlers.render.common import (
 )
 from handlers.render.demo import (
     DEMO_COMMAND_SUMMARY,
+    console_buttons,
     demo_interrupted,
     demo_kept,
     demo_over_ssh,
@@ -201,6 +202,7 @@ __all__ = [
     "confirm_cleanup",
     "confirm_drop_slot",
     "confirm_rollback",
+    "console_buttons",
     "demo_interrupted",
     "demo_kept",
     "demo_over_ssh",

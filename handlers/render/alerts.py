@@ -13,7 +13,7 @@ from bot.models import (
     NoticeKind,
     Severity,
 )
-from handlers.i18n import _, ngettext
+from handlers.i18n import N_, _, ngettext
 from handlers.render.common import (
     FAIL,
     INFO,
@@ -118,13 +118,36 @@ def _details_reason(alert: Alert) -> list[str]:
     return [_("reason: {reason}").format(reason=esc(reason))]
 
 
+# what the monitor records when there is no PostgreSQL state to quote (monitor/rules.py)
+_NO_STATE = {"absent": N_("absent"), "not running": N_("not running"), "unknown": N_("unknown")}
+
+
+def _state(value: object) -> str:
+    text = str(value or "?")
+    return _(_NO_STATE[text]) if text in _NO_STATE else text
+
+
+def _not_streaming_reason(walsender: str, receiver: str) -> str:
+    """Why the replica counts as not streaming, from the two states the monitor recorded."""
+    problems = []
+    if walsender == "absent":
+        problems.append(_("absent from pg_stat_replication on the primary"))
+    elif walsender not in ("streaming", "?"):
+        problems.append(_("walsender state is {state}").format(state=_state(walsender)))
+    if receiver not in ("streaming", "unknown", "?"):
+        problems.append(_("WAL receiver is {state}").format(state=_state(receiver)))
+    return "; ".join(problems)
+
+
 def _details_not_streaming(alert: Alert) -> list[str]:
     f = alert.figures
+    walsender, receiver = str(f.get("walsender") or "?"), str(f.get("receiver") or "?")
+    reason = _not_streaming_reason(walsender, receiver)
     return [
-        esc(f.get("reason") or ""),
+        *([esc(reason)] if reason else []),
         _("walsender {walsender} · WAL receiver {receiver} · slot {slot}").format(
-            walsender=esc(f.get("walsender") or "?"),
-            receiver=esc(f.get("receiver") or "?"),
+            walsender=esc(_state(walsender)),
+            receiver=esc(_state(receiver)),
             slot=esc(f.get("slot") or "–"),
         ),
     ]

@@ -97,3 +97,8 @@ def demo_kept(base: str) -> str:
 def demo_removed() -> str:
     """The demo ended and cleaned up."""
     return _("demo clusters stopped and removed")
+
+
+def console_buttons(labels: list[str]) -> str:
+    """The console chat's line under a reply with buttons (plain text)."""
+    return _("  buttons: {labels}   (type the number to press)").format(labels="   ".join(labels))
