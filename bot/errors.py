@@ -147,6 +147,7 @@ class RebuildStepFailed(RebuildError):
     def __init__(self, step: str, message: Value, output: str = "") -> None:
         super().__init__(Phrase.of("error.step_failed", step=step, reason=message))
         self.user_message = f"{step}: {message}"  # as job details held it (``step: reason``)
+        self.reason_phrase = message
         self.step = step
         self.output = output
 

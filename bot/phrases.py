@@ -12,6 +12,7 @@ audit rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -31,6 +32,17 @@ class Phrase:
         """The values by name."""
         return dict(self.values)
 
+    def map_text(self, change: Callable[[str], str]) -> Phrase:
+        """The phrase with ``change`` applied to every text value, nested phrases too
+        (redaction: a value may quote a server message or command output)."""
+        return Phrase(
+            self.key,
+            tuple(
+                (name, change(value) if isinstance(value, str) else _mapped(value, change))
+                for name, value in self.values
+            ),
+        )
+
     def __str__(self) -> str:
         if not self.values:
             return self.key
@@ -45,3 +57,7 @@ class Phrase:
 
 
 Value = str | int | float | Phrase
+
+
+def _mapped(value: Value, change: Callable[[str], str]) -> Value:
+    return value.map_text(change) if isinstance(value, Phrase) else value

@@ -26,6 +26,7 @@ from handlers.render.common import (
     human_bytes,
     human_duration,
 )
+from handlers.render.phrases import reason_text
 from handlers.render.slotless import (
     slotless_alert_details,
     slotless_alert_headline,
@@ -114,7 +115,7 @@ def _headline_timeline_change(alert: Alert) -> str:
 
 
 def _details_reason(alert: Alert) -> list[str]:
-    reason = alert.figures.get("reason") or _("unknown")
+    reason = reason_text(str(alert.figures.get("reason") or "")) or _("unknown")
     return [_("reason: {reason}").format(reason=esc(reason))]
 
 

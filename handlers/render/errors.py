@@ -88,6 +88,7 @@ TEXTS: dict[str, str] = {
     "error.node.unknown_in": N_("unknown node '{node}' in cluster '{cluster}'"),
     "error.node_unavailable": N_("{node} unavailable: {reason}"),
     "error.pg.no_answer": N_("no answer within {timeout_s}"),
+    "error.monitor.internal": N_("internal error ({kind})"),
     "error.pg.no_row": N_("the probe returned no row"),
     "error.pg.query_timeout": N_("query timed out after {timeout_s}"),
     "error.pg.too_old": N_("PostgreSQL {version} is older than 14"),

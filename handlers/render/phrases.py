@@ -8,6 +8,7 @@ text and that every placeholder of a text is a value the service gives.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from bot.phrases import Phrase, Value
@@ -25,9 +26,41 @@ def register(texts: Mapping[str, str]) -> None:
     TEXTS.update(texts)
 
 
-def _shown(name: str, value: Value) -> str:
+# ``str(phrase)`` of a phrase whose values hold no space: what a str field (a node's
+# ``reason``, a snapshot's ``error``, an alert figure) keeps of one of our own phrases
+_NEUTRAL = re.compile(r"([a-z_]+(?:\.[a-z_]+)+)((?: [a-z_]+=[^ =]+)*)")
+
+
+def _number(text: str) -> Value:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def reason_text(value: Value | None) -> str:
+    """A reason as text: a phrase worded; a str that is the neutral form of one of our
+    phrases (``error.pg.no_answer timeout_s=5.0``) worded too; anything else (what
+    PostgreSQL, SSH or Telegram said) as given."""
+    if value is None:
+        return ""
     if isinstance(value, Phrase):
         return say(value)
+    if isinstance(value, str):
+        match = _NEUTRAL.fullmatch(value)
+        if match and match.group(1) in TEXTS:
+            pairs = (item.split("=", 1) for item in match.group(2).split())
+            values = tuple(sorted((k, _number(v)) for k, v in pairs))
+            return say(Phrase(match.group(1), values))
+    return str(value)
+
+
+def _shown(name: str, value: Value) -> str:
+    if isinstance(value, Phrase | str):
+        return reason_text(value)
     if name.endswith("_bytes") and isinstance(value, int | float):
         return human_bytes(int(value))
     if name.endswith("_s") and isinstance(value, int | float):

@@ -42,7 +42,7 @@ from handlers.render.common import (
     human_bytes,
     human_seconds,
 )
-from handlers.render.phrases import say
+from handlers.render.phrases import reason_text, say
 from handlers.render.plans import said, step_title
 
 REPAIR_USAGE = "/repair NODE [CLUSTER] [--dry-run] [--or-full]"
@@ -138,7 +138,7 @@ def _precondition(pre: _Precondition) -> str:
     if pre.code == "rewind_possible":
         reason = _looked_up(_REWIND_REASON, values.get("reason", ""))
         detail = values.get("detail", "").strip().splitlines()
-        values["reason"] = reason + (f": {detail[-1][:200]}" if detail else "")
+        values["reason"] = reason + (f": {reason_text(detail[-1][:200])}" if detail else "")
     template = _looked_up(_PRECONDITION_TEXT, pre.code)
     try:
         text = template.format(**values)
@@ -182,7 +182,7 @@ def repair_diagnosis(diag: _Diagnosis) -> str:
         lines.append(
             "• "
             + _("does not answer ({error}); server {server}").format(
-                error=esc(diag.replica_error or "?"), server=server
+                error=esc(reason_text(diag.replica_error) or "?"), server=server
             )
         )
         if diag.controldata is not None:

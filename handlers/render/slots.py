@@ -21,6 +21,7 @@ from handlers.render.common import (
     esc,
     human_bytes,
 )
+from handlers.render.phrases import reason_text
 
 
 def slots(clusters: Sequence[ClusterSlots]) -> str:
@@ -33,7 +34,7 @@ def _cluster_slots(cluster: ClusterSlots) -> str:
         cluster=f"<b>{esc(cluster.cluster)}</b>", node=esc(cluster.primary_node)
     )
     if cluster.error is not None:
-        return f"{FAIL} {title}: {esc(cluster.error)}"
+        return f"{FAIL} {title}: {esc(reason_text(cluster.error))}"
     if not cluster.slots:
         return f"{INFO} {title}: " + _("none")
     risky = sum(1 for s in cluster.slots if s.at_risk or not s.active)

@@ -11,6 +11,7 @@ from bot.models import (
 )
 from handlers.i18n import _, ngettext
 from handlers.render.common import FAIL, INFO, OK, WARN, code, esc, human_bytes, human_seconds
+from handlers.render.phrases import reason_text
 from handlers.render.slotless import slotless_status_line
 
 
@@ -29,7 +30,10 @@ def _cluster_status(cluster: ClusterStatus) -> str:
             + _("primary {node} is down").format(node=esc(cluster.primary_node))
         )
         lines.append(
-            "   " + _("reason: {reason}").format(reason=esc(cluster.primary_down or _("unknown")))
+            "   "
+            + _("reason: {reason}").format(
+                reason=esc(reason_text(cluster.primary_down) or _("unknown"))
+            )
         )
     else:
         p = cluster.primary
@@ -92,7 +96,10 @@ def _replica_lines(replica: ReplicaView) -> list[str]:
         lines.append(slotless_status_line(replica.slotless))
     if replica.state == "down":
         lines.append(
-            "   " + _("reason: {reason}").format(reason=esc(replica.down_reason or _("unknown")))
+            "   "
+            + _("reason: {reason}").format(
+                reason=esc(reason_text(replica.down_reason) or _("unknown"))
+            )
         )
         return lines
     sender = replica.sender

@@ -66,3 +66,32 @@ def test_a_phrase_is_worded_in_the_reply_language_with_sizes_and_durations() -> 
         assert str(phrase) == "test.sample free_bytes=1536 node=pg2 wait_s=150"
     finally:
         TEXTS.pop("test.sample")
+
+
+def test_a_str_field_holding_one_of_our_phrases_is_worded_and_server_text_is_kept() -> None:
+    """A node's reason kept as text (``NodeUnavailable.reason``, a snapshot's error, an alert
+    figure) is worded when it is the neutral form of our own phrase, in either language."""
+    from handlers.render.phrases import reason_text
+
+    neutral = str(Phrase.of("error.pg.no_answer", timeout_s=5.0))
+    with language("en"):
+        english = reason_text(neutral)
+    with language("ru"):
+        russian = reason_text(neutral)
+    assert "error.pg" not in english and "error.pg" not in russian and english != russian
+    server = 'connection to server at "127.0.0.1", port 5 failed: Connection refused'
+    assert reason_text(server) == server
+    assert reason_text("pg_hba.conf rejects connection") == "pg_hba.conf rejects connection"
+    nested = Phrase.of("preflight.ssh.failed", reason=Phrase.of("error.pg.no_answer", timeout_s=1))
+    with language("en"):
+        assert "error." not in say(nested) and "preflight." not in say(nested)
+
+
+def test_redaction_reaches_nested_phrases() -> None:
+    secret = "hunter2-secret"
+    inner = Phrase.of("error.step_failed", step="start", reason=f"password={secret}")
+    outer = Phrase.of("progress.step_error", step="start", error=inner)
+    redacted = outer.map_text(lambda text: text.replace(secret, "***"))
+    assert secret not in str(redacted)
+    with language("en"):
+        assert secret not in say(redacted)

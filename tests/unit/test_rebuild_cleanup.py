@@ -42,3 +42,10 @@ async def test_the_cleanup_record_is_a_stable_key_whatever_follows_it() -> None:
     await succeeded_job(bed, "progress.rebuilt node=pg2 path=/x; progress.old_removed by=7")
     with pytest.raises(RebuildRefused, match=r"error\.rebuild\.old_dir_removed"):
         await bed.service.cleanup_target("pg2", "main")
+
+
+async def test_a_job_row_from_before_phrases_that_says_the_old_directory_was_removed() -> None:
+    bed = Bed()
+    await succeeded_job(bed, "rebuilt from pg1; old directory removed by 7")
+    with pytest.raises(RebuildRefused, match=r"error\.rebuild\.old_dir_removed"):
+        await bed.service.cleanup_target("pg2", "main")

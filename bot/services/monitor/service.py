@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from bot.config import AppConfig, ClusterConfig, NodeConfig
 from bot.errors import NodeUnavailable
 from bot.models import NodeSnapshot, ReplicaSample, SlotSample, replay_lag_seconds
+from bot.phrases import Phrase
 from bot.ports import Clock, HistoryStore, MonitorProbe
 from bot.services.monitor.alerts import AlertService
 from bot.services.monitor.metrics import Metrics
@@ -181,10 +182,10 @@ class MonitorService:
         except NodeUnavailable as exc:
             reason = exc.reason
         except TimeoutError:
-            reason = f"no answer within {self._timeout:g} s"
+            reason = str(Phrase.of("error.pg.no_answer", timeout_s=self._timeout))
         except Exception as exc:  # a probe bug must not stop the monitor
             log.exception("monitor: polling %s/%s failed unexpectedly", cluster, node.name)
-            reason = f"internal error ({type(exc).__name__})"
+            reason = str(Phrase.of("error.monitor.internal", kind=type(exc).__name__))
         return NodeSnapshot(cluster, node.name, at, loop.time() - started, error=reason)
 
     async def _evaluate_loop(self, watch: _Watch) -> None:

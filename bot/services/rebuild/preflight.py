@@ -130,7 +130,7 @@ class Preflight:
                 _fail(
                     node.name,
                     "ssh",
-                    Phrase.of("preflight.ssh.failed", reason=exc.user_message),
+                    Phrase.of("preflight.ssh.failed", reason=exc.phrase),
                     Phrase.of("preflight.ssh.fix"),
                 )
             )

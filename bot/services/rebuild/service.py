@@ -88,8 +88,12 @@ def detail_text(parts: Sequence[Phrase]) -> str:
 
 
 def old_dir_removed(job: RebuildJob) -> bool:
-    """A --cleanup already removed the old directory of this job (its detail says so)."""
-    return any(part.split(" ", 1)[0] == OLD_REMOVED for part in job.detail.split("; "))
+    """A --cleanup already removed the old directory of this job (its detail says so; a job
+    row from before phrases says it in English)."""
+    parts = job.detail.split("; ")
+    return any(part.split(" ", 1)[0] == OLD_REMOVED for part in parts) or any(
+        part.startswith("old directory removed by ") for part in parts
+    )
 
 
 @dataclass(frozen=True)
@@ -249,13 +253,7 @@ class RebuildService:
 
     def _redact_phrase(self, phrase: Phrase) -> Phrase:
         """The phrase with every text value redacted (a detail may quote command output)."""
-        return Phrase(
-            phrase.key,
-            tuple(
-                (name, self._redact(value) if isinstance(value, str) else value)
-                for name, value in phrase.values
-            ),
-        )
+        return phrase.map_text(self._redact)
 
     def running_jobs(self, cluster: str) -> dict[str, int]:
         """Replica name -> id of the job this process runs on it now (for the monitor)."""
@@ -401,7 +399,11 @@ class RebuildService:
             if isinstance(exc, _Failed):
                 reason, output = exc.parts, exc.output
             elif isinstance(exc, ReplbotError):
-                error = exc.user_message
+                error = (
+                    exc.reason_phrase
+                    if isinstance(exc, StepFailed | RebuildStepFailed)
+                    else exc.phrase
+                )
                 reason = (Phrase.of("progress.step_error", step=step_key, error=error),)
                 output = exc.output if isinstance(exc, RebuildStepFailed) else run.output
             else:
@@ -586,10 +588,7 @@ class RebuildService:
 
     def _redacted(self, phrase: Phrase) -> Phrase:
         """The phrase with secrets masked in its text values (error texts, command output)."""
-        return Phrase(
-            phrase.key,
-            tuple((n, self._redact(v) if isinstance(v, str) else v) for n, v in phrase.values),
-        )
+        return phrase.map_text(self._redact)
 
     async def _finish(
         self, run: _Run, state: RebuildState, parts: Sequence[Phrase], output: str = ""

@@ -264,7 +264,10 @@ class RepairService:
         try:
             shell = await self._shells.connect(node)
         except Exception as exc:  # noqa: BLE001 - every failure ends the job visibly
-            why = Phrase.of("progress.cannot_connect", error=str(exc))
+            why = Phrase.of(
+                "progress.cannot_connect",
+                error=exc.phrase if isinstance(exc, ReplbotError) else str(exc),
+            )
             await self._end(run, RebuildState.ROLLED_BACK, (why,), PlanResult())
             self._runs.pop((cluster.name, node.name), None)
             return
@@ -333,12 +336,7 @@ class RepairService:
         )
         if undo_notes:
             parts = (*parts, Phrase.of("progress.undo_failed"), *undo_notes)
-        said = tuple(
-            Phrase(
-                p.key, tuple((n, self._redact(v) if isinstance(v, str) else v) for n, v in p.values)
-            )
-            for p in parts
-        )
+        said = tuple(p.map_text(self._redact) for p in parts)
         full = self._redact("; ".join(str(p) for p in said))
         run.job = await self._jobs.update(run.job.id, state=state, detail=full)
         outcome = Outcome.OK if state is RebuildState.SUCCEEDED else Outcome.FAILED
