@@ -29,7 +29,6 @@ END = datetime(2026, 12, 2, 6, 0, tzinfo=UTC).timestamp()  # "now" on the chart:
 POLL_S = 15.0
 CONFIG = """
 [telegram]
-token = "123456:README-chart-not-a-token"
 [audit]
 path = "/tmp/replbot-readme-chart.sqlite3"
 [[users]]
@@ -131,7 +130,7 @@ class _Clock:
 
 async def draw() -> tuple[bytes, str]:
     """The chart's PNG and its caption (plain text)."""
-    config = parse_config(tomllib.loads(CONFIG), {})
+    config = parse_config(tomllib.loads(CONFIG), {"REPLBOT_TELEGRAM_TOKEN": "1:dummy"})
     service = ChartService(config, _History(synthetic_history()), MatplotlibCharts(), _Clock())
     ref = service.target("pg2", "main", "6h")
     with i18n.language("ru"):
